@@ -1,0 +1,348 @@
+"""ImageFeaturizer: a frozen pretrained backbone as a scikit-learn transformer."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from numbers import Integral
+
+import numpy as np
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+)
+
+from featurize._backbones import Backbone, get_backbone
+from featurize._images import (
+    DEFAULT_MAX_PIXELS,
+    RESIZE_POLICIES,
+    as_image_list,
+    describe,
+    load_image,
+)
+from featurize._inference import POOLINGS, Forward, get_forward
+from featurize.errors import ImageError
+
+ON_ERROR = ("raise", "nan")
+FLATTEN_WARNING_FEATURES = 100_000
+FAILURE_COLUMNS = ["index", "input", "error", "reason"]
+
+
+@dataclass(frozen=True)
+class _Settings:
+    backbone: Backbone
+    weights: object
+    input_size: tuple[int, int]
+    layer: object
+    pooling: str | None
+
+
+class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Embed images with a frozen, pretrained Keras backbone.
+
+    The backbone's own preprocessing is applied, its output is taken at ``layer`` and
+    pooled over space. The Keras model is built on first use, shared by every
+    featurizer with the same settings in the process (clones in a grid search
+    included), and never pickled.
+
+    Parameters
+    ----------
+    backbone : str, default="resnet50"
+        A name from :func:`featurize.list_backbones` (case and separators ignored),
+        or one added with :func:`featurize.register_backbone`.
+    weights : {"imagenet", None} or path-like, default="imagenet"
+        ``"imagenet"`` downloads through Keras (and caches); None keeps the random
+        initialisation (for tests); a path loads a ``.weights.h5``/``.keras`` or
+        legacy ``.h5`` weights file.
+    layer : None, str or negative int, default=None
+        Where to take features. None is the final feature map; a string is a layer
+        name; ``-k`` is the k-th stage output from the end (``-1`` is the last stage,
+        ``-2`` the penultimate: "remove the last stage"). The stages are listed in
+        :func:`featurize.list_backbones`.
+    pooling : {"avg", "max", "gem"} or None, default="avg"
+        Spatial pooling of the feature map. ``"gem"`` is generalised-mean pooling
+        with p=3. None flattens the map (warns above 100,000 features).
+    input_size : int, (int, int) or None, default=None
+        ``(height, width)`` the images are resized to; None is the backbone's native
+        size.
+    resize : {"stretch", "center_crop"}, default="stretch"
+        ``"stretch"`` resizes whole images; ``"center_crop"`` keeps the aspect ratio
+        and crops the centre. Both antialias.
+    batch_size : int, default=32
+        Images per forward pass.
+    on_error : {"raise", "nan"}, default="raise"
+        What a bad image does: raise an error naming it, or give a row of NaN (so
+        ``X`` and ``y`` stay aligned) and be recorded in ``failures_``.
+    max_pixels : int or None, default=89_478_485
+        Images with more pixels are refused before decoding (decompression-bomb
+        guard). None disables the check.
+    verbose : int, default=0
+        If positive, show a progress bar on runs longer than two seconds.
+
+    Attributes
+    ----------
+    backbone_ : str
+        Canonical name of the backbone.
+    layer_ : str
+        Name of the layer features are taken from.
+    input_size_ : (int, int)
+        ``(height, width)`` images are resized to.
+    n_features_out_ : int
+        Width of the embedding.
+    failures_ : pandas.DataFrame
+        Images the last :meth:`transform` could not use (with ``on_error="nan"``):
+        columns ``index``, ``input``, ``error`` and ``reason``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from featurize import ImageFeaturizer
+    >>> images = np.random.default_rng(0).integers(0, 256, (2, 48, 64, 3), np.uint8)
+    >>> featurizer = ImageFeaturizer("mobilenet_v3_small", weights=None, input_size=32)
+    >>> featurizer.fit_transform(images).shape
+    (2, 576)
+    """
+
+    def __init__(
+        self,
+        backbone="resnet50",
+        *,
+        weights="imagenet",
+        layer=None,
+        pooling="avg",
+        input_size=None,
+        resize="stretch",
+        batch_size=32,
+        on_error="raise",
+        max_pixels=DEFAULT_MAX_PIXELS,
+        verbose=0,
+    ):
+        self.backbone = backbone
+        self.weights = weights
+        self.layer = layer
+        self.pooling = pooling
+        self.input_size = input_size
+        self.resize = resize
+        self.batch_size = batch_size
+        self.on_error = on_error
+        self.max_pixels = max_pixels
+        self.verbose = verbose
+
+    # -- parameters -------------------------------------------------------------------
+
+    def _settings(self) -> _Settings:
+        """Validate the parameters; return what defines the forward function."""
+        backbone = get_backbone(self.backbone)
+        _check_choice("pooling", self.pooling, POOLINGS)
+        _check_choice("resize", self.resize, RESIZE_POLICIES)
+        _check_choice("on_error", self.on_error, ON_ERROR)
+        _check_int("batch_size", self.batch_size, allow_none=False)
+        _check_int("max_pixels", self.max_pixels, allow_none=True)
+        weights = self.weights
+        if not (weights is None or isinstance(weights, (str, os.PathLike))):
+            raise TypeError(
+                f"`weights` must be 'imagenet', None or a path to a weights file; "
+                f"received {weights!r} of type {type(weights).__name__}."
+            )
+        return _Settings(
+            backbone=backbone,
+            weights=weights,
+            input_size=_input_size(self.input_size, backbone),
+            layer=self.layer,
+            pooling=self.pooling,
+        )
+
+    def _forward(self, settings: _Settings) -> Forward:
+        return get_forward(
+            settings.backbone,
+            settings.weights,
+            settings.input_size,
+            settings.layer,
+            settings.pooling,
+        )
+
+    # -- scikit-learn API --------------------------------------------------------------
+
+    def fit(self, X=None, y=None):
+        """Validate the parameters and build the backbone; nothing is learned.
+
+        Parameters
+        ----------
+        X : collection of images, optional
+            Ignored, except that a single image (a bare path) is refused.
+        y : ignored
+
+        Returns
+        -------
+        self : ImageFeaturizer
+        """
+        if isinstance(X, (str, bytes, os.PathLike)):
+            as_image_list(X)  # raises the "single image" error
+        settings = self._settings()
+        forward = self._forward(settings)
+        self.backbone_ = settings.backbone.name
+        self.layer_ = forward.features.layer
+        self.input_size_ = settings.input_size
+        self.n_features_out_ = forward.n_features
+        if self.pooling is None and forward.n_features > FLATTEN_WARNING_FEATURES:
+            warnings.warn(
+                f"pooling=None flattens the {forward.features.output_shape} feature "
+                f"map of layer {forward.features.layer!r} into "
+                f"{forward.n_features:,} features per image. Use pooling='avg', a "
+                f"smaller input_size or an earlier layer to keep it manageable.",
+                UserWarning,
+                stacklevel=2,
+            )
+        return self
+
+    def transform(self, X):
+        """Embed images.
+
+        Parameters
+        ----------
+        X : collection of images
+            A list, tuple, array or pandas Series of paths (``str``,
+            ``pathlib.Path``), encoded ``bytes``, PIL images or ``(height, width[,
+            channels])`` arrays; a single-column DataFrame of those; or a numeric
+            ``(n, height, width, channels)`` batch.
+
+        Returns
+        -------
+        ndarray of shape (n_images, n_features_out_), dtype float32
+            Rows of NaN for images that failed under ``on_error="nan"``.
+        """
+        items = as_image_list(X)
+        settings = self._settings()
+        forward = self._forward(settings)
+        height, width = settings.input_size
+        n_images = len(items)
+        output = np.full((n_images, forward.n_features), np.nan, dtype=np.float32)
+        batch = np.empty(
+            (min(self.batch_size, max(n_images, 1)), height, width, 3), dtype=np.float32
+        )
+        failures = []
+        with _progress(n_images, self.verbose, settings.backbone.name) as progress:
+            for start in range(0, n_images, self.batch_size):
+                rows = []
+                for index in range(start, min(start + self.batch_size, n_images)):
+                    try:
+                        batch[len(rows)] = load_image(
+                            items[index],
+                            size=settings.input_size,
+                            resize=self.resize,
+                            max_pixels=self.max_pixels,
+                            index=index,
+                        )
+                    except ImageError as error:
+                        if self.on_error == "raise":
+                            raise
+                        failures.append(
+                            (
+                                index,
+                                describe(items[index]),
+                                type(error).__name__,
+                                error.reason,
+                            )
+                        )
+                        continue
+                    rows.append(index)
+                if rows:
+                    output[rows] = forward(batch[: len(rows)])
+                progress.update(min(self.batch_size, n_images - start))
+        self._record_failures(failures, n_images)
+        return output
+
+    def _record_failures(self, failures: list, n_images: int) -> None:
+        import pandas as pd
+
+        self.failures_ = pd.DataFrame(failures, columns=FAILURE_COLUMNS)
+        if failures:
+            first = failures[0]
+            warnings.warn(
+                f"{len(failures)} of {n_images} images could not be used and gave "
+                f"rows of NaN (first: input {first[0]} {first[1]!r}: {first[3]}). "
+                f"See the featurizer's failures_.",
+                UserWarning,
+                stacklevel=3,
+            )
+
+    @property
+    def _n_features_out(self):
+        if hasattr(self, "n_features_out_"):
+            return self.n_features_out_
+        return self._forward(self._settings()).n_features
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False
+        tags.input_tags.string = True
+        tags.input_tags.two_d_array = True  # a single column of paths
+        tags.transformer_tags.preserves_dtype = []
+        return tags
+
+
+def _check_choice(name: str, value, choices) -> None:
+    if value not in choices or isinstance(value, bool):
+        raise ValueError(
+            f"`{name}` must be one of {list(choices)}; received {value!r}."
+        )
+
+
+def _check_int(name: str, value, *, allow_none: bool) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+        raise ValueError(
+            f"`{name}` must be a positive integer{' or None' if allow_none else ''}; "
+            f"received {value!r}."
+        )
+
+
+def _input_size(value, backbone: Backbone) -> tuple[int, int]:
+    if value is None:
+        if backbone.input_size is None:
+            raise ValueError(
+                f"Backbone {backbone.name!r} has no native input size: pass "
+                f"input_size=(height, width)."
+            )
+        return tuple(backbone.input_size)
+    if isinstance(value, Integral) and not isinstance(value, bool):
+        value = (value, value)
+    try:
+        height, width = value
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"`input_size` must be None, an int or (height, width); received {value!r}."
+        ) from None
+    for side in (height, width):
+        if isinstance(side, bool) or not isinstance(side, Integral) or side < 1:
+            raise ValueError(
+                f"`input_size` must hold positive integers; received {value!r}."
+            )
+    return int(height), int(width)
+
+
+class _progress:
+    """A tqdm bar that only appears on runs longer than two seconds."""
+
+    def __init__(self, total: int, verbose, name: str):
+        self.bar = None
+        if verbose:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(
+                total=total, unit="img", desc=f"embedding ({name})", delay=2
+            )
+
+    def __enter__(self):
+        return self
+
+    def update(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -1,0 +1,386 @@
+"""Turn whatever the caller passed into normalised RGB pixel arrays.
+
+Two steps: :func:`as_image_list` checks the container (without decoding anything), and
+:func:`load_image` reads, decodes and normalises one item: EXIF orientation applied,
+every mode converted to 8-bit RGB (transparency composited on white, 16-bit scaled),
+then resized with antialiasing to the backbone's input size.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from featurize.errors import (
+    ImageDecodeError,
+    ImageReadError,
+    ImageTooLargeError,
+    InvalidInputError,
+    UnsupportedImageTypeError,
+)
+
+RESIZE_POLICIES = ("stretch", "center_crop")
+# PIL's own decompression-bomb threshold (about 89.5 megapixels).
+DEFAULT_MAX_PIXELS = 89_478_485
+_RESAMPLE = Image.Resampling.BILINEAR  # PIL filters with antialiasing when shrinking
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+
+
+def _short(value, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def as_image_list(X) -> Sequence:
+    """Check that ``X`` is a collection of images and return it as a sequence.
+
+    Accepted: a list, tuple, 1-D array or pandas Series of paths, bytes, PIL images or
+    arrays; a single-column DataFrame or ``(n, 1)`` array of those; a numeric
+    ``(n, height, width, channels)`` array. Nothing is decoded here.
+
+    Raises
+    ------
+    InvalidInputError
+        If ``X`` is a single image (a bare path string, bytes, PIL image) or a
+        container that does not hold images.
+    """
+    if isinstance(X, (str, os.PathLike, bytes, bytearray, Image.Image)):
+        kind = "PIL image" if isinstance(X, Image.Image) else type(X).__name__
+        raise InvalidInputError(
+            f"Expected a collection of images, received a single {kind} "
+            f"{_short(X, 60)}. Wrap it in a list: [{_short(X, 40)}]."
+        )
+    if hasattr(X, "iloc") and hasattr(X, "columns"):  # pandas DataFrame
+        if X.shape[1] != 1:
+            raise InvalidInputError(
+                f"Expected a DataFrame with one column of images, received "
+                f"{X.shape[1]} columns {list(X.columns)[:10]}. Select the column: "
+                f"X[['path']]."
+            )
+        return list(X.iloc[:, 0])
+    if hasattr(X, "iloc"):  # pandas Series
+        return list(X)
+    if isinstance(X, np.ndarray):
+        return _array_as_images(X)
+    if isinstance(X, (list, tuple)):
+        return X
+    try:
+        return list(X)
+    except TypeError:
+        raise InvalidInputError(
+            f"Expected a collection of images (list of paths, array batch, ...), "
+            f"received {type(X).__name__}."
+        ) from None
+
+
+def _array_as_images(X: np.ndarray) -> Sequence:
+    if X.dtype.kind in "OUS":
+        if X.ndim == 2 and X.shape[1] == 1:
+            X = X[:, 0]
+        if X.ndim != 1:
+            raise InvalidInputError(
+                f"Expected a 1-D array or one column of paths, received an array of "
+                f"shape {X.shape}."
+            )
+        return list(X)
+    if X.ndim == 4 and X.shape[-1] in (1, 3, 4) and X.dtype.kind in "uif":
+        return X
+    raise InvalidInputError(
+        f"A numeric array must be a batch of images of shape (n_images, height, "
+        f"width, channels) with 1, 3 or 4 channels; received shape {X.shape} and "
+        f"dtype {X.dtype}. For one image, pass [image] or image[np.newaxis]."
+    )
+
+
+def describe(item) -> str:
+    """A short, printable name for an input, for error messages and reports."""
+    if isinstance(item, (str, os.PathLike)):
+        return os.fspath(item)
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return f"<{len(item)} bytes>"
+    if isinstance(item, Image.Image):
+        return f"<PIL image {item.mode} {item.size[0]}x{item.size[1]}>"
+    if isinstance(item, np.ndarray):
+        return f"<array {item.shape} {item.dtype}>"
+    return f"<{type(item).__name__}>"
+
+
+def load_image(
+    item,
+    *,
+    size: tuple[int, int],
+    resize: str = "stretch",
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    index: int | None = None,
+) -> np.ndarray:
+    """Read, decode and normalise one image to a ``(height, width, 3)`` array.
+
+    Parameters
+    ----------
+    item : str, path-like, bytes, PIL.Image.Image or ndarray
+        The image.
+    size : (int, int)
+        Target ``(height, width)``.
+    resize : {"stretch", "center_crop"}
+        ``"stretch"`` resizes the whole image to ``size``; ``"center_crop"`` keeps the
+        aspect ratio and crops the centre.
+    max_pixels : int or None
+        Refuse images with more pixels than this (decompression-bomb guard).
+    index : int, optional
+        The item's position in its batch, for error messages.
+
+    Returns
+    -------
+    ndarray
+        ``uint8`` for 8-bit sources, ``float32`` in [0, 255] for float arrays.
+
+    Raises
+    ------
+    ImageReadError, ImageDecodeError, ImageTooLargeError, UnsupportedImageTypeError
+        Naming the input and what is wrong with it.
+    """
+    source = describe(item)
+    if isinstance(item, np.ndarray):
+        return _load_array(item, size, resize, max_pixels, source, index)
+    if isinstance(item, Image.Image):
+        _checked_size(item, max_pixels, source, index)
+        return _finish(item, size, resize, source, index, owned=False)
+    if isinstance(item, (str, os.PathLike)):
+        data = read_file(item, index=index)
+    elif isinstance(item, (bytes, bytearray, memoryview)):
+        data = bytes(item)
+        if not data:
+            raise ImageReadError(
+                "empty bytes object (0 bytes)", source=source, index=index
+            )
+    elif item is None or (isinstance(item, float) and math.isnan(item)):
+        raise UnsupportedImageTypeError(
+            "missing value: expected a path, bytes, a PIL image or an array",
+            source=None,
+            index=index,
+        )
+    else:
+        raise UnsupportedImageTypeError(
+            f"unsupported input type {type(item).__name__}: expected a path, bytes, "
+            f"a PIL image or an array",
+            source=source,
+            index=index,
+        )
+    image = decode(data, source=source, index=index, max_pixels=max_pixels)
+    return _finish(image, size, resize, source, index, owned=True)
+
+
+def read_file(path, *, index: int | None = None) -> bytes:
+    """Read a file's bytes, turning every failure into an :class:`ImageReadError`."""
+    source = os.fspath(path)
+    try:
+        with open(source, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        raise ImageReadError("file not found", source=source, index=index) from None
+    except IsADirectoryError:
+        raise ImageReadError(
+            "is a directory, not an image file", source=source, index=index
+        ) from None
+    except PermissionError:
+        raise ImageReadError("permission denied", source=source, index=index) from None
+    except OSError as error:
+        raise ImageReadError(
+            f"could not be read: {error.strerror or error}", source=source, index=index
+        ) from None
+    if not data:
+        raise ImageReadError("empty file (0 bytes)", source=source, index=index)
+    return data
+
+
+def decode(
+    data: bytes,
+    *,
+    source=None,
+    index: int | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> Image.Image:
+    """Decode image bytes into a loaded PIL image, checking the pixel limit first."""
+    try:
+        with warnings.catch_warnings():
+            # We enforce our own, configurable limit below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageDecodeError(
+            "not a recognised image format", source=source, index=index
+        ) from None
+    except Image.DecompressionBombError as error:
+        raise ImageTooLargeError(
+            f"{error}; raise PIL.Image.MAX_IMAGE_PIXELS as well as max_pixels to "
+            f"accept it",
+            source=source,
+            index=index,
+        ) from None
+    except Exception as error:  # PIL raises many types on malformed headers
+        raise ImageDecodeError(
+            f"corrupt image header ({type(error).__name__}: {error})",
+            source=source,
+            index=index,
+        ) from None
+    _checked_size(image, max_pixels, source, index)
+    try:
+        image.load()
+    except Exception as error:
+        raise ImageDecodeError(
+            f"truncated or corrupt image data ({type(error).__name__}: {error})",
+            source=source,
+            index=index,
+        ) from None
+    return image
+
+
+def _checked_size(image: Image.Image, max_pixels, source, index) -> Image.Image:
+    width, height = image.size
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"image is {width}x{height} = {width * height:,} pixels, above "
+            f"max_pixels={max_pixels:,} (decompression-bomb guard); raise max_pixels "
+            f"if the image is trusted",
+            source=source,
+            index=index,
+        )
+    if width == 0 or height == 0:
+        raise ImageDecodeError(
+            f"image has no pixels ({width}x{height})", source=source, index=index
+        )
+    return image
+
+
+def _finish(image, size, resize, source, index, *, owned: bool) -> np.ndarray:
+    """Apply EXIF orientation (never mutating a caller's image), RGB, resize."""
+    try:
+        if owned:
+            ImageOps.exif_transpose(image, in_place=True)
+        else:
+            image = ImageOps.exif_transpose(image)
+    except Exception:  # a malformed EXIF block must not cost the whole image
+        pass
+    rgb = to_rgb(image, source=source, index=index)
+    return np.asarray(_resize(rgb, size, resize), dtype=np.uint8)
+
+
+def to_rgb(image: Image.Image, *, source=None, index: int | None = None) -> Image.Image:
+    """Convert any PIL mode to 8-bit RGB.
+
+    Transparency is composited on white; 16-bit greyscale is scaled (not clipped) to
+    8 bits; palette, greyscale, CMYK and YCbCr images are converted.
+    """
+    mode = image.mode
+    if mode == "RGB" and "transparency" not in image.info:
+        return image
+    if mode in _ALPHA_MODES or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    if mode in _SIXTEEN_BIT_MODES:
+        values = np.asarray(image, dtype=np.float64)
+        grey = np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    if mode == "F":
+        raise ImageDecodeError(
+            "unsupported mode 'F' (32-bit floating point); convert it to 8-bit first, "
+            "or pass it as a float array with values in [0, 255]",
+            source=source,
+            index=index,
+        )
+    try:
+        return image.convert("RGB")
+    except (ValueError, OSError) as error:
+        raise ImageDecodeError(
+            f"unsupported mode {mode!r}: cannot convert to RGB ({error})",
+            source=source,
+            index=index,
+        ) from None
+
+
+def _crop_box(width: int, height: int, size, resize: str):
+    if resize == "stretch":
+        return None
+    target_h, target_w = size
+    scale = max(target_w / width, target_h / height)
+    crop_w, crop_h = target_w / scale, target_h / scale
+    left, top = (width - crop_w) / 2, (height - crop_h) / 2
+    return (left, top, left + crop_w, top + crop_h)
+
+
+def _resize(image: Image.Image, size, resize: str) -> Image.Image:
+    height, width = size
+    box = _crop_box(image.width, image.height, size, resize)
+    if box is None and image.size == (width, height):
+        return image
+    return image.resize((width, height), _RESAMPLE, box=box)
+
+
+def _load_array(array, size, resize, max_pixels, source, index) -> np.ndarray:
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
+        raise ImageDecodeError(
+            f"an image array must be (height, width) or (height, width, 1|3|4); "
+            f"received shape {array.shape}",
+            source=source,
+            index=index,
+        )
+    height, width = array.shape[:2]
+    if max_pixels is not None and height * width > max_pixels:
+        raise ImageTooLargeError(
+            f"image is {width}x{height} = {width * height:,} pixels, above "
+            f"max_pixels={max_pixels:,}",
+            source=source,
+            index=index,
+        )
+    if array.dtype == np.uint8:
+        return _finish(Image.fromarray(array), size, resize, source, index, owned=True)
+    if array.dtype == np.uint16:
+        scaled = np.clip(np.rint(array / 257.0), 0, 255).astype(np.uint8)
+        return _finish(Image.fromarray(scaled), size, resize, source, index, owned=True)
+    if array.dtype.kind == "f":
+        return _load_float_array(array, size, resize, source, index)
+    raise ImageDecodeError(
+        f"unsupported array dtype {array.dtype}: use uint8, uint16 or float in "
+        "[0, 255]",
+        source=source,
+        index=index,
+    )
+
+
+def _load_float_array(array, size, resize, source, index) -> np.ndarray:
+    array = np.asarray(array, dtype=np.float32)
+    if not np.isfinite(array).all() or array.min() < 0 or array.max() > 255:
+        raise ImageDecodeError(
+            "a float image array must hold finite values in [0, 255] (as "
+            "keras.utils.img_to_array returns); scale 0-1 images by 255",
+            source=source,
+            index=index,
+        )
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=-1)
+    elif array.shape[-1] == 4:
+        alpha = array[..., 3:] / 255.0
+        array = array[..., :3] * alpha + 255.0 * (1.0 - alpha)
+    height, width = array.shape[:2]
+    box = _crop_box(width, height, size, resize)
+    if box is None and (height, width) == tuple(size):
+        return array
+    channels = [
+        np.asarray(
+            Image.fromarray(np.ascontiguousarray(array[..., c]), mode="F").resize(
+                (size[1], size[0]), _RESAMPLE, box=box
+            )
+        )
+        for c in range(3)
+    ]
+    return np.clip(np.stack(channels, axis=-1), 0, 255)

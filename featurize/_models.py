@@ -1,0 +1,133 @@
+"""Build backbones as Keras models, cut them at a layer, and share them in-process.
+
+Models are derived state: an estimator never holds one. Every estimator with the same
+settings (clones in a grid search included) gets the same model object from
+:func:`feature_model`, which builds it on first use.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+
+from featurize._backbones import Backbone
+from featurize._stages import canonicalize_layer_names, find_stages
+
+_LOCK = threading.RLock()
+_MODELS: dict[tuple, FeatureModel] = {}
+
+
+@dataclass(frozen=True)
+class FeatureModel:
+    """A backbone cut at one layer, ready to run.
+
+    Attributes
+    ----------
+    model : keras.Model
+        Maps preprocessed NHWC float32 images to the chosen layer's output.
+    layer : str
+        The name of the layer the model ends at.
+    stages : tuple of str
+        Stage outputs of the whole backbone, shallowest first.
+    output_shape : tuple of int
+        ``(height, width, channels)`` of the layer's output.
+    """
+
+    model: object
+    layer: str
+    stages: tuple[str, ...]
+    output_shape: tuple[int, int, int]
+
+
+def weights_key(weights) -> object:
+    """A hashable identity for a ``weights`` argument (files by path, size, mtime)."""
+    if weights is None or weights == "imagenet":
+        return weights
+    path = os.path.abspath(os.fspath(weights))
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return (path, None, None)
+    return (path, stat.st_size, stat.st_mtime_ns)
+
+
+def _build_backbone(backbone: Backbone, weights, input_size: tuple[int, int]):
+    from featurize._weights import build_with_weights
+
+    model = build_with_weights(backbone, weights, input_size)
+    canonicalize_layer_names(model)
+    return model
+
+
+def resolve_layer(layer, stages: tuple[str, ...], layer_names, backbone_name: str):
+    """Turn a ``layer`` parameter into a layer name of the backbone."""
+    if layer is None:
+        return stages[-1]
+    if isinstance(layer, bool) or not isinstance(layer, (int, str)):
+        raise TypeError(
+            f"`layer` must be None, a layer name or a negative int; received "
+            f"{layer!r} of type {type(layer).__name__}."
+        )
+    if isinstance(layer, int):
+        if not -len(stages) <= layer <= -1:
+            raise ValueError(
+                f"layer={layer} is out of range for backbone {backbone_name!r}, which "
+                f"has {len(stages)} stages {list(stages)}: use -1 (last stage) to "
+                f"-{len(stages)} (first stage)."
+            )
+        return stages[layer]
+    if layer not in layer_names:
+        close = [name for name in layer_names if layer in name][:10]
+        hint = f" Names containing it: {close}." if close else ""
+        raise ValueError(
+            f"Backbone {backbone_name!r} has no layer {layer!r}. Its stage outputs "
+            f"are {list(stages)}; any name in the model's `layers` also works.{hint}"
+        )
+    return layer
+
+
+def feature_model(
+    backbone: Backbone, weights, input_size: tuple[int, int], layer
+) -> FeatureModel:
+    """Return the (shared) backbone model ending at ``layer``, building it if needed."""
+    base_key = (backbone.key, weights_key(weights), tuple(input_size))
+    with _LOCK:
+        full = _MODELS.get(base_key + (None,))
+        if full is None:
+            model = _build_backbone(backbone, weights, input_size)
+            stages = tuple(find_stages(model))
+            full = FeatureModel(model, stages[-1], stages, _shape(model.output))
+            _MODELS[base_key + (None,)] = full
+        name = resolve_layer(
+            layer, full.stages, [x.name for x in full.model.layers], backbone.name
+        )
+        if name == full.layer:
+            return full
+        cut = _MODELS.get(base_key + (name,))
+        if cut is None:
+            import keras
+
+            output = full.model.get_layer(name).output
+            sub = keras.Model(
+                full.model.inputs, output, name=f"{full.model.name}_{name}"
+            )
+            cut = FeatureModel(sub, name, full.stages, _shape(output))
+            _MODELS[base_key + (name,)] = cut
+        return cut
+
+
+def _shape(tensor) -> tuple[int, int, int]:
+    shape = tuple(tensor.shape[1:])
+    if len(shape) != 3 or any(d is None for d in shape):
+        raise ValueError(
+            f"Expected a 4-D (batch, height, width, channels) feature map with a known "
+            f"size; the layer's output has shape {tuple(tensor.shape)}."
+        )
+    return tuple(int(d) for d in shape)
+
+
+def clear_model_cache() -> None:
+    """Forget every model built in this process."""
+    with _LOCK:
+        _MODELS.clear()

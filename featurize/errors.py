@@ -1,0 +1,98 @@
+"""Exceptions raised by featurize.
+
+Every exception derives from :class:`FeaturizeError`, and each specific one also
+derives from the matching built-in (``ValueError``, ``OSError``), so callers can catch
+either. Image errors carry the offending input and its position in the batch.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "FeaturizeError",
+    "ImageDecodeError",
+    "ImageError",
+    "ImageReadError",
+    "ImageTooLargeError",
+    "InvalidInputError",
+    "UnknownBackboneError",
+    "UnsafeWeightsFileError",
+    "UnsupportedImageTypeError",
+    "WeightsUnavailableError",
+]
+
+
+class FeaturizeError(Exception):
+    """Root of every error raised by featurize."""
+
+
+class UnknownBackboneError(FeaturizeError, ValueError):
+    """A backbone name that is not in the registry."""
+
+
+class InvalidInputError(FeaturizeError, TypeError):
+    """The container passed as ``X`` is not a collection of images."""
+
+
+class ImageError(FeaturizeError):
+    """One image of a batch could not be used.
+
+    Attributes
+    ----------
+    source : object
+        The offending input as given (a path, or a short description of an
+        in-memory image).
+    index : int or None
+        Its position in the batch, when known.
+    reason : str
+        What is wrong with it, without the input's name.
+    """
+
+    def __init__(self, reason: str, *, source=None, index: int | None = None):
+        self.reason = reason
+        self.source = source
+        self.index = index
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        where = [] if self.index is None else [f"input {self.index}"]
+        if self.source is not None:
+            where.append(repr(str(self.source)))
+        prefix = " ".join(where)
+        return f"{prefix}: {self.reason}" if prefix else self.reason
+
+    def __str__(self) -> str:
+        return self._message()
+
+    def __reduce__(self):
+        return (
+            _rebuild_image_error,
+            (type(self), self.reason, self.source, self.index),
+        )
+
+
+def _rebuild_image_error(cls, reason, source, index):
+    return cls(reason, source=source, index=index)
+
+
+class ImageReadError(ImageError, OSError):
+    """The image's bytes could not be read: missing file, directory, empty file."""
+
+
+class ImageDecodeError(ImageError, ValueError):
+    """Not a usable image: unknown format, truncated, corrupt, unsupported mode."""
+
+
+class UnsupportedImageTypeError(ImageError, TypeError):
+    """An item of ``X`` is not an image: not a path, bytes, PIL image or array."""
+
+
+class ImageTooLargeError(ImageDecodeError):
+    """More pixels than ``max_pixels`` allows (decompression-bomb guard)."""
+
+
+class WeightsUnavailableError(FeaturizeError, OSError):
+    """Pretrained weights are not on this machine and could not be downloaded."""
+
+
+class UnsafeWeightsFileError(FeaturizeError, ValueError):
+    """A weights file asked to run code, or is not the format it claims to be."""

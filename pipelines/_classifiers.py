@@ -1,0 +1,71 @@
+"""Ready-made pipelines: featurizer, optional scaler, linear classifier."""
+
+from __future__ import annotations
+
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC, LinearSVC
+
+from featurize import ImageFeaturizer
+
+CLASSIFIERS = {
+    "logreg": lambda: LogisticRegression(max_iter=5000),
+    "linear_svm": lambda: LinearSVC(max_iter=20000),
+    "svm": lambda: SVC(kernel="rbf", probability=True, random_state=0),
+}
+
+
+def make_classifier(classifier):
+    """A fresh estimator for a classifier name, or the estimator itself."""
+    if not isinstance(classifier, str):
+        return classifier
+    try:
+        return CLASSIFIERS[classifier]()
+    except KeyError:
+        raise ValueError(
+            f"Unknown classifier {classifier!r}. Known classifiers: "
+            f"{sorted(CLASSIFIERS)}, or pass a scikit-learn estimator."
+        ) from None
+
+
+def make_image_classifier(
+    backbone: str = "resnet50",
+    classifier="logreg",
+    *,
+    scale: bool = True,
+    **featurizer_params,
+) -> Pipeline:
+    """Build ``Pipeline([featurizer, (scaler,) classifier])`` for image paths.
+
+    Parameters
+    ----------
+    backbone : str
+        A name from :func:`featurize.list_backbones`.
+    classifier : {"logreg", "linear_svm", "svm"} or estimator, default="logreg"
+        Logistic regression, a linear SVM, an RBF SVM (with probabilities), or any
+        scikit-learn classifier.
+    scale : bool, default=True
+        Standardise the embeddings before the classifier.
+    **featurizer_params
+        Passed to :class:`featurize.ImageFeaturizer` (``layer``, ``pooling``,
+        ``weights``, ``input_size``, ...).
+
+    Returns
+    -------
+    sklearn.pipeline.Pipeline
+        Steps ``featurizer``, ``scaler`` (if ``scale``) and ``classifier``; tune
+        them in ``GridSearchCV`` as ``classifier__C``, ``featurizer__layer``, ...
+
+    Examples
+    --------
+    >>> from pipelines import make_image_classifier
+    >>> clf = make_image_classifier("mobilenet_v3_small", "linear_svm", weights=None)
+    >>> [name for name, _ in clf.steps]
+    ['featurizer', 'scaler', 'classifier']
+    """
+    steps = [("featurizer", ImageFeaturizer(backbone, **featurizer_params))]
+    if scale:
+        steps.append(("scaler", StandardScaler()))
+    steps.append(("classifier", make_classifier(classifier)))
+    return Pipeline(steps)
