@@ -171,15 +171,15 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         Parameters
         ----------
         X : collection of images, optional
-            Ignored, except that a single image (a bare path) is refused.
+            Checked to be a collection of images (nothing is decoded).
         y : ignored
 
         Returns
         -------
         self : ImageFeaturizer
         """
-        if isinstance(X, (str, bytes, os.PathLike)):
-            as_image_list(X)  # raises the "single image" error
+        if X is not None:
+            as_image_list(X)
         settings = self._settings()
         forward = self._forward(settings)
         self.backbone_ = settings.backbone.name

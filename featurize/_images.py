@@ -69,6 +69,11 @@ def as_image_list(X) -> Sequence:
         return list(X)
     if isinstance(X, np.ndarray):
         return _array_as_images(X)
+    if hasattr(X, "tocsr"):
+        raise InvalidInputError(
+            f"Expected a collection of images, received a sparse matrix of shape "
+            f"{X.shape}."
+        )
     if isinstance(X, (list, tuple)):
         return X
     try:
@@ -377,7 +382,7 @@ def _load_float_array(array, size, resize, source, index) -> np.ndarray:
         return array
     channels = [
         np.asarray(
-            Image.fromarray(np.ascontiguousarray(array[..., c]), mode="F").resize(
+            Image.fromarray(np.ascontiguousarray(array[..., c])).resize(
                 (size[1], size[0]), _RESAMPLE, box=box
             )
         )

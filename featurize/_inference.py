@@ -12,7 +12,7 @@ import threading
 import numpy as np
 
 from featurize._backbones import Backbone
-from featurize._models import FeatureModel, feature_model
+from featurize._models import FeatureModel, clear_model_cache, feature_model
 
 POOLINGS = ("avg", "max", "gem", None)
 GEM_POWER = 3.0
@@ -135,3 +135,10 @@ def get_forward(
             forward = Forward(backbone, features, pooling)
             _FORWARDS[key] = forward
         return forward
+
+
+def clear_caches() -> None:
+    """Forget every model and compiled function built in this process."""
+    with _LOCK:
+        _FORWARDS.clear()
+        clear_model_cache()

@@ -29,7 +29,7 @@ class UnknownBackboneError(FeaturizeError, ValueError):
     """A backbone name that is not in the registry."""
 
 
-class InvalidInputError(FeaturizeError, TypeError):
+class InvalidInputError(FeaturizeError, ValueError):
     """The container passed as ``X`` is not a collection of images."""
 
 

@@ -1,0 +1,88 @@
+"""Shared fixtures: real photos, tiny random images, and files that are not images."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "data" / "hymenoptera"
+SHARED = ROOT.parent / "shared" / "datasets" / "hymenoptera"
+
+
+def keras_backend() -> str:
+    import keras
+
+    return keras.backend.backend()
+
+
+@pytest.fixture(scope="session")
+def photos() -> dict[str, np.ndarray]:
+    """Real RGB photos: scikit-image's and scikit-learn's bundled samples."""
+    from skimage import data as skdata
+    from sklearn.datasets import load_sample_images
+
+    china, flower = load_sample_images().images
+    return {
+        "chelsea": skdata.chelsea(),
+        "coffee": skdata.coffee(),
+        "astronaut": skdata.astronaut(),
+        "rocket": skdata.rocket(),
+        "china": china,
+        "flower": flower,
+    }
+
+
+@pytest.fixture(scope="module")
+def image_files(tmp_path_factory, photos) -> dict[str, Path]:
+    """Good and bad image files on disk, by kind."""
+    folder = tmp_path_factory.mktemp("images")
+    chelsea = Image.fromarray(photos["chelsea"])
+    files = {}
+
+    def save(name, image, **kwargs):
+        path = folder / name
+        image.save(path, **kwargs)
+        files[name.split(".")[0]] = path
+
+    save("rgb.jpg", chelsea, quality=90)
+    save("png.png", chelsea)
+    save("grey.png", chelsea.convert("L"))
+    save("palette.gif", chelsea.convert("P"))
+    save("rgba.png", chelsea.convert("RGBA"))
+    save("cmyk.jpg", chelsea.convert("CMYK"))
+    sixteen = (np.asarray(chelsea.convert("L"), np.uint16) * 257).astype(np.uint16)
+    save("sixteen.png", Image.fromarray(sixteen))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    save("exif.jpg", chelsea, exif=exif, quality=95)
+
+    (folder / "empty.jpg").write_bytes(b"")
+    files["empty"] = folder / "empty.jpg"
+    (folder / "text.jpg").write_text("this is not an image\n")
+    files["text"] = folder / "text.jpg"
+    full = (folder / "rgb.jpg").read_bytes()
+    (folder / "truncated.jpg").write_bytes(full[: len(full) // 2])
+    files["truncated"] = folder / "truncated.jpg"
+    corrupt = bytearray(full)
+    corrupt[600:4000] = os.urandom(3400)
+    (folder / "corrupt.jpg").write_bytes(bytes(corrupt))
+    files["corrupt"] = folder / "corrupt.jpg"
+    (folder / "a_directory.jpg").mkdir()
+    files["directory"] = folder / "a_directory.jpg"
+    files["missing"] = folder / "missing.jpg"
+    Image.fromarray(np.zeros((4, 4), np.float32)).save(folder / "float.tif")
+    files["float"] = folder / "float.tif"
+    return files
+
+
+@pytest.fixture(scope="session")
+def tiny_images() -> np.ndarray:
+    """Three random 40x56 RGB images."""
+    return np.random.default_rng(0).integers(0, 256, (3, 40, 56, 3), dtype=np.uint8)
