@@ -7,6 +7,8 @@ on first use.
 from importlib.metadata import PackageNotFoundError, version
 
 from featurize._backbones import list_backbones, register_backbone
+from featurize._converted_weights import weights_dir
+from featurize._efficientnet_lite import EfficientNetLite0
 from featurize._featurizer import ImageFeaturizer
 from featurize.errors import (
     FeaturizeError,
@@ -15,6 +17,7 @@ from featurize.errors import (
     ImageReadError,
     ImageTooLargeError,
     UnknownBackboneError,
+    UnsafeWeightsFileError,
     WeightsUnavailableError,
 )
 
@@ -24,6 +27,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
+    "EfficientNetLite0",
     "FeaturizeError",
     "ImageDecodeError",
     "ImageError",
@@ -31,8 +35,10 @@ __all__ = [
     "ImageReadError",
     "ImageTooLargeError",
     "UnknownBackboneError",
+    "UnsafeWeightsFileError",
     "WeightsUnavailableError",
     "__version__",
     "list_backbones",
     "register_backbone",
+    "weights_dir",
 ]

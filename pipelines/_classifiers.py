@@ -30,7 +30,7 @@ def make_classifier(classifier):
 
 
 def make_image_classifier(
-    backbone: str = "resnet50",
+    backbone: str = "efficientnet_lite0",
     classifier="logreg",
     *,
     scale: bool = True,

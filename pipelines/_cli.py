@@ -14,7 +14,7 @@ import numpy as np
 
 from featurize.errors import FeaturizeError
 
-DEFAULT_BACKBONE = "resnet50"
+DEFAULT_BACKBONE = "efficientnet_lite0"
 TRAIN_SPLITS = ("train", "training")
 EVAL_SPLITS = ("val", "valid", "validation", "test", "testing")
 
@@ -33,6 +33,11 @@ def _parser() -> argparse.ArgumentParser:
 
     listing = commands.add_parser("backbones", help="list the backbone registry")
     listing.add_argument("--format", choices=("table", "csv"), default="table")
+
+    weights = commands.add_parser(
+        "weights", help="which backbones have ImageNet weights on this machine"
+    )
+    weights.add_argument("--missing", action="store_true", help="only missing ones")
 
     train = commands.add_parser(
         "train",
@@ -84,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
+    except BrokenPipeError:  # e.g. piped into `head`
+        sys.stderr.close()
+        return 0
     except (UserError, FeaturizeError, OSError, ValueError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"featurize: error: {message}", file=sys.stderr)
@@ -110,6 +118,20 @@ def _backbones(args) -> int:
         "stages",
     ]
     print(table[columns].to_string(index=False))
+    return 0
+
+
+def _weights(args) -> int:
+    from featurize._backbones import all_backbones
+    from featurize._weights import weights_status
+
+    rows = [(b.name, *weights_status(b)) for b in all_backbones()]
+    if args.missing:
+        rows = [row for row in rows if row[1] == "missing"]
+    width = max((len(name) for name, _, _ in rows), default=4)
+    print(f"{'name':<{width}}  {'status':<34}  location")
+    for name, status, location in rows:
+        print(f"{name:<{width}}  {status:<34}  {location}")
     return 0
 
 
@@ -241,4 +263,9 @@ def _predict(args) -> int:
     return 1 if failed else 0
 
 
-COMMANDS = {"backbones": _backbones, "train": _train, "predict": _predict}
+COMMANDS = {
+    "backbones": _backbones,
+    "weights": _weights,
+    "train": _train,
+    "predict": _predict,
+}

@@ -53,10 +53,14 @@ def test_matches_hand_written_keras(saved_weights, photos, name, constructor, mo
 
     path, reference = saved_weights[name]
     preprocess_input = importlib.import_module(f"keras.applications.{module}")
-    pictures = [photos[k] for k in ("chelsea", "coffee", "astronaut", "china", "flower")]
+    pictures = [
+        photos[k] for k in ("chelsea", "coffee", "astronaut", "china", "flower")
+    ]
     resized = np.stack(
         [
-            np.asarray(Image.fromarray(p).resize((SIZE, SIZE), Image.Resampling.BILINEAR))
+            np.asarray(
+                Image.fromarray(p).resize((SIZE, SIZE), Image.Resampling.BILINEAR)
+            )
             for p in pictures
         ]
     ).astype(np.float32)
@@ -96,13 +100,17 @@ def test_poolings(tiny_images, small):
         got = ImageFeaturizer("mobilenet_v2", pooling=pooling, **small).fit_transform(
             tiny_images
         )
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=str(pooling))
+        np.testing.assert_allclose(
+            got, want, rtol=1e-4, atol=1e-5, err_msg=str(pooling)
+        )
 
 
 def load_all(images, size):
     from featurize._images import load_image
 
-    return np.stack([load_image(i, size=(size, size)) for i in images]).astype(np.float32)
+    return np.stack([load_image(i, size=(size, size)) for i in images]).astype(
+        np.float32
+    )
 
 
 def test_flatten_warns_above_100k_features():
@@ -116,8 +124,12 @@ def test_flatten_warns_above_100k_features():
 @pytest.mark.backend
 def test_batch_size_does_not_change_results(tiny_images, small):
     many = np.concatenate([tiny_images] * 3)
-    one = ImageFeaturizer("mobilenet_v3_small", batch_size=1, **small).fit_transform(many)
-    four = ImageFeaturizer("mobilenet_v3_small", batch_size=4, **small).fit_transform(many)
+    one = ImageFeaturizer("mobilenet_v3_small", batch_size=1, **small).fit_transform(
+        many
+    )
+    four = ImageFeaturizer("mobilenet_v3_small", batch_size=4, **small).fit_transform(
+        many
+    )
     np.testing.assert_allclose(one, four, rtol=1e-5, atol=1e-6)
 
 
@@ -143,7 +155,9 @@ def test_every_input_container_gives_the_same_embedding(image_files, small):
 
 def test_bad_images_raise_or_become_nan(image_files, small):
     good = image_files["rgb"]
-    bad = [image_files[k] for k in ("missing", "empty", "text", "truncated", "directory")]
+    bad = [
+        image_files[k] for k in ("missing", "empty", "text", "truncated", "directory")
+    ]
     X = [good, *bad, good]
     with pytest.raises(ImageReadError, match=f"input 1 '{bad[0]}': file not found"):
         ImageFeaturizer("mobilenet_v3_small", **small).fit_transform(X)
@@ -171,7 +185,8 @@ def test_pandas_output_and_feature_names(tiny_images, small):
     assert isinstance(frame, pd.DataFrame)
     assert frame.shape == (3, 576)
     names = featurizer.get_feature_names_out()
-    assert names[0] == "imagefeaturizer0" and len(names) == 576
+    assert names[0] == "imagefeaturizer0"
+    assert len(names) == 576
     assert list(frame.columns) == list(names)
     assert frame.dtypes.unique().tolist() == [np.float32]
 

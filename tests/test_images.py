@@ -151,7 +151,11 @@ def test_pixel_limit(image_files, photos):
         load_image(image_files["rgb"], size=SIZE, max_pixels=1000)
     with pytest.raises(ImageTooLargeError):
         load_image(photos["coffee"], size=SIZE, max_pixels=1000)
-    assert load_image(image_files["rgb"], size=SIZE, max_pixels=None).shape == (24, 32, 3)
+    assert load_image(image_files["rgb"], size=SIZE, max_pixels=None).shape == (
+        24,
+        32,
+        3,
+    )
 
 
 def test_pixel_limit_is_checked_before_decoding():

@@ -88,7 +88,9 @@ def test_preprocessing_comes_from_the_family_module(mode):
 def test_names_are_forgiving_and_unknown_names_are_explained():
     assert get_backbone("ResNet50").name == "resnet50"
     assert get_backbone("efficientnet-v2-s").name == "efficientnet_v2_s"
-    with pytest.raises(UnknownBackboneError, match=r"Unknown backbone 'resnet5'.*resnet50"):
+    with pytest.raises(
+        UnknownBackboneError, match=r"Unknown backbone 'resnet5'.*resnet50"
+    ):
         get_backbone("resnet5")
     with pytest.raises(ValueError, match="list_backbones"):
         ImageFeaturizer("resnet5").fit()
@@ -100,7 +102,10 @@ def test_layer_selection_by_stage_and_name():
     penultimate = ImageFeaturizer("resnet50", layer=-2, **kwargs).fit()
     by_name = ImageFeaturizer("resnet50", layer="conv3_block4_out", **kwargs).fit()
     assert (last.layer_, last.n_features_out_) == ("conv5_block3_out", 2048)
-    assert (penultimate.layer_, penultimate.n_features_out_) == ("conv4_block6_out", 1024)
+    assert (penultimate.layer_, penultimate.n_features_out_) == (
+        "conv4_block6_out",
+        1024,
+    )
     assert (by_name.layer_, by_name.n_features_out_) == ("conv3_block4_out", 512)
     with pytest.raises(ValueError, match=r"layer=-9 is out of range.*5 stages"):
         ImageFeaturizer("resnet50", layer=-9, **kwargs).fit()

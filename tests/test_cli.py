@@ -1,0 +1,95 @@
+"""The featurize command: exit codes, messages, train and predict."""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import sys
+
+import pytest
+
+from pipelines._cli import main
+
+from .conftest import DATA
+
+FAST = ["--backbone", "mobilenet_v3_small", "--weights", "none", "--input-size", "32"]
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_help_is_fast_and_imports_no_framework():
+    script = (
+        "import sys, featurize, pipelines, pipelines._cli\n"
+        "print(sorted(m for m in ('keras', 'tensorflow', 'jax', 'torch') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.stdout.strip() == "[]"
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines", "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0
+    assert "backbones" in result.stdout
+    assert "train" in result.stdout
+
+
+def test_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train"])
+    assert exit_info.value.code == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["no-such-command"])
+    assert exit_info.value.code == 2
+
+
+def test_backbones(capsys):
+    code, out, _ = run(capsys, "backbones")
+    assert code == 0
+    assert "resnet50" in out
+    assert "convnext_xlarge" in out
+    code, out, _ = run(capsys, "backbones", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert {"name", "features_avg", "stages"} <= set(rows[0])
+
+
+def test_user_errors_are_one_line_and_exit_1(capsys, tmp_path):
+    code, _, err = run(capsys, "train", str(tmp_path / "nowhere"), *FAST)
+    assert code == 1
+    assert err.startswith("featurize: error:")
+    assert err.count("\n") == 1
+    assert "Traceback" not in err
+    code, _, err = run(capsys, "train", str(DATA), "--backbone", "resnet5")
+    assert code == 1
+    assert "Unknown backbone 'resnet5'" in err
+    code, _, err = run(capsys, "predict", str(tmp_path / "none.joblib"), "x.jpg")
+    assert code == 1
+    assert "not found" in err
+
+
+def test_train_then_predict(capsys, tmp_path):
+    model = tmp_path / "model.joblib"
+    code, out, _ = run(
+        capsys, "train", str(DATA), *FAST, "--quiet", "--out", str(model)
+    )
+    assert code == 0
+    assert "48 training and 24 held-out images (train/ vs val/)" in out
+    assert "accuracy: " in out
+    assert "precision" in out
+    assert model.stat().st_size < 1_000_000
+    good = sorted((DATA / "val" / "bees").iterdir())[:2]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    code, out, err = run(capsys, "predict", str(model), *map(str, good), str(broken))
+    assert code == 1
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["path"] for r in rows] == [*map(str, good), str(broken)]
+    assert all(r["label"] in ("ants", "bees") for r in rows[:2])
+    assert all(0.5 <= float(r["probability"]) <= 1 for r in rows[:2])
+    assert rows[2]["label"] == ""
+    assert "not a recognised image" in rows[2]["error"]
+    assert f"skipped '{broken}'" in err

@@ -1,0 +1,71 @@
+"""Folder loading, ready-made pipelines, grid search."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.svm import SVC, LinearSVC
+
+from pipelines import list_splits, load_image_folder, make_image_classifier
+
+from .conftest import DATA
+
+
+def test_load_image_folder_with_splits():
+    assert list_splits(DATA) == ["train", "val"]
+    paths, labels = load_image_folder(DATA, split="train")
+    assert len(paths) == len(labels) == 48
+    assert labels.count("ants") == labels.count("bees") == 24
+    assert all(p.endswith(".jpg") for p in paths)
+    with pytest.raises(
+        ValueError, match=r"split folders \['train', 'val'\]: pass split"
+    ):
+        load_image_folder(DATA)
+    with pytest.raises(ValueError, match="no split folder 'test'"):
+        load_image_folder(DATA, split="test")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_image_folder(DATA / "nope")
+
+
+def test_load_image_folder_flat(tmp_path):
+    for label in ("cat", "dog"):
+        (tmp_path / label).mkdir()
+        (tmp_path / label / "b.png").write_bytes(b"x")
+        (tmp_path / label / "a.JPG").write_bytes(b"x")
+        (tmp_path / label / ".hidden.jpg").write_bytes(b"x")
+        (tmp_path / label / "notes.txt").write_text("x")
+    paths, labels = load_image_folder(tmp_path)
+    assert [p.split("/")[-2:] for p in paths] == [
+        ["cat", "a.JPG"], ["cat", "b.png"], ["dog", "a.JPG"], ["dog", "b.png"]
+    ]  # fmt: skip
+    assert labels == ["cat", "cat", "dog", "dog"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="No images found"):
+        load_image_folder(empty)
+
+
+def test_make_image_classifier():
+    clf = make_image_classifier("resnet50", "logreg", layer=-2, pooling="max")
+    assert [name for name, _ in clf.steps] == ["featurizer", "scaler", "classifier"]
+    assert clf.get_params()["featurizer__layer"] == -2
+    assert isinstance(clf["classifier"], LogisticRegression)
+    assert isinstance(make_image_classifier(classifier="linear_svm")[-1], LinearSVC)
+    assert isinstance(make_image_classifier(classifier="svm")[-1], SVC)
+    unscaled = make_image_classifier(scale=False)
+    assert [name for name, _ in unscaled.steps] == ["featurizer", "classifier"]
+    with pytest.raises(ValueError, match="Unknown classifier 'forest'"):
+        make_image_classifier(classifier="forest")
+
+
+@pytest.mark.backend
+def test_grid_search_over_a_pipeline():
+    paths, labels = load_image_folder(DATA, split="train")
+    clf = make_image_classifier("mobilenet_v3_small", weights=None, input_size=32)
+    search = GridSearchCV(clf, {"classifier__C": [0.1, 1.0]}, cv=2).fit(paths, labels)
+    assert search.best_params_["classifier__C"] in (0.1, 1.0)
+    predictions = search.predict(paths[:3])
+    assert set(predictions) <= {"ants", "bees"}
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
