@@ -187,7 +187,7 @@ def read_arrays(path: os.PathLike | str) -> dict[str, np.ndarray]:
 
 
 def assign(model, arrays: dict[str, np.ndarray], source: str) -> None:
-    """Set every weight of ``model`` from ``arrays`` (extra ones, a head, are ignored)."""
+    """Set every weight of ``model`` from ``arrays``; extra ones (a head) are unused."""
     for layer in model.layers:
         for variable in layer.weights:
             key = f"{layer.name}/{variable.name}"

@@ -86,8 +86,9 @@ class _SafeUnpickler(pickle.Unpickler):
         except KeyError:
             raise UnsafeWeightsFileError(
                 f"{self.source!r} asks to load the Python global {module}.{name}, "
-                f"which a PyTorch state dict never needs; refusing to load it (a pickle can "
-                f"run arbitrary code). Only tensors in ordered dicts are accepted."
+                f"which a PyTorch state dict never needs; refusing to load it (a "
+                f"pickle can run arbitrary code). Only tensors in ordered dicts are "
+                f"accepted."
             ) from None
 
     def persistent_load(self, saved_id):
