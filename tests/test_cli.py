@@ -57,6 +57,17 @@ def test_backbones(capsys):
     assert {"name", "features_avg", "stages"} <= set(rows[0])
 
 
+def test_weights_lists_what_is_on_this_machine(capsys):
+    code, out, _ = run(capsys, "weights")
+    assert code == 0
+    lines = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert len(lines) == 41
+    assert "present" in lines["efficientnet_lite0"]
+    assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in lines["resnet50"]
+    code, out, _ = run(capsys, "weights", "--missing")
+    assert "efficientnet_lite0" not in out
+
+
 def test_user_errors_are_one_line_and_exit_1(capsys, tmp_path):
     code, _, err = run(capsys, "train", str(tmp_path / "nowhere"), *FAST)
     assert code == 1

@@ -25,6 +25,9 @@ from featurize.errors import UnsafeWeightsFileError
 
 from .conftest import DATA, SHARED
 
+# Everything here also runs on JAX (KERAS_BACKEND=jax pytest -m backend).
+pytestmark = pytest.mark.backend
+
 # ImageNet class indices used below.
 CATS = {281: "tabby", 282: "tiger cat", 283: "Persian", 284: "Siamese", 285: "Egyptian"}
 EXPECTED = {
@@ -47,7 +50,6 @@ def _resized(photo):
     return np.asarray(image, np.float32)[np.newaxis]
 
 
-@pytest.mark.backend
 @pytest.mark.parametrize("photo", sorted(EXPECTED))
 def test_top5_imagenet_classes_are_sensible(lite0_classifier, photos, photo):
     probabilities = np.asarray(
@@ -77,7 +79,6 @@ def test_preprocessing_is_the_one_the_weights_were_trained_with(
     assert correct(lambda x: keras_preprocess(x, mode="torch")) < len(EXPECTED)
 
 
-@pytest.mark.backend
 def test_parity_with_the_pytorch_reference():
     torch = pytest.importorskip(
         "torch", reason="dev-time reference: pip install torch==2.13.0"
@@ -267,7 +268,6 @@ def test_legacy_h5_with_the_head_loads_into_the_headless_backbone(tmp_path, phot
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.backend
 def test_hymenoptera_accuracy_with_real_weights():
     from sklearn.metrics import accuracy_score
 
