@@ -7,6 +7,7 @@ on first use.
 from importlib.metadata import PackageNotFoundError, version
 
 from featurize._backbones import list_backbones, register_backbone
+from featurize._cache import EmbeddingCache
 from featurize._converted_weights import weights_dir
 from featurize._efficientnet_lite import EfficientNetLite0
 from featurize._featurizer import ImageFeaturizer
@@ -28,6 +29,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "EfficientNetLite0",
+    "EmbeddingCache",
     "FeaturizeError",
     "ImageDecodeError",
     "ImageError",

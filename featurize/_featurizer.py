@@ -7,7 +7,6 @@ import warnings
 from dataclasses import dataclass
 from numbers import Integral
 
-import numpy as np
 from sklearn.base import (
     BaseEstimator,
     ClassNamePrefixFeaturesOutMixin,
@@ -15,15 +14,16 @@ from sklearn.base import (
 )
 
 from featurize._backbones import Backbone, get_backbone
+from featurize._batches import Plan, embed
+from featurize._cache import resolve_cache
 from featurize._images import (
     DEFAULT_MAX_PIXELS,
+    PIXEL_PIPELINE_VERSION,
     RESIZE_POLICIES,
     as_image_list,
-    describe,
-    load_image,
 )
 from featurize._inference import POOLINGS, Forward, get_forward
-from featurize.errors import ImageError
+from featurize._weights import weights_identity
 
 ON_ERROR = ("raise", "nan")
 FLATTEN_WARNING_FEATURES = 100_000
@@ -79,6 +79,13 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     max_pixels : int or None, default=89_478_485
         Images with more pixels are refused before decoding (decompression-bomb
         guard). None disables the check.
+    cache : bool, path-like or EmbeddingCache, default=True
+        The persistent embedding cache: True uses the default one
+        (``$FEATURIZE_CACHE_DIR``, else the user cache directory), a path or an
+        :class:`EmbeddingCache` selects one, None turns caching off. Images are keyed
+        by content, so each image goes through each configuration once, across
+        folds, grid-search candidates, processes and runs. Random weights
+        (``weights=None``) are never cached.
     verbose : int, default=0
         If positive, show a progress bar on runs longer than two seconds.
 
@@ -95,6 +102,9 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     failures_ : pandas.DataFrame
         Images the last :meth:`transform` could not use (with ``on_error="nan"``):
         columns ``index``, ``input``, ``error`` and ``reason``.
+    embedding_stats_ : dict
+        Counts of the last :meth:`transform`: ``images``, ``cache_hits``,
+        ``computed`` (forward passes), ``failed``, and ``seconds``.
 
     Examples
     --------
@@ -118,6 +128,7 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         batch_size=32,
         on_error="raise",
         max_pixels=DEFAULT_MAX_PIXELS,
+        cache=True,
         verbose=0,
     ):
         self.backbone = backbone
@@ -129,9 +140,10 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.batch_size = batch_size
         self.on_error = on_error
         self.max_pixels = max_pixels
+        self.cache = cache
         self.verbose = verbose
 
-    # -- parameters -------------------------------------------------------------------
+    # -- parameters ----------------
 
     def _settings(self) -> _Settings:
         """Validate the parameters; return what defines the forward function."""
@@ -141,6 +153,7 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         _check_choice("on_error", self.on_error, ON_ERROR)
         _check_int("batch_size", self.batch_size, allow_none=False)
         _check_int("max_pixels", self.max_pixels, allow_none=True)
+        resolve_cache(self.cache)  # validates
         weights = self.weights
         if not (weights is None or isinstance(weights, (str, os.PathLike))):
             raise TypeError(
@@ -217,43 +230,46 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         items = as_image_list(X)
         settings = self._settings()
         forward = self._forward(settings)
-        height, width = settings.input_size
-        n_images = len(items)
-        output = np.full((n_images, forward.n_features), np.nan, dtype=np.float32)
-        batch = np.empty(
-            (min(self.batch_size, max(n_images, 1)), height, width, 3), dtype=np.float32
+        plan = Plan(
+            forward=forward,
+            input_size=settings.input_size,
+            resize=self.resize,
+            max_pixels=self.max_pixels,
+            batch_size=self.batch_size,
+            on_error=self.on_error,
         )
-        failures = []
-        with _progress(n_images, self.verbose, settings.backbone.name) as progress:
-            for start in range(0, n_images, self.batch_size):
-                rows = []
-                for index in range(start, min(start + self.batch_size, n_images)):
-                    try:
-                        batch[len(rows)] = load_image(
-                            items[index],
-                            size=settings.input_size,
-                            resize=self.resize,
-                            max_pixels=self.max_pixels,
-                            index=index,
-                        )
-                    except ImageError as error:
-                        if self.on_error == "raise":
-                            raise
-                        failures.append(
-                            (
-                                index,
-                                describe(items[index]),
-                                type(error).__name__,
-                                error.reason,
-                            )
-                        )
-                        continue
-                    rows.append(index)
-                if rows:
-                    output[rows] = forward(batch[: len(rows)])
-                progress.update(min(self.batch_size, n_images - start))
-        self._record_failures(failures, n_images)
-        return output
+        identity = weights_identity(settings.backbone, settings.weights)
+        plan.cache = resolve_cache(self.cache) if identity is not None else None
+        if plan.cache is not None:
+            plan.namespace = plan.cache.namespace(
+                self._cache_settings(settings, forward, identity), forward.n_features
+            )
+        with _progress(len(items), self.verbose, settings.backbone.name) as progress:
+            result = embed(items, plan, progress)
+        self.embedding_stats_ = result.stats()
+        self._record_failures(result.failures, len(items))
+        return result.embeddings
+
+    def _cache_settings(self, settings: _Settings, forward: Forward, identity) -> dict:
+        """Everything that changes an embedding: the cache namespace."""
+        import keras
+
+        backbone = settings.backbone
+        preprocess = backbone.preprocess
+        if callable(preprocess):
+            preprocess = f"{preprocess.__module__}.{preprocess.__qualname__}"
+        return {
+            "backbone": backbone.name,
+            "weights": identity,
+            "layer": forward.features.layer,
+            "pooling": settings.pooling,
+            "input_size": list(settings.input_size),
+            "resize": self.resize,
+            "preprocessing": [backbone.preprocessing, preprocess],
+            "dtype": "float32",
+            "pixel_pipeline": PIXEL_PIPELINE_VERSION,
+            "keras": ".".join(keras.__version__.split(".")[:2]),
+        }
 
     def _record_failures(self, failures: list, n_images: int) -> None:
         import pandas as pd

@@ -31,6 +31,8 @@ DEFAULT_MAX_PIXELS = 89_478_485
 _RESAMPLE = Image.Resampling.BILINEAR  # PIL filters with antialiasing when shrinking
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+# Bump when a change here changes pixels: it is part of every embedding's cache key.
+PIXEL_PIPELINE_VERSION = 1
 
 
 def _short(value, limit: int = 80) -> str:
@@ -117,6 +119,41 @@ def describe(item) -> str:
     return f"<{type(item).__name__}>"
 
 
+def fetch(item, *, index: int | None = None):
+    """Check one input's type and read it: the cheap half of :func:`load_image`.
+
+    Returns encoded ``bytes`` for paths and bytes (files are read here, once), or the
+    PIL image or array itself. The embedding cache hashes this before any decoding.
+
+    Raises
+    ------
+    ImageReadError, UnsupportedImageTypeError
+        Naming the input.
+    """
+    if isinstance(item, (np.ndarray, Image.Image)):
+        return item
+    if isinstance(item, (str, os.PathLike)):
+        return read_file(item, index=index)
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        if not len(item):
+            raise ImageReadError(
+                "empty bytes object (0 bytes)", source=describe(item), index=index
+            )
+        return bytes(item)
+    if item is None or (isinstance(item, float) and math.isnan(item)):
+        raise UnsupportedImageTypeError(
+            "missing value: expected a path, bytes, a PIL image or an array",
+            source=None,
+            index=index,
+        )
+    raise UnsupportedImageTypeError(
+        f"unsupported input type {type(item).__name__}: expected a path, bytes, "
+        f"a PIL image or an array",
+        source=describe(item),
+        index=index,
+    )
+
+
 def load_image(
     item,
     *,
@@ -124,13 +161,14 @@ def load_image(
     resize: str = "stretch",
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     index: int | None = None,
+    source=None,
 ) -> np.ndarray:
     """Read, decode and normalise one image to a ``(height, width, 3)`` array.
 
     Parameters
     ----------
     item : str, path-like, bytes, PIL.Image.Image or ndarray
-        The image.
+        The image (or what :func:`fetch` returned for it).
     size : (int, int)
         Target ``(height, width)``.
     resize : {"stretch", "center_crop"}
@@ -140,6 +178,8 @@ def load_image(
         Refuse images with more pixels than this (decompression-bomb guard).
     index : int, optional
         The item's position in its batch, for error messages.
+    source : object, optional
+        The name to give in errors; by default derived from ``item``.
 
     Returns
     -------
@@ -151,34 +191,14 @@ def load_image(
     ImageReadError, ImageDecodeError, ImageTooLargeError, UnsupportedImageTypeError
         Naming the input and what is wrong with it.
     """
-    source = describe(item)
-    if isinstance(item, np.ndarray):
-        return _load_array(item, size, resize, max_pixels, source, index)
-    if isinstance(item, Image.Image):
-        _checked_size(item, max_pixels, source, index)
-        return _finish(item, size, resize, source, index, owned=False)
-    if isinstance(item, (str, os.PathLike)):
-        data = read_file(item, index=index)
-    elif isinstance(item, (bytes, bytearray, memoryview)):
-        data = bytes(item)
-        if not data:
-            raise ImageReadError(
-                "empty bytes object (0 bytes)", source=source, index=index
-            )
-    elif item is None or (isinstance(item, float) and math.isnan(item)):
-        raise UnsupportedImageTypeError(
-            "missing value: expected a path, bytes, a PIL image or an array",
-            source=None,
-            index=index,
-        )
-    else:
-        raise UnsupportedImageTypeError(
-            f"unsupported input type {type(item).__name__}: expected a path, bytes, "
-            f"a PIL image or an array",
-            source=source,
-            index=index,
-        )
-    image = decode(data, source=source, index=index, max_pixels=max_pixels)
+    source = describe(item) if source is None else source
+    raw = fetch(item, index=index)
+    if isinstance(raw, np.ndarray):
+        return _load_array(raw, size, resize, max_pixels, source, index)
+    if isinstance(raw, Image.Image):
+        _checked_size(raw, max_pixels, source, index)
+        return _finish(raw, size, resize, source, index, owned=False)
+    image = decode(raw, source=source, index=index, max_pixels=max_pixels)
     return _finish(image, size, resize, source, index, owned=True)
 
 

