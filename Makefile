@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(BIN)/featurize train data/hymenoptera --out model.joblib
 
 test: $(STAMP)
-	$(BIN)/ruff check featurize pipelines tests
-	$(BIN)/ruff format --check featurize pipelines tests
+	$(BIN)/ruff check featurize pipelines tests benchmarks
+	$(BIN)/ruff format --check featurize pipelines tests benchmarks
 	$(BIN)/python -m pytest
 	KERAS_BACKEND=jax $(BIN)/python -m pytest -m backend

@@ -10,8 +10,11 @@ writers from several processes are serialised by its locking. On top, a per-name
 file lock lets only one process compute the missing embeddings of a namespace at a
 time, so parallel workers never compute the same image twice.
 
-SQLite was chosen by measurement (see ``benchmarks/cache_lookup.py``): looking up a
-batch of 256 keys in a 10^6-entry cache takes about a millisecond.
+SQLite was chosen over LMDB by measurement (``benchmarks/cache_lookup.py``, 10^6
+entries, 2 cores): a batch of 32 keys takes 0.4 ms (LMDB 0.1 ms), 256 keys 2.1 ms
+(LMDB 0.55 ms), both far below the cost of embedding one image. SQLite is in the
+standard library, needs no preset map size, and its indexes serve ``info`` and
+age-based ``clear``.
 """
 
 from __future__ import annotations

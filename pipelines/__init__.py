@@ -2,5 +2,12 @@
 
 from pipelines._classifiers import make_image_classifier
 from pipelines._data import list_splits, load_image_folder
+from pipelines._selection import compare_models, plot_comparison
 
-__all__ = ["list_splits", "load_image_folder", "make_image_classifier"]
+__all__ = [
+    "compare_models",
+    "list_splits",
+    "load_image_folder",
+    "make_image_classifier",
+    "plot_comparison",
+]

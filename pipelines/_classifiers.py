@@ -12,7 +12,7 @@ from featurize import ImageFeaturizer
 CLASSIFIERS = {
     "logreg": lambda: LogisticRegression(max_iter=5000),
     "linear_svm": lambda: LinearSVC(max_iter=20000),
-    "svm": lambda: SVC(kernel="rbf", probability=True, random_state=0),
+    "svm": lambda: SVC(kernel="rbf"),
 }
 
 
@@ -43,8 +43,8 @@ def make_image_classifier(
     backbone : str
         A name from :func:`featurize.list_backbones`.
     classifier : {"logreg", "linear_svm", "svm"} or estimator, default="logreg"
-        Logistic regression, a linear SVM, an RBF SVM (with probabilities), or any
-        scikit-learn classifier.
+        Logistic regression, a linear SVM, an RBF SVM, or any scikit-learn
+        classifier.
     scale : bool, default=True
         Standardise the embeddings before the classifier.
     **featurizer_params

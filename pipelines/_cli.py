@@ -72,6 +72,40 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--out", default=None, help="save the fitted pipeline (joblib)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    search = commands.add_parser(
+        "search",
+        help="cross-validate backbones x classifiers on an image folder",
+        description="Compare featurizer configurations and classifiers by "
+        "cross-validation on DIR/<class>/* (or DIR/train/<class>/*). Each image is "
+        "embedded once per configuration, through the embedding cache.",
+    )
+    search.add_argument("directory", metavar="DIR")
+    search.add_argument("--backbones", default=DEFAULT_BACKBONE,
+                        help="comma-separated backbone names")  # fmt: skip
+    search.add_argument("--classifiers", default="logreg",
+                        help="comma-separated: logreg, linear_svm, svm")  # fmt: skip
+    search.add_argument(
+        "--layers", default="none", help="comma-separated: none (final), -2, a name"
+    )
+    search.add_argument("--poolings", default="avg", help="comma-separated poolings")
+    search.add_argument("--weights", default="imagenet")
+    search.add_argument("--input-size", type=int, default=None)
+    search.add_argument("--cv", type=int, default=5)
+    search.add_argument("--scoring", default="accuracy")
+    search.add_argument("--out", default=None, help="write the results table (CSV)")
+    search.add_argument("--model", default=None, help="save the best pipeline (joblib)")
+    search.add_argument("--quiet", action="store_true")
+
+    cache = commands.add_parser("cache", help="inspect or clear the embedding cache")
+    cache.add_argument("action", choices=("info", "clear"))
+    cache.add_argument(
+        "--older-than", default=None, metavar="AGE",
+        help="with clear: entries older than AGE (30d, 12h, 45m)",
+    )  # fmt: skip
+    cache.add_argument(
+        "--dir", default=None, help="cache folder (default: the default)"
+    )
+
     predict = commands.add_parser(
         "predict",
         help="predict images with a saved pipeline (CSV to stdout)",
@@ -263,9 +297,96 @@ def _predict(args) -> int:
     return 1 if failed else 0
 
 
+def _csv_list(text: str, convert=str) -> list:
+    return [convert(part.strip()) for part in text.split(",") if part.strip()]
+
+
+def _pooling(value: str):
+    return None if value.lower() == "none" else value
+
+
+def _search(args) -> int:
+    import joblib
+
+    from pipelines import compare_models, list_splits, load_image_folder
+
+    splits = [s for s in list_splits(args.directory) if s.lower() in TRAIN_SPLITS]
+    paths, labels = load_image_folder(args.directory, splits[0] if splits else None)
+    layers = [
+        None if v.lower() == "none" else _layer(v) for v in _csv_list(args.layers)
+    ]
+    print(
+        f"Comparing {len(paths)} images ({args.cv}-fold cross-validation): backbones "
+        f"{args.backbones}, layers {args.layers}, poolings {args.poolings}, "
+        f"classifiers {args.classifiers}.",
+        flush=True,
+    )
+    results, best = compare_models(
+        paths,
+        labels,
+        backbones=_csv_list(args.backbones),
+        classifiers=_csv_list(args.classifiers),
+        layers=layers,
+        poolings=[_pooling(v) for v in _csv_list(args.poolings)],
+        cv=args.cv,
+        scoring=args.scoring,
+        refit=args.model is not None,
+        weights=None if args.weights.lower() == "none" else args.weights,
+        input_size=args.input_size,
+        verbose=0 if args.quiet else 1,
+    )
+    columns = ["backbone", "layer", "pooling", "classifier", "params", "mean_score",
+               "std_score", "computed", "cache_hits"]  # fmt: skip
+    print(results[columns].to_string(index=False, float_format="%.4f"))
+    if args.out:
+        results.to_csv(args.out, index=False)
+        print(f"wrote {len(results)} rows to {args.out}")
+    if args.model:
+        joblib.dump(best, args.model)
+        print(f"saved the best pipeline to {args.model}")
+    return 0
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_age(text: str) -> float:
+    """Seconds in an age like ``30d``, ``12h``, ``45m``, ``90s`` or ``2w``."""
+    number, unit = text[:-1], text[-1:].lower()
+    try:
+        if unit not in _UNITS:
+            raise ValueError
+        return float(number) * _UNITS[unit]
+    except ValueError:
+        raise UserError(
+            f"--older-than must be a number and a unit (s, m, h, d, w), like 30d; "
+            f"received {text!r}."
+        ) from None
+
+
+def _cache(args) -> int:
+    from featurize import EmbeddingCache
+
+    cache = EmbeddingCache(args.dir)
+    if args.action == "clear":
+        age = None if args.older_than is None else parse_age(args.older_than)
+        deleted = cache.clear(older_than=age)
+        print(f"deleted {deleted} cached embeddings from {cache.path}")
+        return 0
+    info = cache.info()
+    size = cache.path.stat().st_size if cache.path.exists() else 0
+    print(f"cache: {cache.path} ({size / 2**20:.1f} MiB, {int(info.entries.sum())} "
+          f"embeddings in {len(info)} configurations)")  # fmt: skip
+    if len(info):
+        print(info.drop(columns="namespace").to_string(index=False))
+    return 0
+
+
 COMMANDS = {
     "backbones": _backbones,
     "weights": _weights,
     "train": _train,
+    "search": _search,
     "predict": _predict,
+    "cache": _cache,
 }

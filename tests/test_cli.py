@@ -104,3 +104,28 @@ def test_train_then_predict(capsys, tmp_path):
     assert rows[2]["label"] == ""
     assert "not a recognised image" in rows[2]["error"]
     assert f"skipped '{broken}'" in err
+
+
+def test_search_and_cache_commands(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("FEATURIZE_CACHE_DIR", str(tmp_path / "cache"))
+    out_csv, model = tmp_path / "results.csv", tmp_path / "best.joblib"
+    code, out, _ = run(
+        capsys, "search", str(DATA), "--classifiers", "logreg,linear_svm",
+        "--layers", "none,-2", "--cv", "3", "--input-size", "64", "--quiet",
+        "--out", str(out_csv), "--model", str(model),
+    )  # fmt: skip
+    assert code == 0
+    assert "Comparing 48 images (3-fold cross-validation)" in out
+    rows = list(csv.DictReader(io.StringIO(out_csv.read_text())))
+    assert len(rows) == 2 * (3 + 3)
+    assert model.stat().st_size < 1_000_000
+    code, out, _ = run(capsys, "cache", "info")
+    assert code == 0
+    assert "96 embeddings in 2 configurations" in out
+    code, out, err = run(capsys, "cache", "clear", "--older-than", "soon")
+    assert code == 1
+    assert "--older-than must be" in err
+    code, out, _ = run(capsys, "cache", "clear", "--older-than", "1d")
+    assert "deleted 0" in out
+    code, out, _ = run(capsys, "cache", "clear")
+    assert "deleted 96" in out

@@ -69,3 +69,43 @@ def test_grid_search_over_a_pipeline():
     predictions = search.predict(paths[:3])
     assert set(predictions) <= {"ants", "bees"}
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+
+
+def test_compare_models_embeds_each_configuration_once(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from featurize import EmbeddingCache
+    from pipelines import compare_models, plot_comparison
+
+    paths, labels = load_image_folder(DATA, split="train")
+    cache = EmbeddingCache(tmp_path / "cache")
+    kwargs = dict(
+        backbones=["efficientnet_lite0"],
+        layers=[None, -2],
+        classifiers=["logreg", "linear_svm"],
+        param_grid={"logreg": {"C": [0.1, 1.0]}, "linear_svm": {"C": [0.1]}},
+        cv=3,
+        input_size=64,
+        cache=cache,
+        scoring=["accuracy", "f1_macro"],
+    )
+    results, best = compare_models(paths, labels, **kwargs)
+    assert len(results) == 2 * 3
+    expected_columns = {"mean_accuracy", "std_accuracy", "mean_f1_macro", "fit_time",
+                        "embedding_time", "cache_hits", "computed"}  # fmt: skip
+    assert expected_columns <= set(results.columns)
+    assert results.mean_accuracy.is_monotonic_decreasing
+    assert set(results.layer) == {"top_activation", "block6a_expand_activation"}
+    assert results.computed.tolist() == [len(paths)] * 6
+    assert int(cache.info()["computed"].sum()) == 2 * len(paths)
+    top = results.iloc[0]
+    assert best["featurizer"].layer_ == top.layer
+    assert top.params["C"] == best["classifier"].C
+    assert set(best.predict(paths[:4])) <= {"ants", "bees"}  # noqa: SIM300
+    again, _ = compare_models(paths, labels, refit=False, **kwargs)
+    assert again.computed.sum() == 0
+    assert (again.cache_hits == len(paths)).all()
+    ax = plot_comparison(results, metric="accuracy")
+    assert len(ax.patches) == 2 * 2  # 2 configurations x 2 classifiers
+    assert ax.get_ylabel() == "accuracy (cross-validated)"

@@ -1,0 +1,217 @@
+"""Model selection across backbones, layers, poolings and classifiers.
+
+Each featurizer configuration embeds every image once (through the embedding cache,
+so a re-run embeds nothing); the classifiers are then searched on those embeddings with
+the same cross-validation splits for every configuration.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import numpy as np
+from sklearn.model_selection import GridSearchCV, check_cv
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from featurize import ImageFeaturizer
+from pipelines._classifiers import make_classifier, make_image_classifier
+
+DEFAULT_GRIDS = {
+    "logreg": {"C": [0.1, 1.0, 10.0]},
+    "linear_svm": {"C": [0.01, 0.1, 1.0]},
+    "svm": {"C": [1.0, 10.0]},
+}
+
+
+def _grid_for(classifier: str, param_grid) -> dict:
+    if param_grid is None:
+        return DEFAULT_GRIDS.get(classifier, {})
+    if param_grid and all(key in DEFAULT_GRIDS for key in param_grid):
+        return param_grid.get(classifier, {})
+    return param_grid
+
+
+def _metric_names(scoring) -> list[str]:
+    if scoring is None or isinstance(scoring, str) or callable(scoring):
+        return ["score"]
+    return list(scoring)
+
+
+def compare_models(
+    paths,
+    labels,
+    *,
+    backbones=("efficientnet_lite0",),
+    classifiers=("logreg",),
+    param_grid=None,
+    layers=(None,),
+    poolings=("avg",),
+    cv=5,
+    scoring=None,
+    n_jobs=None,
+    refit=True,
+    **featurizer_params,
+):
+    """Cross-validate every backbone x layer x pooling x classifier x parameters.
+
+    Parameters
+    ----------
+    paths, labels : sequences
+        Images (anything :class:`featurize.ImageFeaturizer` accepts) and classes.
+    backbones, layers, poolings : sequences
+        Featurizer configurations to compare (their product).
+    classifiers : sequence of {"logreg", "linear_svm", "svm"}
+        Classifiers, each preceded by a ``StandardScaler``.
+    param_grid : dict, optional
+        Classifier parameters to search: either one grid for all classifiers
+        (``{"C": [0.1, 1]}``) or one per classifier name
+        (``{"logreg": {"C": [...]}, "svm": {...}}``). Defaults to a small grid of
+        ``C`` per classifier.
+    cv : int or cross-validation splitter, default=5
+        The same splits are used for every configuration.
+    scoring : str, callable, list or dict, optional
+        As in ``GridSearchCV``; the first metric ranks the candidates.
+    n_jobs : int, optional
+        Parallel workers for the classifier searches.
+    refit : bool, default=True
+        Fit the best candidate's whole pipeline on all the data and return it.
+    **featurizer_params
+        Passed to every featurizer (``weights``, ``input_size``, ``cache``, ...).
+
+    Returns
+    -------
+    results : pandas.DataFrame
+        One row per candidate, best first: ``backbone``, ``layer``, ``pooling``,
+        ``classifier``, ``params``, ``mean_<metric>`` and ``std_<metric>`` per metric
+        (``score`` when ``scoring`` is one metric), ``fit_time`` (mean seconds per
+        fold), ``embedding_time`` (seconds to embed all images for that
+        configuration), ``cache_hits`` and ``computed`` (images served from the
+        cache, and sent through the backbone).
+    best : sklearn.pipeline.Pipeline or None
+        The best candidate refitted on all the data (None if ``refit=False``).
+
+    Examples
+    --------
+    >>> from pipelines import compare_models, load_image_folder
+    >>> paths, labels = load_image_folder("data/hymenoptera", split="train")
+    >>> results, best = compare_models(paths, labels, classifiers=["logreg"],
+    ...                                param_grid={"C": [1.0]}, cv=3, input_size=64)
+    >>> list(results.columns[:5])
+    ['backbone', 'layer', 'pooling', 'classifier', 'params']
+    """
+    import pandas as pd
+
+    labels = np.asarray(labels)
+    splits = list(check_cv(cv, labels, classifier=True).split(paths, labels))
+    metrics = _metric_names(scoring)
+    rows = []
+    configurations = list(itertools.product(backbones, layers, poolings))
+    for configuration, (backbone, layer, pooling) in enumerate(configurations):
+        featurizer = ImageFeaturizer(
+            backbone, layer=layer, pooling=pooling, **featurizer_params
+        )
+        started = time.perf_counter()
+        embeddings = featurizer.fit_transform(paths)
+        embedding_time = time.perf_counter() - started
+        stats = featurizer.embedding_stats_
+        for classifier in classifiers:
+            head = Pipeline(
+                [
+                    ("scaler", StandardScaler()),
+                    ("classifier", make_classifier(classifier)),
+                ]
+            )
+            grid = {
+                f"classifier__{name}": values
+                for name, values in _grid_for(classifier, param_grid).items()
+            }
+            search = GridSearchCV(
+                head, grid, cv=splits, scoring=scoring, refit=False, n_jobs=n_jobs
+            ).fit(embeddings, labels)
+            results = search.cv_results_
+            for i, params in enumerate(results["params"]):
+                row = {
+                    "backbone": featurizer.backbone_,
+                    "layer": featurizer.layer_,
+                    "configuration": configuration,
+                    "pooling": pooling,
+                    "classifier": classifier,
+                    "params": {k.split("__", 1)[1]: v for k, v in params.items()},
+                }
+                for metric in metrics:
+                    row[f"mean_{metric}"] = results[f"mean_test_{metric}"][i]
+                    row[f"std_{metric}"] = results[f"std_test_{metric}"][i]
+                row["fit_time"] = results["mean_fit_time"][i]
+                row["embedding_time"] = embedding_time
+                row["cache_hits"] = stats["cache_hits"]
+                row["computed"] = stats["computed"]
+                rows.append(row)
+    table = pd.DataFrame(rows).sort_values(
+        f"mean_{metrics[0]}", ascending=False, kind="stable", ignore_index=True
+    )
+    best = None
+    if refit and len(table):
+        top = table.iloc[0]
+        backbone, layer, pooling = configurations[top.configuration]
+        best = make_image_classifier(
+            backbone, top.classifier, layer=layer, pooling=pooling, **featurizer_params
+        )
+        best.set_params(**{f"classifier__{k}": v for k, v in top.params.items()})
+        best.fit(paths, labels)
+    return table.drop(columns="configuration"), best
+
+
+def plot_comparison(results, *, metric: str | None = None, ax=None):
+    """Bar chart of each configuration's best score, by classifier, with CV std bars.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        As returned by :func:`compare_models`.
+    metric : str, optional
+        Which ``mean_<metric>`` to plot; the first one by default.
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    import matplotlib.pyplot as plt
+
+    if metric is None:
+        metric = next(c for c in results.columns if c.startswith("mean_"))[5:]
+    mean, std = f"mean_{metric}", f"std_{metric}"
+    table = results.assign(
+        configuration=results.backbone
+        + " / "
+        + results.layer.astype(str)
+        + " / "
+        + results.pooling.astype(str)
+    )
+    best = table.loc[table.groupby(["configuration", "classifier"])[mean].idxmax()]
+    configurations = list(dict.fromkeys(table.configuration))
+    classifiers = list(dict.fromkeys(table.classifier))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(2 + 1.6 * len(configurations), 4))
+    width = 0.8 / len(classifiers)
+    positions = np.arange(len(configurations))
+    for k, classifier in enumerate(classifiers):
+        rows = best[best.classifier == classifier].set_index("configuration")
+        rows = rows.reindex(configurations)
+        ax.bar(
+            positions + (k - (len(classifiers) - 1) / 2) * width,
+            rows[mean],
+            width,
+            yerr=rows[std],
+            capsize=3,
+            label=classifier,
+        )
+    ax.set_xticks(positions, configurations, rotation=15, ha="right")
+    ax.set_ylabel(f"{metric} (cross-validated)")
+    low = float(np.nanmin(best[mean] - best[std]))
+    ax.set_ylim(max(0.0, low - 0.05), 1.0 if best[mean].max() <= 1 else None)
+    ax.set_title("Backbone x classifier")
+    ax.legend(title="classifier")
+    return ax
