@@ -69,6 +69,7 @@ def embed(items, plan: Plan, progress) -> Result:
         if result.error is not None:
             raise result.error
         progress.update(stop - start)
+    result.failures.sort(key=lambda failure: failure[0])
     result.seconds = time.perf_counter() - started
     return result
 

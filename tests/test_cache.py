@@ -273,3 +273,18 @@ def test_concurrent_writers_agree_with_a_serial_run(tmp_path):
     assert int(cache.info()["entries"].sum()) == 60
     assert computed(cache) == 60  # the lock kept overlapping images from running twice
     assert os.path.getsize(cache.path) > 0
+
+
+def test_grid_over_layers_and_poolings_embeds_each_configuration_once(tmp_path):
+    paths, labels = load_image_folder(DATA, "train")
+    paths, labels = paths[::4], labels[::4]
+    cache_dir = str(tmp_path / "cache")
+    grid = {
+        "featurizer__layer": [None, -2],
+        "featurizer__pooling": ["avg", "gem"],
+        "classifier__C": [0.1, 1.0],
+    }
+    search = GridSearchCV(make_image_classifier(cache=cache_dir, **SMALL), grid, cv=3)
+    search.fit(paths, labels)
+    assert len(search.cv_results_["params"]) == 8
+    assert computed(EmbeddingCache(cache_dir)) == 4 * len(paths)
