@@ -1,15 +1,22 @@
-"""The batch loop: fetch, look up the cache, decode what is missing, embed, store.
+"""The batch loop: read, hash, look up, decode in parallel; embed; store.
 
-Each batch is fetched (files read once) and hashed; cached embeddings are used as they
-are; only the misses are decoded and sent through the backbone, under the namespace's
-cross-process lock, after a second look-up (another process may just have computed
-them). Computed embeddings are stored batch by batch, so a crash or a bad image never
-loses what was already done.
+Per image, a worker thread reads the input (files once), hashes it, looks it up in the
+embedding cache, and on a miss decodes and resizes it straight into a preallocated
+batch buffer. Workers run up to :data:`PREFETCH_BATCHES` batches ahead of the backbone,
+so decoding overlaps the forward pass (PIL releases the GIL while it decodes and
+resizes). The calling thread runs the forward pass on the misses, under the cache
+namespace's cross-process lock after a second look-up, and stores the results batch by
+batch: a crash or a bad image never loses what was already done.
+
+``workers=0`` does the same work in the calling thread, one image after another: the
+simple path, which the fast one must match exactly.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,10 +26,12 @@ from featurize._images import describe, fetch, load_image
 from featurize._inference import Forward
 from featurize.errors import ImageError
 
+PREFETCH_BATCHES = 2
+
 
 @dataclass
 class Plan:
-    """What to embed with, and how to treat failures."""
+    """What to embed with, and how."""
 
     forward: Forward
     input_size: tuple[int, int]
@@ -30,6 +39,7 @@ class Plan:
     max_pixels: int | None
     batch_size: int
     on_error: str
+    workers: int = 0
     cache: EmbeddingCache | None = None
     namespace: int | None = None
 
@@ -55,20 +65,88 @@ class Result:
         }
 
 
+@dataclass
+class _Outcome:
+    index: int
+    digest: bytes | None = None
+    vector: np.ndarray | None = None  # a cache hit
+    decoded: bool = False  # pixels are in the batch buffer
+    error: ImageError | None = None
+
+
+def _prepare(items, index: int, position: int, buffer, plan: Plan) -> _Outcome:
+    """Read, hash, look up and (on a miss) decode one image into ``buffer``."""
+    outcome = _Outcome(index)
+    try:
+        raw = fetch(items[index], index=index)
+        if plan.cache is not None:
+            outcome.digest = content_digest(raw)
+            found = plan.cache.get_many(
+                plan.namespace, [outcome.digest], plan.forward.n_features
+            )
+            outcome.vector = found.get(outcome.digest)
+            if outcome.vector is not None:
+                return outcome
+        buffer[position] = load_image(
+            raw,
+            size=plan.input_size,
+            resize=plan.resize,
+            max_pixels=plan.max_pixels,
+            index=index,
+            source=describe(items[index]),
+        )
+        outcome.decoded = True
+    except ImageError as error:
+        outcome.error = error
+    return outcome
+
+
 def embed(items, plan: Plan, progress) -> Result:
     """Embed ``items`` (a sequence from :func:`featurize._images.as_image_list`)."""
     started = time.perf_counter()
     n_images = len(items)
     result = Result(np.full((n_images, plan.forward.n_features), np.nan, np.float32))
+    batches = [
+        range(start, min(start + plan.batch_size, n_images))
+        for start in range(0, n_images, plan.batch_size)
+    ]
+    depth = PREFETCH_BATCHES if plan.workers else 1
     height, width = plan.input_size
-    buffer = np.empty((min(plan.batch_size, max(n_images, 1)), height, width, 3),
-                      dtype=np.float32)  # fmt: skip
-    for start in range(0, n_images, plan.batch_size):
-        stop = min(start + plan.batch_size, n_images)
-        _embed_batch(items, range(start, stop), plan, buffer, result)
-        if result.error is not None:
-            raise result.error
-        progress.update(stop - start)
+    rows = min(plan.batch_size, max(n_images, 1))
+    buffers = [
+        np.empty((rows, height, width, 3), dtype=np.float32) for _ in range(depth + 1)
+    ]
+    pool = ThreadPoolExecutor(plan.workers) if plan.workers else None
+
+    def launch(k: int):
+        batch, buffer = batches[k], buffers[k % len(buffers)]
+        if pool is None:
+            return batch, buffer, None
+        futures = [
+            pool.submit(_prepare, items, index, index - batch.start, buffer, plan)
+            for index in batch
+        ]
+        return batch, buffer, futures
+
+    try:
+        pending = deque(launch(k) for k in range(min(depth, len(batches))))
+        for k in range(len(batches)):
+            batch, buffer, futures = pending.popleft()
+            if futures is None:
+                outcomes = [
+                    _prepare(items, i, i - batch.start, buffer, plan) for i in batch
+                ]
+            else:
+                outcomes = [future.result() for future in futures]
+            if k + depth < len(batches):
+                pending.append(launch(k + depth))
+            _finish(items, batch, outcomes, buffer, plan, result)
+            if result.error is not None:
+                raise result.error
+            progress.update(len(batch))
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     result.failures.sort(key=lambda failure: failure[0])
     result.seconds = time.perf_counter() - started
     return result
@@ -82,81 +160,41 @@ def _fail(result: Result, plan: Plan, index: int, item, error: ImageError) -> No
     result.failures.append((index, describe(item), type(error).__name__, error.reason))
 
 
-def _embed_batch(items, indices: range, plan: Plan, buffer, result: Result) -> None:
-    fetched = {}
-    for index in indices:
-        try:
-            fetched[index] = fetch(items[index], index=index)
-        except ImageError as error:
-            _fail(result, plan, index, items[index], error)
-    if plan.cache is None:
-        _compute(items, {i: (i,) for i in fetched}, fetched, plan, buffer, result)
-        return
-    digests = {index: content_digest(raw) for index, raw in fetched.items()}
-    n_features = plan.forward.n_features
-    hits = plan.cache.get_many(plan.namespace, list(digests.values()), n_features)
-    # Rows that still need a forward pass, grouped by content (duplicates once).
-    missing: dict[bytes, list[int]] = {}
-    for index, digest in digests.items():
-        if digest in hits:
-            result.embeddings[index] = hits[digest]
+def _finish(items, batch: range, outcomes, buffer, plan: Plan, result: Result) -> None:
+    """Use the hits, embed the decoded misses (each distinct image once), store them."""
+    groups: dict[object, list[int]] = {}  # content -> rows; the first row is decoded
+    for outcome in outcomes:
+        if outcome.error is not None:
+            _fail(result, plan, outcome.index, items[outcome.index], outcome.error)
+        elif outcome.vector is not None:
+            result.embeddings[outcome.index] = outcome.vector
             result.cache_hits += 1
-        else:
-            missing.setdefault(digest, []).append(index)
-    if not missing:
+        elif outcome.decoded:
+            key = outcome.index if outcome.digest is None else outcome.digest
+            groups.setdefault(key, []).append(outcome.index)
+    if not groups:
         return
-    groups = {rows[0]: tuple(rows) for rows in missing.values()}
-    decoded = _decode(items, groups, fetched, plan, buffer, result)
-    if not decoded:
+    if plan.cache is None:
+        _compute(groups, batch, buffer, plan, result)
         return
     with plan.cache.lock(plan.namespace):
+        # Another process may have computed some of these while we decoded them.
         late = plan.cache.get_many(
-            plan.namespace, [digests[i] for i in decoded], n_features
+            plan.namespace, list(groups), plan.forward.n_features
         )
-        todo = []
-        for position, first in enumerate(decoded):
-            vector = late.get(digests[first])
-            if vector is None:
-                todo.append((position, first))
-                continue
-            result.embeddings[list(groups[first])] = vector
-            result.cache_hits += len(groups[first])
-        if not todo:
-            return
-        positions = [position for position, _ in todo]
-        vectors = plan.forward(buffer[positions])
-        result.computed += len(todo)
-        for (_, first), vector in zip(todo, vectors):
-            result.embeddings[list(groups[first])] = vector
-        plan.cache.put_many(
-            plan.namespace,
-            [(digests[first], v) for (_, first), v in zip(todo, vectors)],
-        )
+        for digest in late:
+            rows = groups.pop(digest)
+            result.embeddings[rows] = late[digest]
+            result.cache_hits += len(rows)
+        if groups:
+            vectors = _compute(groups, batch, buffer, plan, result)
+            plan.cache.put_many(plan.namespace, zip(groups, vectors))
 
 
-def _decode(items, groups, fetched, plan: Plan, buffer, result: Result) -> list[int]:
-    """Decode each group's first row into ``buffer``; return those rows in order."""
-    decoded = []
-    for first, rows in groups.items():
-        try:
-            buffer[len(decoded)] = load_image(
-                fetched[first],
-                size=plan.input_size,
-                resize=plan.resize,
-                max_pixels=plan.max_pixels,
-                index=first,
-                source=describe(items[first]),
-            )
-        except ImageError as error:
-            for index in rows:
-                _fail(result, plan, index, items[index], error)
-            continue
-        decoded.append(first)
-    return decoded
-
-
-def _compute(items, groups, fetched, plan: Plan, buffer, result: Result) -> None:
-    decoded = _decode(items, groups, fetched, plan, buffer, result)
-    if decoded:
-        result.embeddings[decoded] = plan.forward(buffer[: len(decoded)])
-        result.computed += len(decoded)
+def _compute(groups: dict, batch: range, buffer, plan: Plan, result: Result):
+    positions = [rows[0] - batch.start for rows in groups.values()]
+    vectors = plan.forward(buffer[positions])
+    for rows, vector in zip(groups.values(), vectors):
+        result.embeddings[rows] = vector
+    result.computed += len(positions)
+    return vectors

@@ -22,7 +22,13 @@ from featurize._images import (
     RESIZE_POLICIES,
     as_image_list,
 )
-from featurize._inference import POOLINGS, Forward, get_forward
+from featurize._inference import (
+    POOLINGS,
+    PRECISIONS,
+    Forward,
+    default_batch_size,
+    get_forward,
+)
 from featurize._weights import weights_identity
 
 ON_ERROR = ("raise", "nan")
@@ -71,8 +77,10 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     resize : {"stretch", "center_crop"}, default="stretch"
         ``"stretch"`` resizes whole images; ``"center_crop"`` keeps the aspect ratio
         and crops the centre. Both antialias.
-    batch_size : int, default=32
-        Images per forward pass.
+    batch_size : int or None, default=None
+        Images per forward pass. None picks by device: 8 on CPUs (fastest there,
+        measured on 2 cores: 1.4x images/s over 32 for EfficientNet-Lite0), 64 on
+        accelerators. An out-of-memory error halves it automatically.
     on_error : {"raise", "nan"}, default="raise"
         What a bad image does: raise an error naming it, or give a row of NaN (so
         ``X`` and ``y`` stay aligned) and be recorded in ``failures_``.
@@ -86,6 +94,13 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         by content, so each image goes through each configuration once, across
         folds, grid-search candidates, processes and runs. Random weights
         (``weights=None``) are never cached.
+    precision : {"float32", "mixed"}, default="float32"
+        ``"mixed"`` computes in bfloat16 (weights and output stay float32): faster on
+        GPUs, usually slower on CPUs.
+    decode_workers : int or None, default=None
+        Threads that read, decode and resize images ahead of the backbone, so that
+        decoding overlaps the forward pass. None picks ``min(4, CPU count)``; 0
+        decodes in the calling thread (same numbers, no overlap).
     verbose : int, default=0
         If positive, show a progress bar on runs longer than two seconds.
 
@@ -125,10 +140,12 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         pooling="avg",
         input_size=None,
         resize="stretch",
-        batch_size=32,
+        batch_size=None,
         on_error="raise",
         max_pixels=DEFAULT_MAX_PIXELS,
         cache=True,
+        precision="float32",
+        decode_workers=None,
         verbose=0,
     ):
         self.backbone = backbone
@@ -141,6 +158,8 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.on_error = on_error
         self.max_pixels = max_pixels
         self.cache = cache
+        self.precision = precision
+        self.decode_workers = decode_workers
         self.verbose = verbose
 
     # -- parameters ----------------
@@ -151,7 +170,18 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         _check_choice("pooling", self.pooling, POOLINGS)
         _check_choice("resize", self.resize, RESIZE_POLICIES)
         _check_choice("on_error", self.on_error, ON_ERROR)
-        _check_int("batch_size", self.batch_size, allow_none=False)
+        _check_choice("precision", self.precision, PRECISIONS)
+        workers = self.decode_workers
+        if workers is not None and (
+            isinstance(workers, bool)
+            or not isinstance(workers, Integral)
+            or workers < 0
+        ):
+            raise ValueError(
+                f"`decode_workers` must be None or an integer >= 0; received "
+                f"{workers!r}."
+            )
+        _check_int("batch_size", self.batch_size, allow_none=True)
         _check_int("max_pixels", self.max_pixels, allow_none=True)
         resolve_cache(self.cache)  # validates
         weights = self.weights
@@ -175,6 +205,7 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             settings.input_size,
             settings.layer,
             settings.pooling,
+            self.precision,
         )
 
     # -- scikit-learn API --------------------------------------------------------------
@@ -235,8 +266,9 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             input_size=settings.input_size,
             resize=self.resize,
             max_pixels=self.max_pixels,
-            batch_size=self.batch_size,
+            batch_size=self.batch_size or default_batch_size(),
             on_error=self.on_error,
+            workers=_decode_workers(self.decode_workers),
         )
         identity = weights_identity(settings.backbone, settings.weights)
         plan.cache = resolve_cache(self.cache) if identity is not None else None
@@ -267,6 +299,7 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             "resize": self.resize,
             "preprocessing": [backbone.preprocessing, preprocess],
             "dtype": "float32",
+            "precision": self.precision,
             "pixel_pipeline": PIXEL_PIPELINE_VERSION,
             "keras": ".".join(keras.__version__.split(".")[:2]),
         }
@@ -315,6 +348,12 @@ def _check_int(name: str, value, *, allow_none: bool) -> None:
             f"`{name}` must be a positive integer{' or None' if allow_none else ''}; "
             f"received {value!r}."
         )
+
+
+def _decode_workers(value) -> int:
+    if value is None:
+        return min(4, os.cpu_count() or 1)
+    return int(value)
 
 
 def _input_size(value, backbone: Backbone) -> tuple[int, int]:

@@ -32,7 +32,7 @@ _RESAMPLE = Image.Resampling.BILINEAR  # PIL filters with antialiasing when shri
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 # Bump when a change here changes pixels: it is part of every embedding's cache key.
-PIXEL_PIPELINE_VERSION = 1
+PIXEL_PIPELINE_VERSION = 2
 
 
 def _short(value, limit: int = 80) -> str:
@@ -198,7 +198,9 @@ def load_image(
     if isinstance(raw, Image.Image):
         _checked_size(raw, max_pixels, source, index)
         return _finish(raw, size, resize, source, index, owned=False)
-    image = decode(raw, source=source, index=index, max_pixels=max_pixels)
+    image = decode(
+        raw, source=source, index=index, max_pixels=max_pixels, target=(size, resize)
+    )
     return _finish(image, size, resize, source, index, owned=True)
 
 
@@ -231,8 +233,14 @@ def decode(
     source=None,
     index: int | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    target: tuple[tuple[int, int], str] | None = None,
 ) -> Image.Image:
-    """Decode image bytes into a loaded PIL image, checking the pixel limit first."""
+    """Decode image bytes into a loaded PIL image, checking the pixel limit first.
+
+    With ``target=(size, resize)``, a JPEG much larger than ``size`` is decoded at a
+    reduced scale (libjpeg's DCT scaling: 1/2, 1/4 or 1/8), never below what the final
+    antialiased resize needs.
+    """
     try:
         with warnings.catch_warnings():
             # We enforce our own, configurable limit below.
@@ -256,6 +264,8 @@ def decode(
             index=index,
         ) from None
     _checked_size(image, max_pixels, source, index)
+    if target is not None:
+        _draft(image, *target)
     try:
         image.load()
     except Exception as error:
@@ -265,6 +275,22 @@ def decode(
             index=index,
         ) from None
     return image
+
+
+def _draft(image: Image.Image, size: tuple[int, int], resize: str) -> None:
+    """Ask libjpeg for the smallest DCT-scaled decode that still covers ``size``."""
+    if image.format != "JPEG":
+        return
+    height, width = size
+    shown_width, shown_height = image.size
+    rotated = image.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+    if rotated:  # the size we need applies after the EXIF rotation
+        shown_width, shown_height = shown_height, shown_width
+    if resize == "center_crop":
+        scale = max(width / shown_width, height / shown_height)
+        width = math.ceil(shown_width * scale)
+        height = math.ceil(shown_height * scale)
+    image.draft(None, (height, width) if rotated else (width, height))
 
 
 def _checked_size(image: Image.Image, max_pixels, source, index) -> Image.Image:

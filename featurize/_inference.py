@@ -8,6 +8,7 @@ how: ``tf.function`` on TensorFlow (no XLA: it slows depthwise convolutions on C
 from __future__ import annotations
 
 import threading
+import warnings
 
 import numpy as np
 
@@ -67,10 +68,46 @@ class Forward:
             return keras.ops.cast(_pool(call(x), pooling), "float32")
 
         self._run = _compile(graph, model)
+        self.max_batch: int | None = None  # lowered when the device runs out of memory
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        """Embed ``batch`` (``(n, height, width, 3)`` float32 in [0, 255])."""
-        return np.asarray(self._run(np.asarray(batch, dtype=np.float32)), np.float32)
+        """Embed ``batch`` (``(n, height, width, 3)`` float32 in [0, 255]).
+
+        If the device runs out of memory, the batch is split in halves (and later
+        batches are capped at the size that worked), down to one image.
+        """
+        batch = np.asarray(batch, dtype=np.float32)
+        outputs, start = [], 0
+        while start < len(batch):
+            size = len(batch) - start
+            if self.max_batch is not None:
+                size = min(size, self.max_batch)
+            try:
+                outputs.append(np.asarray(self._run(batch[start : start + size])))
+            except Exception as error:
+                if not _is_out_of_memory(error) or size == 1:
+                    raise
+                self.max_batch = max(1, size // 2)
+                warnings.warn(
+                    f"Out of memory on a batch of {size} images; continuing with "
+                    f"batches of {self.max_batch}. Lower batch_size to avoid this.",
+                    ResourceWarning,
+                    stacklevel=2,
+                )
+                continue
+            start += size
+        if not outputs:
+            return np.empty((0, self.n_features), np.float32)
+        return np.concatenate(outputs).astype(np.float32, copy=False)
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    return (
+        isinstance(error, MemoryError)
+        or type(error).__name__ == "ResourceExhaustedError"
+        or "RESOURCE_EXHAUSTED" in str(error)
+        or "out of memory" in str(error).lower()
+    )
 
 
 def _compile(graph, model):
@@ -123,11 +160,50 @@ def _compile_jax(graph, model):
     return call
 
 
+PRECISIONS = ("float32", "mixed")
+CPU_BATCH_SIZE = 8
+ACCELERATOR_BATCH_SIZE = 64
+
+
+def on_accelerator() -> bool:
+    """Whether the Keras backend computes on a GPU or TPU."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return jax.default_backend() != "cpu"
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    return False
+
+
+def default_batch_size() -> int:
+    """Images per forward pass when ``batch_size=None``: small on CPU, larger on GPU.
+
+    On CPU, small batches stay in cache: on 2 cores, batches of 8 gave 1.4x the
+    images/s of batches of 32 for EfficientNet-Lite0 and 1.2x for ResNet50.
+    """
+    return ACCELERATOR_BATCH_SIZE if on_accelerator() else CPU_BATCH_SIZE
+
+
 def get_forward(
-    backbone: Backbone, weights, input_size: tuple[int, int], layer, pooling
+    backbone: Backbone,
+    weights,
+    input_size: tuple[int, int],
+    layer,
+    pooling,
+    precision: str = "float32",
 ) -> Forward:
     """Return the shared compiled forward function for these settings."""
-    features = feature_model(backbone, weights, input_size, layer)
+    features = feature_model(backbone, weights, input_size, layer, precision)
     key = (id(features.model), pooling)
     with _LOCK:
         forward = _FORWARDS.get(key)

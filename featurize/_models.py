@@ -52,10 +52,21 @@ def weights_key(weights) -> object:
     return (path, stat.st_size, stat.st_mtime_ns)
 
 
-def _build_backbone(backbone: Backbone, weights, input_size: tuple[int, int]):
+PRECISIONS = {"float32": "float32", "mixed": "mixed_bfloat16"}
+
+
+def _build_backbone(backbone: Backbone, weights, input_size, precision: str):
+    """Build under the precision's Keras dtype policy (weights stay float32)."""
+    import keras
+
     from featurize._weights import build_with_weights
 
-    model = build_with_weights(backbone, weights, input_size)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(PRECISIONS[precision])
+    try:
+        model = build_with_weights(backbone, weights, input_size)
+    finally:
+        keras.config.set_dtype_policy(previous)
     canonicalize_layer_names(model)
     return model
 
@@ -88,14 +99,18 @@ def resolve_layer(layer, stages: tuple[str, ...], layer_names, backbone_name: st
 
 
 def feature_model(
-    backbone: Backbone, weights, input_size: tuple[int, int], layer
+    backbone: Backbone,
+    weights,
+    input_size: tuple[int, int],
+    layer,
+    precision: str = "float32",
 ) -> FeatureModel:
     """Return the (shared) backbone model ending at ``layer``, building it if needed."""
-    base_key = (backbone.key, weights_key(weights), tuple(input_size))
+    base_key = (backbone.key, weights_key(weights), tuple(input_size), precision)
     with _LOCK:
         full = _MODELS.get(base_key + (None,))
         if full is None:
-            model = _build_backbone(backbone, weights, input_size)
+            model = _build_backbone(backbone, weights, input_size, precision)
             stages = tuple(find_stages(model))
             full = FeatureModel(model, stages[-1], stages, _shape(model.output))
             _MODELS[base_key + (None,)] = full

@@ -15,6 +15,7 @@ import numpy as np
 from featurize.errors import FeaturizeError
 
 DEFAULT_BACKBONE = "efficientnet_lite0"
+DEFAULT_BENCH_BACKBONES = ("mobilenet_v3_small", "efficientnet_lite0", "resnet50")
 TRAIN_SPLITS = ("train", "training")
 EVAL_SPLITS = ("val", "valid", "validation", "test", "testing")
 
@@ -60,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
         "--pooling", default="avg", choices=("avg", "max", "gem", "none")
     )
     train.add_argument("--input-size", type=int, default=None)
-    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--batch-size", type=int, default=None)
     train.add_argument("--C", type=float, default=1.0, dest="C", help="regularisation")
     train.add_argument(
         "--test-size",
@@ -105,6 +106,22 @@ def _parser() -> argparse.ArgumentParser:
     cache.add_argument(
         "--dir", default=None, help="cache folder (default: the default)"
     )
+
+    bench = commands.add_parser(
+        "bench",
+        help="measure images/s: tutorial baseline, model-only bound, featurize",
+    )
+    bench.add_argument(
+        "--folder", default=None,
+        help="JPEG folder (default ../shared/datasets/hymenoptera, else data/)",
+    )  # fmt: skip
+    bench.add_argument("--images", type=int, default=400, help="repeat files to N")
+    bench.add_argument("--backbones", default=",".join(DEFAULT_BENCH_BACKBONES))
+    bench.add_argument(
+        "--batch-size", type=int, default=None,
+        help="for (b) and (c); default: featurize's choice for the device",
+    )  # fmt: skip
+    bench.add_argument("--no-rss", action="store_true", help="skip the memory check")
 
     predict = commands.add_parser(
         "predict",
@@ -382,7 +399,28 @@ def _cache(args) -> int:
     return 0
 
 
+def _bench(args) -> int:
+    from pathlib import Path
+
+    from pipelines._bench import run_benchmark
+
+    folder = args.folder
+    if folder is None:
+        here = Path(__file__).resolve().parent.parent
+        shared = here.parent / "shared" / "datasets" / "hymenoptera"
+        folder = shared if shared.is_dir() else here / "data" / "hymenoptera"
+    run_benchmark(
+        folder,
+        count=args.images,
+        backbones=_csv_list(args.backbones),
+        batch_size=args.batch_size,
+        rss=not args.no_rss,
+    )
+    return 0
+
+
 COMMANDS = {
+    "bench": _bench,
     "backbones": _backbones,
     "weights": _weights,
     "train": _train,

@@ -129,3 +129,19 @@ def test_search_and_cache_commands(capsys, tmp_path, monkeypatch):
     assert "deleted 0" in out
     code, out, _ = run(capsys, "cache", "clear")
     assert "deleted 96" in out
+
+
+def test_bench_prints_the_three_rates_and_ratios(capsys):
+    code, out, _ = run(
+        capsys, "bench", "--folder", str(DATA), "--images", "12", "--batch-size", "4",
+        "--backbones", "mobilenet_v3_small", "--no-rss",
+    )  # fmt: skip
+    assert code == 0
+    assert "device CPU" in out
+    assert "(a) tutorial" in out
+    assert "c/b" in out
+    row = next(line for line in out.splitlines() if line.startswith("| mobilenet"))
+    values = [float(v) for v in row.strip("| ").split("|")[1:]]
+    assert len(values) == 5
+    assert all(v > 0 for v in values)
+    assert values[3] == pytest.approx(values[2] / values[0], rel=0.01)
