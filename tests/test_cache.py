@@ -242,23 +242,17 @@ np.save(sys.argv[3], out)
 
 def test_concurrent_writers_agree_with_a_serial_run(tmp_path):
     cache_dir = tmp_path / "cache"
-    workers = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                CONCURRENT_WRITER,
-                str(cache_dir),
-                str(start),
-                str(tmp_path / f"out{i}.npy"),
-            ],
-            stderr=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
-        for i, start in enumerate([0, 10, 20, 30])
-    ]
-    errors = [worker.communicate()[1] for worker in workers]
-    assert [worker.returncode for worker in workers] == [0] * 4, errors
+    # stderr goes to files: a full pipe would block a worker that holds the lock.
+    logs = [tmp_path / f"err{i}.log" for i in range(4)]
+    workers = []
+    for i, start in enumerate([0, 10, 20, 30]):
+        with open(logs[i], "w") as log:
+            command = [sys.executable, "-c", CONCURRENT_WRITER, str(cache_dir),
+                       str(start), str(tmp_path / f"out{i}.npy")]  # fmt: skip
+            workers.append(subprocess.Popen(command, stderr=log))
+    codes = [worker.wait(timeout=600) for worker in workers]
+    errors = [log.read_text() for log in logs]
+    assert codes == [0] * 4, errors
     assert not any("Error" in e or "Traceback" in e for e in errors)
     images = np.random.default_rng(0).integers(0, 256, (60, 32, 32, 3), np.uint8)
     serial = ImageFeaturizer(cache=None, input_size=32, batch_size=8).fit_transform(
