@@ -282,6 +282,23 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self._record_failures(result.failures, len(items))
         return result.embeddings
 
+    def fingerprint(self) -> dict:
+        """Everything that defines this featurizer's embeddings, as plain data.
+
+        Backbone, weights identity (checksum), layer, pooling, input size, resize
+        policy, preprocessing, precision, output dtype, pixel-pipeline and Keras
+        versions: what keys the embedding cache, and what the batch job writes in its
+        Parquet metadata.
+
+        Returns
+        -------
+        dict
+        """
+        settings = self._settings()
+        forward = self._forward(settings)
+        identity = weights_identity(settings.backbone, settings.weights)
+        return self._cache_settings(settings, forward, identity)
+
     def _cache_settings(self, settings: _Settings, forward: Forward, identity) -> dict:
         """Everything that changes an embedding: the cache namespace."""
         import keras

@@ -107,6 +107,30 @@ def _parser() -> argparse.ArgumentParser:
         "--dir", default=None, help="cache folder (default: the default)"
     )
 
+    embed = commands.add_parser(
+        "embed",
+        help="embed a whole collection to Parquet (resumable; local or Ray)",
+        description="Embed every image of INPUT (a folder, a glob, a text file of "
+        "paths, or a CSV/Parquet manifest) into OUT.parquet, with failures in "
+        "OUT.failures.parquet. Killed and re-run, it recomputes nothing it stored.",
+    )
+    embed.add_argument("input", metavar="INPUT")
+    embed.add_argument("--out", required=True, help="the Parquet file to write")
+    embed.add_argument("--backbone", default=DEFAULT_BACKBONE)
+    embed.add_argument("--weights", default="imagenet")
+    embed.add_argument("--layer", default=None)
+    embed.add_argument(
+        "--pooling", default="avg", choices=("avg", "max", "gem", "none")
+    )
+    embed.add_argument("--input-size", type=int, default=None)
+    embed.add_argument("--batch-size", type=int, default=None)
+    embed.add_argument("--path-column", default="path", help="manifest column of paths")
+    embed.add_argument("--engine", choices=("local", "ray"), default="local")
+    embed.add_argument("--address", default=None, help="Ray cluster address")
+    embed.add_argument("--no-cache", action="store_true", help="not resumable then")
+    embed.add_argument("--strict", action="store_true", help="exit 1 if any failed")
+    embed.add_argument("--quiet", action="store_true", help="no progress bar")
+
     bench = commands.add_parser(
         "bench",
         help="measure images/s: tutorial baseline, model-only bound, featurize",
@@ -399,6 +423,28 @@ def _cache(args) -> int:
     return 0
 
 
+def _embed(args) -> int:
+    from pipelines import embed_dataset
+
+    summary = embed_dataset(
+        args.input,
+        args.out,
+        backbone=args.backbone,
+        path_column=args.path_column,
+        engine=args.engine,
+        address=args.address,
+        progress=not args.quiet,
+        weights=None if args.weights.lower() == "none" else args.weights,
+        layer=_layer(args.layer),
+        pooling=_pooling(args.pooling),
+        input_size=args.input_size,
+        batch_size=args.batch_size,
+        cache=None if args.no_cache else True,
+    )
+    print(summary)
+    return 1 if args.strict and summary.failed else 0
+
+
 def _bench(args) -> int:
     from pathlib import Path
 
@@ -421,6 +467,7 @@ def _bench(args) -> int:
 
 COMMANDS = {
     "bench": _bench,
+    "embed": _embed,
     "backbones": _backbones,
     "weights": _weights,
     "train": _train,

@@ -1,0 +1,351 @@
+"""The batch job: embed a whole collection to Parquet, resumably, locally or on Ray.
+
+Rows are read from a manifest (a folder, a glob, a text file of paths, or a CSV/Parquet
+file), embedded chunk by chunk through the embedding cache (so a re-run after a crash
+recomputes nothing that was stored), and streamed into a temporary Parquet file that is
+renamed into place only when complete. Failures go to a second file with the path,
+error type and message. ``engine="ray"`` runs the same job as a Ray Data pipeline, one
+model per actor, writing the same output through the same cache.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from featurize import ImageFeaturizer
+from featurize._cache import content_digest
+from featurize._images import fetch
+from featurize.errors import ImageError
+from pipelines._data import IMAGE_EXTENSIONS
+
+CHUNK_ROWS = 256
+# Leading bytes of the formats PIL decodes that we look for when walking a folder.
+_MAGIC = (
+    b"\xff\xd8\xff",  # JPEG
+    b"\x89PNG\r\n\x1a\n",
+    b"GIF87a",
+    b"GIF89a",
+    b"BM",
+    b"II*\x00",  # TIFF
+    b"MM\x00*",
+)
+FAILURE_COLUMNS = ["path", "error", "message"]
+
+
+def is_image_file(path) -> bool:
+    """Whether a file starts like an image (content sniffing, not the extension)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError:
+        return False
+    return head.startswith(_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
+def read_manifest(source, path_column: str = "path"):
+    """The rows to embed, as a DataFrame with a ``path`` column (plus carried ones).
+
+    ``source`` is a folder (walked recursively: files with an image extension, and
+    any other file whose content starts like an image; a broken ``.jpg`` is kept so
+    that it is reported as a failure),
+    a glob pattern, a ``.txt`` file with one path per line, or a ``.csv``/``.parquet``
+    manifest whose ``path_column`` holds the paths (its other columns are carried
+    through). Paths may be fsspec URLs.
+    """
+    import pandas as pd
+
+    text = os.fspath(source)
+    if os.path.isdir(text):
+        found = sorted(
+            os.path.join(root, name)
+            for root, dirs, files in os.walk(text)
+            for name in files
+            if not name.startswith(".")
+        )
+        keep = [
+            p for p in found if p.lower().endswith(IMAGE_EXTENSIONS) or is_image_file(p)
+        ]
+        return pd.DataFrame({"path": keep})
+    if any(char in text for char in "*?[") and not os.path.exists(text):
+        return pd.DataFrame({"path": sorted(glob.glob(text, recursive=True))})
+    if not os.path.exists(text):
+        raise FileNotFoundError(f"Input {text!r} does not exist.")
+    suffix = Path(text).suffix.lower()
+    if suffix in (".csv", ".parquet", ".pq"):
+        table = pd.read_csv(text) if suffix == ".csv" else pd.read_parquet(text)
+        if path_column not in table.columns:
+            raise ValueError(
+                f"Manifest {text!r} has no column {path_column!r}; its columns are "
+                f"{list(table.columns)}. Pass path_column=... (--path-column)."
+            )
+        table = table.rename(columns={path_column: "path"})
+        return table[["path", *[c for c in table.columns if c != "path"]]]
+    with open(text, encoding="utf-8") as handle:
+        paths = [line.strip() for line in handle if line.strip()]
+    return pd.DataFrame({"path": paths})
+
+
+def read_bytes(path: str) -> bytes:
+    """A file's bytes, from local disk or any fsspec URL."""
+    if "://" in path and not path.startswith("file://"):
+        try:
+            import fsspec
+        except ImportError:
+            raise ImportError(
+                f"Reading {path!r} needs fsspec and the filesystem's package "
+                f"(pip install fsspec s3fs, ...)."
+            ) from None
+        with fsspec.open(path, "rb") as handle:
+            return handle.read()
+    return fetch(path.removeprefix("file://"))
+
+
+@dataclass
+class Summary:
+    """What a job did."""
+
+    rows: int = 0
+    embedded: int = 0
+    from_cache: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    output: str = ""
+    failures: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+    def __str__(self) -> str:
+        return (
+            f"{self.rows} rows: {self.embedded} embedded, {self.from_cache} from the "
+            f"cache, {self.failed} failed; {self.images_per_second:.1f} images/s, "
+            f"{self.seconds:.1f} s wall time. Output: {self.output}"
+            + (f"; failures: {self.failures}" if self.failed else "")
+        )
+
+
+def embed_chunk(featurizer: ImageFeaturizer, paths: list[str]):
+    """Embed one chunk of paths: (digests, embeddings, failures, cache hits, computed).
+
+    Each file is read once: its bytes are hashed for the ``digest`` column and handed
+    to the featurizer, whose cache is keyed by the same content.
+    """
+    raws, failures = [], {}
+    for index, path in enumerate(paths):
+        try:
+            raws.append(read_bytes(path))
+        except ImageError as error:
+            failures[index] = (type(error).__name__, error.reason)
+            raws.append(None)
+        except (OSError, ImportError) as error:
+            failures[index] = (type(error).__name__, str(error))
+            raws.append(None)
+    usable = [i for i, raw in enumerate(raws) if raw is not None]
+    dim = featurizer.n_features_out_
+    embeddings = np.full((len(paths), dim), np.nan, np.float32)
+    digests = [content_digest(raw).hex() if raw is not None else None for raw in raws]
+    hits = computed = 0
+    if usable:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # failures are reported below
+            embeddings[usable] = featurizer.transform([raws[i] for i in usable])
+        stats = featurizer.embedding_stats_
+        hits, computed = stats["cache_hits"], stats["computed"]
+        for row in featurizer.failures_.itertuples():
+            failures[usable[row.index]] = (row.error, row.reason)
+    return digests, embeddings, failures, hits, computed
+
+
+def _arrow_table(frame, digests, embeddings, keep):
+    import pyarrow as pa
+
+    dim = embeddings.shape[1]
+    rows = frame.iloc[keep].reset_index(drop=True)
+    table = pa.Table.from_pandas(rows, preserve_index=False)
+    values = pa.array(embeddings[keep].reshape(-1), type=pa.float32())
+    digest = pa.array([digests[i] for i in keep], pa.string())
+    table = table.append_column("digest", digest)
+    embedding = pa.FixedSizeListArray.from_arrays(values, dim)
+    return table.append_column("embedding", embedding)
+
+
+class _AtomicParquet:
+    """A Parquet file written to a temporary name and renamed into place on close."""
+
+    def __init__(self, path: str, metadata: dict):
+        self.path = path
+        self.metadata = {k: json.dumps(v) for k, v in metadata.items()}
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        handle, self.temporary = tempfile.mkstemp(
+            prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder
+        )
+        os.close(handle)
+        self.writer = None
+
+    def write(self, table) -> None:
+        import pyarrow.parquet as pq
+
+        if self.writer is None:
+            schema = table.schema.with_metadata(self.metadata)
+            self.writer = pq.ParquetWriter(self.temporary, schema)
+        self.writer.write_table(table.replace_schema_metadata(self.metadata))
+
+    def close(self, empty_schema=None) -> None:
+        import pyarrow.parquet as pq
+
+        if self.writer is None and empty_schema is not None:
+            self.writer = pq.ParquetWriter(
+                self.temporary, empty_schema.with_metadata(self.metadata)
+            )
+        if self.writer is not None:
+            self.writer.close()
+        os.replace(self.temporary, self.path)
+
+    def discard(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if os.path.exists(self.temporary):
+            os.unlink(self.temporary)
+
+
+def _write_failures(path: str, records: list) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame(records, columns=FAILURE_COLUMNS)
+    folder = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(prefix=".failures.", dir=folder)
+    os.close(handle)
+    try:
+        if path.endswith(".csv"):
+            frame.to_csv(temporary, index=False)
+        else:
+            frame.to_parquet(temporary, index=False)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def failures_path(output: str) -> str:
+    """Where the failures of ``output`` go: ``<name>.failures.parquet``."""
+    stem = output[: -len(".parquet")] if output.endswith(".parquet") else output
+    return f"{stem}.failures.parquet"
+
+
+def embed_dataset(
+    source,
+    out: str,
+    *,
+    backbone: str = "efficientnet_lite0",
+    path_column: str = "path",
+    engine: str = "local",
+    address: str | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+    progress: bool = True,
+    **featurizer_params,
+) -> Summary:
+    """Embed every image of ``source`` into a Parquet file.
+
+    Parameters
+    ----------
+    source : path-like
+        A folder, a glob, a text file of paths, or a CSV/Parquet manifest.
+    out : str
+        The Parquet file to write: the manifest's other columns, ``path``, ``digest``
+        (BLAKE2b of the file's content) and ``embedding`` (fixed-size list of
+        float32), with the featurizer's settings in the file metadata. Failures go to
+        ``<out>.failures.parquet`` (``path``, ``error``, ``message``).
+    backbone : str
+        Any registry name; other featurizer settings go in ``featurizer_params``.
+    path_column : str, default="path"
+        The manifest column holding the paths.
+    engine : {"local", "ray"}, default="local"
+        ``"ray"`` runs on a Ray cluster (``address``; a local one by default).
+    chunk_rows : int
+        Rows embedded and written per step.
+    progress : bool
+        Show a progress bar with rate and ETA.
+
+    Returns
+    -------
+    Summary
+        Rows, embedded, from cache, failed, images/s, wall time, output paths.
+    """
+    started = time.perf_counter()
+    manifest = read_manifest(source, path_column)
+    featurizer = ImageFeaturizer(backbone, **featurizer_params).fit()
+    from featurize import __version__
+    from featurize._cache import fingerprint
+
+    settings = featurizer.fingerprint()
+    metadata = {
+        "featurize": {
+            "fingerprint": fingerprint(settings),
+            "settings": settings,
+            "n_features": featurizer.n_features_out_,
+            "version": __version__,
+        }
+    }
+    if engine == "ray":
+        from pipelines._ray import run_on_ray
+
+        chunks = run_on_ray(manifest, backbone, featurizer_params, address, chunk_rows)
+    elif engine == "local":
+        chunks = _run_local(manifest, featurizer, chunk_rows)
+    else:
+        raise ValueError(f"`engine` must be 'local' or 'ray'; received {engine!r}.")
+    summary = Summary(rows=len(manifest), output=out, failures=failures_path(out))
+    writer = _AtomicParquet(out, metadata)
+    failures = []
+    bar = _bar(len(manifest), progress)
+    try:
+        for keep_frame, digests, embeddings, chunk_failures, hits, computed in chunks:
+            keep = [i for i in range(len(keep_frame)) if i not in chunk_failures]
+            if keep:
+                writer.write(_arrow_table(keep_frame, digests, embeddings, keep))
+            for i, (error, message) in sorted(chunk_failures.items()):
+                failures.append((keep_frame.path.iloc[i], error, message))
+            summary.from_cache += hits
+            summary.embedded += computed
+            bar.update(len(keep_frame))
+        empty = np.zeros((0, featurizer.n_features_out_), np.float32)
+        writer.close(empty_schema=_arrow_table(manifest.iloc[:0], [], empty, []).schema)
+    except BaseException:
+        writer.discard()
+        raise
+    finally:
+        bar.close()
+    _write_failures(summary.failures, failures)
+    summary.failed = len(failures)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _run_local(manifest, featurizer, chunk_rows: int):
+    featurizer.set_params(on_error="nan")
+    for start in range(0, len(manifest), chunk_rows):
+        frame = manifest.iloc[start : start + chunk_rows]
+        digests, embeddings, failures, hits, computed = embed_chunk(
+            featurizer, frame.path.astype(str).tolist()
+        )
+        yield frame, digests, embeddings, failures, hits, computed
+
+
+def _bar(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="img", desc="embedding", disable=not enabled,
+                smoothing=0.1)  # fmt: skip

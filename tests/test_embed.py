@@ -1,0 +1,176 @@
+"""The batch job: Parquet output, failures, manifests, resuming after SIGKILL, Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from featurize import EmbeddingCache
+from pipelines import embed_dataset, read_manifest
+from pipelines._cli import main
+
+from .conftest import DATA
+
+SMALL = {"input_size": 32, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory):
+    """data/hymenoptera/val plus a broken JPEG, an empty file and a text file."""
+    root = tmp_path_factory.mktemp("collection")
+    shutil.copytree(DATA / "val", root / "val")
+    (root / "val" / "ants" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    (root / "val" / "bees" / "empty.png").write_bytes(b"")
+    (root / "notes.txt").write_text("not an image")
+    image = Image.new("RGB", (40, 30), (200, 10, 10))
+    image.save(root / "no_extension", format="PNG")  # found by content sniffing
+    return root
+
+
+def read(path):
+    table = pq.read_table(path)
+    frame = table.to_pandas()
+    return frame, table.schema.metadata
+
+
+def test_folder_to_parquet_with_failures(collection, tmp_path):
+    out = str(tmp_path / "embeddings.parquet")
+    summary = embed_dataset(collection, out, cache=str(tmp_path / "cache"), **SMALL)
+    frame, metadata = read(out)
+    assert summary.rows == 24 + 3
+    assert summary.failed == 2
+    assert summary.embedded == len(frame) == 25
+    assert list(frame.columns) == ["path", "digest", "embedding"]
+    assert frame.path.str.endswith("no_extension").sum() == 1
+    assert not frame.path.str.endswith("notes.txt").any()
+    assert len(frame.embedding.iloc[0]) == 1280
+    assert frame.digest.str.len().eq(40).all()
+    written = json.loads(metadata[b"featurize"])
+    assert written["settings"]["backbone"] == "efficientnet_lite0"
+    assert written["settings"]["layer"] == "top_activation"
+    assert written["n_features"] == 1280
+    assert len(written["fingerprint"]) == 64
+    failures = pd.read_parquet(summary.failures)
+    assert list(failures.columns) == ["path", "error", "message"]
+    assert sorted(os.path.basename(p) for p in failures.path) == [
+        "broken.jpg",
+        "empty.png",
+    ]
+    assert "empty file" in " ".join(failures.message)
+    leftovers = [p for p in os.listdir(tmp_path) if p.startswith(".")]
+    assert leftovers == []
+
+
+def test_manifests_carry_their_columns(collection, tmp_path):
+    paths = sorted(str(p) for p in (collection / "val" / "bees").glob("*.jpg"))[:4]
+    manifest = pd.DataFrame({"image": paths, "label": ["bee"] * 4, "id": range(4)})
+    manifest.to_csv(tmp_path / "manifest.csv", index=False)
+    out = str(tmp_path / "from_csv.parquet")
+    embed_dataset(tmp_path / "manifest.csv", out, path_column="image", **SMALL)
+    frame, _ = read(out)
+    assert list(frame.columns) == ["path", "label", "id", "digest", "embedding"]
+    assert frame.id.tolist() == [0, 1, 2, 3]
+    (tmp_path / "list.txt").write_text("\n".join(paths) + "\n")
+    assert read_manifest(tmp_path / "list.txt").path.tolist() == paths
+    pattern = str(collection / "val" / "bees" / "*.jpg")
+    assert len(read_manifest(pattern)) == 12
+    with pytest.raises(ValueError, match="no column 'path'"):
+        read_manifest(tmp_path / "manifest.csv")
+
+
+def test_cli_exit_codes(collection, tmp_path, capsys):
+    out = str(tmp_path / "cli.parquet")
+    args = ["embed", str(collection), "--out", out, "--input-size", "32", "--quiet"]
+    assert main(args) == 0
+    assert "2 failed" in capsys.readouterr().out
+    assert main([*args, "--strict"]) == 1
+
+
+JOB = """
+import sys
+from pipelines._cli import main
+sys.exit(main(["embed", sys.argv[1], "--out", sys.argv[2], "--input-size", "64",
+               "--batch-size", "4", "--quiet"]))
+"""
+N_RESUME = 2500
+
+
+def test_killed_job_resumes_without_recomputing(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(N_RESUME):
+        pixels = rng.integers(0, 256, (24, 24, 3), np.uint8)
+        Image.fromarray(pixels).save(folder / f"{i:04d}.png")
+    env = {**os.environ, "FEATURIZE_CACHE_DIR": str(tmp_path / "cache")}
+    out = tmp_path / "resumed.parquet"
+    kills = 0
+    for delay in np.random.default_rng(1).uniform(5.0, 8.0, size=3):
+        job = subprocess.Popen(
+            [sys.executable, "-c", JOB, str(folder), str(out)],
+            env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        time.sleep(delay)
+        if job.poll() is None:
+            job.send_signal(signal.SIGKILL)
+            kills += 1
+            job.wait()
+            assert not out.exists()  # never a half-written output
+        job.wait()
+    assert kills >= 1
+    cache = EmbeddingCache(tmp_path / "cache")
+    stored = int(cache.info()["entries"].sum())
+    assert 0 < stored < N_RESUME
+    summary = embed_dataset(
+        folder, str(out), cache=str(tmp_path / "cache"), batch_size=4,
+        input_size=64, progress=False,
+    )  # fmt: skip
+    assert summary.embedded == N_RESUME - stored  # only what was not stored yet
+    assert summary.from_cache == stored
+    fresh = embed_dataset(
+        folder, str(tmp_path / "fresh.parquet"), cache=None, batch_size=4,
+        input_size=64, progress=False,
+    )  # fmt: skip
+    assert fresh.embedded == N_RESUME
+    resumed, _ = read(out)
+    uninterrupted, _ = read(tmp_path / "fresh.parquet")
+    assert resumed.path.tolist() == uninterrupted.path.tolist()
+    assert resumed.digest.tolist() == uninterrupted.digest.tolist()
+    a, b = np.stack(resumed.embedding), np.stack(uninterrupted.embedding)
+    assert np.abs(a - b).max() <= 1e-5 * np.abs(b).max()
+
+
+def test_ray_engine_matches_the_local_engine(tmp_path):
+    ray = pytest.importorskip("ray", reason="pip install 'featurize[ray]'")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        on_ray = embed_dataset(
+            DATA, str(tmp_path / "ray.parquet"), engine="ray",
+            cache=str(tmp_path / "ray-cache"), **SMALL,
+        )  # fmt: skip
+    finally:
+        ray.shutdown()
+    local = embed_dataset(
+        DATA, str(tmp_path / "local.parquet"), cache=str(tmp_path / "local-cache"),
+        **SMALL,
+    )  # fmt: skip
+    assert on_ray.embedded == local.embedded == 72
+    from_ray, metadata_ray = read(tmp_path / "ray.parquet")
+    from_local, metadata_local = read(tmp_path / "local.parquet")
+    assert metadata_ray == metadata_local
+    assert from_ray.path.tolist() == from_local.path.tolist()
+    assert from_ray.digest.tolist() == from_local.digest.tolist()
+    np.testing.assert_allclose(
+        np.stack(from_ray.embedding), np.stack(from_local.embedding), atol=1e-6
+    )
