@@ -49,6 +49,7 @@ class Result:
     """The embeddings, the failures ``(index, input, error, reason)`` and counts."""
 
     embeddings: np.ndarray
+    digests: list = field(default_factory=list)  # content digest per row, or None
     failures: list = field(default_factory=list)
     cache_hits: int = 0
     computed: int = 0
@@ -79,8 +80,8 @@ def _prepare(items, index: int, position: int, buffer, plan: Plan) -> _Outcome:
     outcome = _Outcome(index)
     try:
         raw = fetch(items[index], index=index)
+        outcome.digest = content_digest(raw)
         if plan.cache is not None:
-            outcome.digest = content_digest(raw)
             found = plan.cache.get_many(
                 plan.namespace, [outcome.digest], plan.forward.n_features
             )
@@ -105,7 +106,10 @@ def embed(items, plan: Plan, progress) -> Result:
     """Embed ``items`` (a sequence from :func:`featurize._images.as_image_list`)."""
     started = time.perf_counter()
     n_images = len(items)
-    result = Result(np.full((n_images, plan.forward.n_features), np.nan, np.float32))
+    result = Result(
+        np.full((n_images, plan.forward.n_features), np.nan, np.float32),
+        digests=[None] * n_images,
+    )
     batches = [
         range(start, min(start + plan.batch_size, n_images))
         for start in range(0, n_images, plan.batch_size)
@@ -164,14 +168,14 @@ def _finish(items, batch: range, outcomes, buffer, plan: Plan, result: Result) -
     """Use the hits, embed the decoded misses (each distinct image once), store them."""
     groups: dict[object, list[int]] = {}  # content -> rows; the first row is decoded
     for outcome in outcomes:
+        result.digests[outcome.index] = outcome.digest
         if outcome.error is not None:
             _fail(result, plan, outcome.index, items[outcome.index], outcome.error)
         elif outcome.vector is not None:
             result.embeddings[outcome.index] = outcome.vector
             result.cache_hits += 1
         elif outcome.decoded:
-            key = outcome.index if outcome.digest is None else outcome.digest
-            groups.setdefault(key, []).append(outcome.index)
+            groups.setdefault(outcome.digest, []).append(outcome.index)
     if not groups:
         return
     if plan.cache is None:

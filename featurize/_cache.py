@@ -119,7 +119,7 @@ class EmbeddingCache:
         self.directory = Path(directory) if directory is not None else None
         self._local = threading.local()
 
-    # -- connection ----------------
+    # -- connection
 
     @property
     def path(self) -> Path:
@@ -155,7 +155,7 @@ class EmbeddingCache:
     def __hash__(self) -> int:
         return hash(self.path)
 
-    # -- namespaces ----------------
+    # -- namespaces
 
     def namespace(self, settings: dict, n_features: int) -> int:
         """The id of the namespace for ``settings``, creating it if needed."""
@@ -180,7 +180,7 @@ class EmbeddingCache:
         folder.mkdir(parents=True, exist_ok=True)
         return FileLock(str(folder / f"{namespace}.lock"))
 
-    # -- entries ----------------
+    # -- entries
 
     def get_many(
         self, namespace: int, digests: Sequence[bytes], n_features: int
@@ -224,7 +224,7 @@ class EmbeddingCache:
                 (len(rows), namespace),
             )
 
-    # -- management ----------------
+    # -- management
 
     def info(self):
         """One row per namespace: what it is, entries, computed count, bytes.

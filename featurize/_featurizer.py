@@ -117,6 +117,10 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     failures_ : pandas.DataFrame
         Images the last :meth:`transform` could not use (with ``on_error="nan"``):
         columns ``index``, ``input``, ``error`` and ``reason``.
+    content_digests_ : list of str or None
+        BLAKE2b digest of each input of the last :meth:`transform` (of a file's
+        bytes, or of an array's pixels, shape and dtype), as the cache keys it; None
+        where the input could not be read.
     embedding_stats_ : dict
         Counts of the last :meth:`transform`: ``images``, ``cache_hits``,
         ``computed`` (forward passes), ``failed``, and ``seconds``.
@@ -162,7 +166,7 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.decode_workers = decode_workers
         self.verbose = verbose
 
-    # -- parameters ----------------
+    # -- parameters
 
     def _settings(self) -> _Settings:
         """Validate the parameters; return what defines the forward function."""
@@ -208,7 +212,7 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             self.precision,
         )
 
-    # -- scikit-learn API --------------------------------------------------------------
+    # -- scikit-learn API
 
     def fit(self, X=None, y=None):
         """Validate the parameters and build the backbone; nothing is learned.
@@ -279,6 +283,7 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         with _progress(len(items), self.verbose, settings.backbone.name) as progress:
             result = embed(items, plan, progress)
         self.embedding_stats_ = result.stats()
+        self.content_digests_ = [d.hex() if d else None for d in result.digests]
         self._record_failures(result.failures, len(items))
         return result.embeddings
 

@@ -21,12 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from featurize import ImageFeaturizer
-from featurize._cache import content_digest
-from featurize._images import fetch
-from featurize.errors import ImageError
 from pipelines._data import IMAGE_EXTENSIONS
 
-CHUNK_ROWS = 256
+CHUNK_ROWS = 1024
 # Leading bytes of the formats PIL decodes that we look for when walking a folder.
 _MAGIC = (
     b"\xff\xd8\xff",  # JPEG
@@ -93,19 +90,17 @@ def read_manifest(source, path_column: str = "path"):
     return pd.DataFrame({"path": paths})
 
 
-def read_bytes(path: str) -> bytes:
-    """A file's bytes, from local disk or any fsspec URL."""
-    if "://" in path and not path.startswith("file://"):
-        try:
-            import fsspec
-        except ImportError:
-            raise ImportError(
-                f"Reading {path!r} needs fsspec and the filesystem's package "
-                f"(pip install fsspec s3fs, ...)."
-            ) from None
-        with fsspec.open(path, "rb") as handle:
-            return handle.read()
-    return fetch(path.removeprefix("file://"))
+def read_url(url: str) -> bytes:
+    """The bytes behind an fsspec URL (``s3://``, ``gs://``, ``memory://``, ...)."""
+    try:
+        import fsspec
+    except ImportError:
+        raise ImportError(
+            f"Reading {url!r} needs fsspec and the filesystem's package "
+            f"(pip install fsspec s3fs, ...)."
+        ) from None
+    with fsspec.open(url, "rb") as handle:
+        return handle.read()
 
 
 @dataclass
@@ -137,32 +132,34 @@ class Summary:
 def embed_chunk(featurizer: ImageFeaturizer, paths: list[str]):
     """Embed one chunk of paths: (digests, embeddings, failures, cache hits, computed).
 
-    Each file is read once: its bytes are hashed for the ``digest`` column and handed
-    to the featurizer, whose cache is keyed by the same content.
+    Local files go to the featurizer as paths, so its worker threads read them (once:
+    the same bytes are hashed for the ``digest`` column and the cache); URLs are read
+    here through fsspec and passed as bytes.
     """
-    raws, failures = [], {}
+    items, failures = [], {}
     for index, path in enumerate(paths):
-        try:
-            raws.append(read_bytes(path))
-        except ImageError as error:
-            failures[index] = (type(error).__name__, error.reason)
-            raws.append(None)
-        except (OSError, ImportError) as error:
-            failures[index] = (type(error).__name__, str(error))
-            raws.append(None)
-    usable = [i for i, raw in enumerate(raws) if raw is not None]
-    dim = featurizer.n_features_out_
-    embeddings = np.full((len(paths), dim), np.nan, np.float32)
-    digests = [content_digest(raw).hex() if raw is not None else None for raw in raws]
+        if "://" in path and not path.startswith("file://"):
+            try:
+                items.append(read_url(path))
+            except (OSError, ImportError) as error:
+                failures[index] = (type(error).__name__, str(error))
+                items.append(None)
+        else:
+            items.append(path.removeprefix("file://"))
+    usable = [i for i, item in enumerate(items) if item is not None]
+    embeddings = np.full((len(paths), featurizer.n_features_out_), np.nan, np.float32)
+    digests: list[str | None] = [None] * len(paths)
     hits = computed = 0
     if usable:
         import warnings
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # failures are reported below
-            embeddings[usable] = featurizer.transform([raws[i] for i in usable])
+            embeddings[usable] = featurizer.transform([items[i] for i in usable])
         stats = featurizer.embedding_stats_
         hits, computed = stats["cache_hits"], stats["computed"]
+        for position, digest in zip(usable, featurizer.content_digests_):
+            digests[position] = digest
         for row in featurizer.failures_.itertuples():
             failures[usable[row.index]] = (row.error, row.reason)
     return digests, embeddings, failures, hits, computed

@@ -174,3 +174,22 @@ def test_ray_engine_matches_the_local_engine(tmp_path):
     np.testing.assert_allclose(
         np.stack(from_ray.embedding), np.stack(from_local.embedding), atol=1e-6
     )
+
+
+def test_missing_files_and_fsspec_urls(collection, tmp_path):
+    import fsspec
+
+    good = sorted((collection / "val" / "ants").glob("*.jpg"))[0]
+    memory = fsspec.filesystem("memory")
+    memory.pipe("/bucket/remote.jpg", good.read_bytes())
+    listing = tmp_path / "paths.txt"
+    listing.write_text(f"{good}\nmemory://bucket/remote.jpg\n{tmp_path / 'gone.jpg'}\n")
+    summary = embed_dataset(listing, str(tmp_path / "mixed.parquet"), **SMALL)
+    frame, _ = read(tmp_path / "mixed.parquet")
+    assert frame.path.tolist() == [str(good), "memory://bucket/remote.jpg"]
+    assert frame.digest.iloc[0] == frame.digest.iloc[1]  # same content, same key
+    np.testing.assert_array_equal(frame.embedding.iloc[0], frame.embedding.iloc[1])
+    failures = pd.read_parquet(summary.failures)
+    assert failures.path.tolist() == [str(tmp_path / "gone.jpg")]
+    assert failures.error.tolist() == ["ImageReadError"]
+    assert failures.message.tolist() == ["file not found"]
