@@ -165,12 +165,13 @@ def embed_chunk(featurizer: ImageFeaturizer, paths: list[str]):
     return digests, embeddings, failures, hits, computed
 
 
-def _arrow_table(frame, digests, embeddings, keep):
+def _arrow_table(frame, digests, embeddings, keep, schema):
     import pyarrow as pa
 
     dim = embeddings.shape[1]
     rows = frame.iloc[keep].reset_index(drop=True)
-    table = pa.Table.from_pandas(rows, preserve_index=False)
+    # The manifest's schema, so that every chunk has the same column types.
+    table = pa.Table.from_pandas(rows, schema=schema, preserve_index=False)
     values = pa.array(embeddings[keep].reshape(-1), type=pa.float32())
     digest = pa.array([digests[i] for i in keep], pa.string())
     table = table.append_column("digest", digest)
@@ -305,6 +306,9 @@ def embed_dataset(
     else:
         raise ValueError(f"`engine` must be 'local' or 'ray'; received {engine!r}.")
     summary = Summary(rows=len(manifest), output=out, failures=failures_path(out))
+    import pyarrow as pa
+
+    schema = pa.Schema.from_pandas(manifest, preserve_index=False)
     writer = _AtomicParquet(out, metadata)
     failures = []
     bar = _bar(len(manifest), progress)
@@ -312,14 +316,16 @@ def embed_dataset(
         for keep_frame, digests, embeddings, chunk_failures, hits, computed in chunks:
             keep = [i for i in range(len(keep_frame)) if i not in chunk_failures]
             if keep:
-                writer.write(_arrow_table(keep_frame, digests, embeddings, keep))
+                table = _arrow_table(keep_frame, digests, embeddings, keep, schema)
+                writer.write(table)
             for i, (error, message) in sorted(chunk_failures.items()):
                 failures.append((keep_frame.path.iloc[i], error, message))
             summary.from_cache += hits
             summary.embedded += computed
             bar.update(len(keep_frame))
         empty = np.zeros((0, featurizer.n_features_out_), np.float32)
-        writer.close(empty_schema=_arrow_table(manifest.iloc[:0], [], empty, []).schema)
+        nothing = _arrow_table(manifest.iloc[:0], [], empty, [], schema)
+        writer.close(empty_schema=nothing.schema)
     except BaseException:
         writer.discard()
         raise

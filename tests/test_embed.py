@@ -74,13 +74,17 @@ def test_folder_to_parquet_with_failures(collection, tmp_path):
 
 def test_manifests_carry_their_columns(collection, tmp_path):
     paths = sorted(str(p) for p in (collection / "val" / "bees").glob("*.jpg"))[:4]
-    manifest = pd.DataFrame({"image": paths, "label": ["bee"] * 4, "id": range(4)})
+    labels = [None, None, "bee", "bee"]  # a first chunk with no label at all
+    manifest = pd.DataFrame({"image": paths, "label": labels, "id": range(4)})
     manifest.to_csv(tmp_path / "manifest.csv", index=False)
     out = str(tmp_path / "from_csv.parquet")
-    embed_dataset(tmp_path / "manifest.csv", out, path_column="image", **SMALL)
+    embed_dataset(
+        tmp_path / "manifest.csv", out, path_column="image", chunk_rows=2, **SMALL
+    )
     frame, _ = read(out)
     assert list(frame.columns) == ["path", "label", "id", "digest", "embedding"]
     assert frame.id.tolist() == [0, 1, 2, 3]
+    assert frame.label.tolist()[2:] == ["bee", "bee"]
     (tmp_path / "list.txt").write_text("\n".join(paths) + "\n")
     assert read_manifest(tmp_path / "list.txt").path.tolist() == paths
     pattern = str(collection / "val" / "bees" / "*.jpg")
