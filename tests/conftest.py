@@ -89,3 +89,35 @@ def image_files(tmp_path_factory, photos) -> dict[str, Path]:
 def tiny_images() -> np.ndarray:
     """Three random 40x56 RGB images."""
     return np.random.default_rng(0).integers(0, 256, (3, 40, 56, 3), dtype=np.uint8)
+
+
+def stored_entries(cache_dir) -> int:
+    """Entries in a cache another process may be writing (0 while it starts)."""
+    from featurize import EmbeddingCache
+
+    try:
+        return int(EmbeddingCache(cache_dir).info()["entries"].sum())
+    except Exception:  # not created yet, or locked for a moment
+        return 0
+
+
+def kill_once_writing(process, cache_dir, rng, timeout: float = 180) -> bool:
+    """SIGKILL ``process`` at a random moment after it stored something new.
+
+    Returns whether it was killed (False if it finished first).
+    """
+    import signal
+    import time
+
+    before = stored_entries(cache_dir)
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and stored_entries(cache_dir) <= before:
+        if time.monotonic() > deadline:
+            raise AssertionError("the process stored nothing in time")
+        time.sleep(0.1)
+    time.sleep(float(rng.uniform(0.0, 1.5)))
+    if process.poll() is not None:
+        return False
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return True

@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pandas as pd
@@ -20,7 +18,7 @@ from featurize import EmbeddingCache
 from pipelines import embed_dataset, read_manifest
 from pipelines._cli import main
 
-from .conftest import DATA
+from .conftest import DATA, kill_once_writing
 
 SMALL = {"input_size": 32, "progress": False}
 
@@ -120,18 +118,15 @@ def test_killed_job_resumes_without_recomputing(tmp_path):
     env = {**os.environ, "FEATURIZE_CACHE_DIR": str(tmp_path / "cache")}
     out = tmp_path / "resumed.parquet"
     kills = 0
-    for delay in np.random.default_rng(1).uniform(5.0, 8.0, size=3):
+    rng = np.random.default_rng(1)
+    for _ in range(3):
         job = subprocess.Popen(
             [sys.executable, "-c", JOB, str(folder), str(out)],
             env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
         )  # fmt: skip
-        time.sleep(delay)
-        if job.poll() is None:
-            job.send_signal(signal.SIGKILL)
+        if kill_once_writing(job, tmp_path / "cache", rng):
             kills += 1
-            job.wait()
             assert not out.exists()  # never a half-written output
-        job.wait()
     assert kills >= 1
     cache = EmbeddingCache(tmp_path / "cache")
     stored = int(cache.info()["entries"].sum())
