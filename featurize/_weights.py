@@ -53,7 +53,8 @@ def weights_identity(backbone: Backbone, weights) -> str | None:
 
     ImageNet weights are named by the checksum of the file they come from, a weights
     file by its SHA-256, a registered model by a hash of its weight values. Random
-    weights (``weights=None`` on a built-in backbone) have no identity.
+    weights (``weights=None`` on a built-in backbone) and registered builders have no
+    identity.
     """
     from featurize._converted_weights import lite0_source, sha256
 
@@ -67,7 +68,8 @@ def weights_identity(backbone: Backbone, weights) -> str | None:
     if weights is not None and not (isinstance(weights, str) and weights == "imagenet"):
         return f"file-sha256:{file_hash(os.fspath(weights))}"
     if backbone.family == "custom":
-        return f"model:{_model_weights_hash(backbone)}"
+        digest = _model_weights_hash(backbone)
+        return None if digest is None else f"model:{digest}"
     if weights is None:
         return None
     if backbone.name == "efficientnet_lite0":
@@ -75,17 +77,29 @@ def weights_identity(backbone: Backbone, weights) -> str | None:
     return f"keras:{backbone.weights_file}:{backbone.weights_hash}"
 
 
-def _model_weights_hash(backbone: Backbone) -> str:
+_MODEL_HASHES: dict[int, tuple[object, str]] = {}
+
+
+def _model_weights_hash(backbone: Backbone) -> str | None:
+    """Hash of a registered model's weight values, computed once per model.
+
+    Registered models are treated as frozen. A registered *builder* has no stable
+    identity across processes, so its embeddings are not cached (None).
+    """
     import hashlib
 
     import numpy as np
 
-    digest = hashlib.blake2b(digest_size=16)
     model = backbone.constructor
     if not hasattr(model, "weights"):
-        return f"builder:{backbone.key}"
+        return None
+    known = _MODEL_HASHES.get(id(model))
+    if known is not None and known[0] is model:
+        return known[1]
+    digest = hashlib.blake2b(digest_size=16)
     for variable in model.weights:
         digest.update(np.asarray(variable).tobytes())
+    _MODEL_HASHES[id(model)] = (model, digest.hexdigest())
     return digest.hexdigest()
 
 

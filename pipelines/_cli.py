@@ -254,13 +254,16 @@ def _split_folder(directory: str, seed: int, test_size: float):
 
 def embed_usable(featurizer, paths, labels=None):
     """Embed ``paths``, dropping (and reporting on stderr) the unreadable ones."""
-    featurizer.set_params(on_error="nan")
     import warnings
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        features = featurizer.transform(paths)
-    featurizer.set_params(on_error="raise")
+    previous = featurizer.on_error
+    featurizer.set_params(on_error="nan")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            features = featurizer.transform(paths)
+    finally:
+        featurizer.set_params(on_error=previous)
     failures = featurizer.failures_
     for row in failures.itertuples():
         print(f"featurize: skipped {row.input!r}: {row.reason}", file=sys.stderr)

@@ -15,7 +15,7 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -114,7 +114,6 @@ class Summary:
     seconds: float = 0.0
     output: str = ""
     failures: str = ""
-    extra: dict = field(default_factory=dict)
 
     @property
     def images_per_second(self) -> float:

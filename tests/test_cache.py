@@ -277,3 +277,23 @@ def test_grid_over_layers_and_poolings_embeds_each_configuration_once(tmp_path):
     search.fit(paths, labels)
     assert len(search.cv_results_["params"]) == 8
     assert computed(EmbeddingCache(cache_dir)) == 4 * len(paths)
+
+
+def test_registered_models_are_cached_by_their_weight_values(cache, tiny_images):
+    import keras
+
+    from featurize import register_backbone
+
+    inputs = keras.Input((16, 16, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(4, 3, strides=2)(inputs))
+    register_backbone("cached_cnn", model, overwrite=True)
+    featurizer = ImageFeaturizer("cached_cnn", cache=cache)
+    first = featurizer.fit_transform(tiny_images)
+    second = featurizer.transform(tiny_images)
+    assert featurizer.embedding_stats_["cache_hits"] == 3
+    np.testing.assert_array_equal(first, second)
+    register_backbone("cached_builder", lambda shape, weights: model, overwrite=True)
+    builder = ImageFeaturizer("cached_builder", cache=cache, input_size=16)
+    builder.fit_transform(tiny_images)
+    builder.transform(tiny_images)
+    assert builder.embedding_stats_["cache_hits"] == 0  # no stable identity

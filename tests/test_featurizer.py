@@ -212,8 +212,12 @@ def test_clones_share_one_model_and_pickles_hold_none(small):
     featurizer = ImageFeaturizer("mobilenet_v3_small", **small).fit()
     twin = clone(featurizer).fit()
     backbone = get_backbone("mobilenet_v3_small")
-    a = get_forward(backbone, None, (48, 48), None, "avg")
-    assert get_forward(backbone, None, (48, 48), None, "avg") is a
+    shared = get_forward(backbone, None, (48, 48), None, "avg")
+    assert featurizer._forward(featurizer._settings()) is shared
+    assert twin._forward(twin._settings()) is shared
+    assert shared.features.model is twin._forward(twin._settings()).features.model
+    other = clone(featurizer).set_params(pooling="max")
+    assert other._forward(other._settings()).features.model is shared.features.model
     assert twin.n_features_out_ == featurizer.n_features_out_
     assert len(pickle.dumps(featurizer)) < 2000
 
