@@ -85,6 +85,17 @@ def image_files(tmp_path_factory, photos) -> dict[str, Path]:
     return files
 
 
+@pytest.fixture
+def scratch_registry():
+    """Backbones registered by a test are gone after it."""
+    from featurize import _backbones
+
+    saved = dict(_backbones._REGISTRY)
+    yield
+    _backbones._REGISTRY.clear()
+    _backbones._REGISTRY.update(saved)
+
+
 @pytest.fixture(scope="session")
 def tiny_images() -> np.ndarray:
     """Three random 40x56 RGB images."""

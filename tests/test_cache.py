@@ -279,6 +279,7 @@ def test_grid_over_layers_and_poolings_embeds_each_configuration_once(tmp_path):
     assert computed(EmbeddingCache(cache_dir)) == 4 * len(paths)
 
 
+@pytest.mark.usefixtures("scratch_registry")
 def test_registered_models_are_cached_by_their_weight_values(cache, tiny_images):
     import keras
 

@@ -128,6 +128,7 @@ def test_auto_named_layers_are_stable_across_builds():
     assert featurizer.layer_ == backbone.stages[-2] == "activation_11"
 
 
+@pytest.mark.usefixtures("scratch_registry")
 def test_register_backbone():
     import keras
 
