@@ -5,8 +5,12 @@ For each backbone, images per second for
     ``preprocess_input`` + ``model.predict``, batch 32;
 (b) the model-only bound: featurize's compiled forward pass on images already decoded
     in memory;
-(c) ``ImageFeaturizer.transform`` from the files, cache off.
+(c) ``ImageFeaturizer.transform`` from the files, cache off;
+and, to show where the time goes, (d) the input pipeline alone: featurize's decode
+threads reading, decoding and resizing the files, with no model.
 Weights do not change the amount of compute, so backbones run with ``weights=None``.
+Each rate is the best of ``repeats`` interleaved rounds: on a shared machine, the
+fastest round is the one least disturbed by other work.
 """
 
 from __future__ import annotations
@@ -111,6 +115,21 @@ def featurize_rate(name: str, paths: list[str], batch_size: int) -> float:
     return _rate(len(paths), lambda: featurizer.transform(paths))
 
 
+def decode_rate(paths: list[str], size: tuple[int, int]) -> float:
+    """(d): reading, decoding and resizing alone, on featurize's decode threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from featurize._featurizer import _decode_workers
+    from featurize._images import load_image
+
+    def run():
+        with ThreadPoolExecutor(_decode_workers(None)) as pool:
+            for _ in pool.map(lambda path: load_image(path, size=size), paths):
+                pass
+
+    return _rate(len(paths), run)
+
+
 def peak_rss_mb(name: str, paths: list[str]) -> float:
     """Peak resident memory of a fresh process embedding ``paths`` (MiB)."""
     import tempfile
@@ -149,35 +168,52 @@ def environment() -> str:
 
 def run_benchmark(
     folder, *, count: int = 400, backbones=DEFAULT_BACKBONES,
-    batch_size: int | None = None, rss: bool = True, out=print,
+    batch_size: int | None = None, repeats: int = 3, rss: bool = True, out=print,
 ) -> list[dict]:  # fmt: skip
-    """Measure and print (a), (b), (c), their ratios and (optionally) peak RSS.
+    """Measure and print (a), (b), (c), (d), the ratios and (optionally) peak RSS.
 
     (a) always uses batches of 32, as the tutorials do; (b) and (c) use
-    ``batch_size``, by default featurize's choice for the device.
+    ``batch_size``, by default featurize's choice for the device. Each rate is the
+    best of ``repeats`` rounds, and the rounds interleave (a), (b), (c) and (d).
     """
+    from featurize._backbones import get_backbone
     from featurize._inference import default_batch_size
 
     paths = image_paths(folder, count)
     batch_size = batch_size or default_batch_size()
     out(
         f"featurize bench: {count} images from {folder}; batch 32 for (a), "
-        f"{batch_size} for (b) and (c)"
+        f"{batch_size} for (b) and (c); best of {repeats} rounds"
     )
     out(environment())
     rows = []
-    header = (f"{'backbone':<20}{'(a) tutorial':>14}{'(b) model':>11}"
-              f"{'(c) featurize':>15}{'c/a':>7}{'c/b':>7}")  # fmt: skip
-    out(header)
+    out(
+        f"{'backbone':<20}{'(a) tutorial':>14}{'(b) model':>11}{'(c) featurize':>15}"
+        f"{'(d) decode':>12}{'c/a':>7}{'c/b':>7}"
+    )
     for name in backbones:
-        a = tutorial_rate(name, paths)
-        b = model_only_rate(name, paths, batch_size)
-        c = featurize_rate(name, paths, batch_size)
-        rows.append({"backbone": name, "a": a, "b": b, "c": c})
-        out(f"{name:<20}{a:>14.1f}{b:>11.1f}{c:>15.1f}{c / a:>7.2f}{c / b:>7.2f}")
+        size = get_backbone(name).input_size
+        rounds = {"a": [], "b": [], "c": [], "d": []}
+        for _ in range(repeats):
+            rounds["a"].append(tutorial_rate(name, paths))
+            rounds["b"].append(model_only_rate(name, paths, batch_size))
+            rounds["c"].append(featurize_rate(name, paths, batch_size))
+            rounds["d"].append(decode_rate(paths, size))
+        best = {key: max(values) for key, values in rounds.items()}
+        rows.append({"backbone": name, **best, "rounds": rounds})
+        a, b, c, d = best["a"], best["b"], best["c"], best["d"]
+        out(f"{name:<20}{a:>14.1f}{b:>11.1f}{c:>15.1f}{d:>12.1f}"
+            f"{c / a:>7.2f}{c / b:>7.2f}")  # fmt: skip
+        if repeats > 1:
+            spread = ", ".join(
+                f"{key} " + "/".join(f"{v:.0f}" for v in values)
+                for key, values in rounds.items()
+            )
+            out(f"{'':<20}rounds: {spread}")
     out(
         "images/s; (a) load_img + preprocess_input + model.predict; (b) compiled "
-        "forward on decoded pixels; (c) ImageFeaturizer.transform from files"
+        "forward on decoded pixels; (c) ImageFeaturizer.transform from files; "
+        "(d) decoding and resizing alone"
     )
     if rss:
         small = peak_rss_mb(backbones[0], paths)
@@ -193,6 +229,6 @@ def run_benchmark(
     for row in rows:
         if "backbone" in row:
             out(f"| {row['backbone']} | {row['a']:.1f} | {row['b']:.1f} | "
-                f"{row['c']:.1f} | {row['c'] / row['a']:.2f} | "
+                f"{row['c']:.1f} | {row['d']:.1f} | {row['c'] / row['a']:.2f} | "
                 f"{row['c'] / row['b']:.2f} |")  # fmt: skip
     return rows

@@ -145,6 +145,9 @@ def _parser() -> argparse.ArgumentParser:
         "--batch-size", type=int, default=None,
         help="for (b) and (c); default: featurize's choice for the device",
     )  # fmt: skip
+    bench.add_argument(
+        "--repeats", type=int, default=3, help="rounds; each rate is the best one"
+    )
     bench.add_argument("--no-rss", action="store_true", help="skip the memory check")
 
     predict = commands.add_parser(
@@ -463,6 +466,7 @@ def _bench(args) -> int:
         count=args.images,
         backbones=_csv_list(args.backbones),
         batch_size=args.batch_size,
+        repeats=args.repeats,
         rss=not args.no_rss,
     )
     return 0

@@ -134,14 +134,26 @@ def test_search_and_cache_commands(capsys, tmp_path, monkeypatch):
 def test_bench_prints_the_three_rates_and_ratios(capsys):
     code, out, _ = run(
         capsys, "bench", "--folder", str(DATA), "--images", "12", "--batch-size", "4",
-        "--backbones", "mobilenet_v3_small", "--no-rss",
+        "--backbones", "mobilenet_v3_small", "--no-rss", "--repeats", "2",
     )  # fmt: skip
     assert code == 0
     assert "device CPU" in out
-    assert "(a) tutorial" in out
-    assert "c/b" in out
+    for column in ("(a) tutorial", "(b) model", "(c) featurize", "(d) decode", "c/b"):
+        assert column in out
+    assert "best of 2 rounds" in out
+    rounds = next(line for line in out.splitlines() if "rounds:" in line)
+    per_round = {
+        part.split()[0]: [float(v) for v in part.split()[1].split("/")]
+        for part in rounds.split("rounds:")[1].split(",")
+    }
+    assert sorted(per_round) == ["a", "b", "c", "d"]
+    assert all(len(values) == 2 for values in per_round.values())
     row = next(line for line in out.splitlines() if line.startswith("| mobilenet"))
     values = [float(v) for v in row.strip("| ").split("|")[1:]]
-    assert len(values) == 5
-    assert all(v > 0 for v in values)
-    assert values[3] == pytest.approx(values[2] / values[0], rel=0.01)
+    assert len(values) == 6
+    a, b, c, d, c_over_a, c_over_b = values
+    # Each printed rate is the best of its rounds (to the printed precision).
+    for key, value in zip("abcd", (a, b, c, d)):
+        assert value == pytest.approx(max(per_round[key]), abs=0.6)
+    assert c_over_a == pytest.approx(c / a, abs=0.006)
+    assert c_over_b == pytest.approx(c / b, abs=0.006)
