@@ -27,6 +27,7 @@ from featurize._inference import (
     PRECISIONS,
     Forward,
     default_batch_size,
+    default_decode_workers,
     get_forward,
 )
 from featurize._weights import weights_identity
@@ -99,8 +100,10 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         GPUs, usually slower on CPUs.
     decode_workers : int or None, default=None
         Threads that read, decode and resize images ahead of the backbone, so that
-        decoding overlaps the forward pass. None picks ``min(4, CPU count)``; 0
-        decodes in the calling thread (same numbers, no overlap).
+        decoding overlaps the forward pass. None picks ``min(4, cores)`` when the
+        model runs on the CPU (it needs the cores too) and every core when it runs
+        on a GPU (decoding is then the bottleneck); 0 decodes in the calling thread
+        (same numbers, no overlap).
     verbose : int, default=0
         If positive, show a progress bar on runs longer than two seconds.
 
@@ -373,9 +376,7 @@ def _check_int(name: str, value, *, allow_none: bool) -> None:
 
 
 def _decode_workers(value) -> int:
-    if value is None:
-        return min(4, os.cpu_count() or 1)
-    return int(value)
+    return default_decode_workers() if value is None else int(value)
 
 
 def _input_size(value, backbone: Backbone) -> tuple[int, int]:

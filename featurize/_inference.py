@@ -7,6 +7,7 @@ how: ``tf.function`` on TensorFlow (no XLA: it slows depthwise convolutions on C
 
 from __future__ import annotations
 
+import os
 import threading
 import warnings
 
@@ -163,6 +164,7 @@ def _compile_jax(graph, model):
 PRECISIONS = ("float32", "mixed")
 CPU_BATCH_SIZE = 8
 ACCELERATOR_BATCH_SIZE = 64
+CPU_DECODE_WORKERS = 4
 
 
 def on_accelerator() -> bool:
@@ -192,6 +194,23 @@ def default_batch_size() -> int:
     images/s of batches of 32 for EfficientNet-Lite0 and 1.2x for ResNet50.
     """
     return ACCELERATOR_BATCH_SIZE if on_accelerator() else CPU_BATCH_SIZE
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def default_decode_workers() -> int:
+    """Decode threads when ``decode_workers=None``.
+
+    On CPU the backbone needs the cores as much as decoding does, so at most 4
+    threads; on a GPU the cores have nothing else to do, so one thread per core.
+    """
+    cores = available_cores()
+    return cores if on_accelerator() else min(CPU_DECODE_WORKERS, cores)
 
 
 def get_forward(

@@ -119,11 +119,11 @@ def decode_rate(paths: list[str], size: tuple[int, int]) -> float:
     """(d): reading, decoding and resizing alone, on featurize's decode threads."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from featurize._featurizer import _decode_workers
     from featurize._images import load_image
+    from featurize._inference import default_decode_workers
 
     def run():
-        with ThreadPoolExecutor(_decode_workers(None)) as pool:
+        with ThreadPoolExecutor(default_decode_workers()) as pool:
             for _ in pool.map(lambda path: load_image(path, size=size), paths):
                 pass
 

@@ -65,6 +65,37 @@ def test_exif_rotation_is_respected_by_reduced_decoding(photos):
     assert load_image(buffer.getvalue(), size=(600, 100)).shape == (600, 100, 3)
 
 
+@pytest.mark.parametrize(
+    ("accelerator", "cores", "workers", "batch"),
+    [(False, 2, 2, 8), (False, 16, 4, 8), (True, 16, 16, 64), (True, 1, 1, 64)],
+)
+def test_defaults_follow_the_device(
+    monkeypatch, tiny_images, accelerator, cores, workers, batch
+):
+    import featurize._featurizer
+    import featurize._inference
+
+    monkeypatch.setattr(featurize._inference, "on_accelerator", lambda: accelerator)
+    monkeypatch.setattr(featurize._inference, "available_cores", lambda: cores)
+    plans = []
+    real_embed = featurize._featurizer.embed
+
+    def spy(items, plan, progress):
+        plans.append(plan)
+        return real_embed(items, plan, progress)
+
+    monkeypatch.setattr(featurize._featurizer, "embed", spy)
+    ImageFeaturizer(
+        "mobilenet_v3_small", weights=None, input_size=32, cache=None
+    ).fit_transform(tiny_images)
+    assert (plans[-1].workers, plans[-1].batch_size) == (workers, batch)
+    ImageFeaturizer(
+        "mobilenet_v3_small", weights=None, input_size=32, decode_workers=3,
+        batch_size=5, cache=None,
+    ).fit_transform(tiny_images)  # fmt: skip
+    assert (plans[-1].workers, plans[-1].batch_size) == (3, 5)
+
+
 class _Exhausted(Exception):
     """Stands for tf.errors.ResourceExhaustedError."""
 
