@@ -131,7 +131,7 @@ def test_search_and_cache_commands(capsys, tmp_path, monkeypatch):
     assert "deleted 96" in out
 
 
-def test_bench_prints_the_three_rates_and_ratios(capsys):
+def test_bench_prints_each_rate_as_the_best_of_its_rounds(capsys):
     code, out, _ = run(
         capsys, "bench", "--folder", str(DATA), "--images", "12", "--batch-size", "4",
         "--backbones", "mobilenet_v3_small", "--no-rss", "--repeats", "2",
