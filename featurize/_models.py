@@ -52,7 +52,8 @@ def weights_key(weights) -> object:
     return (path, stat.st_size, stat.st_mtime_ns)
 
 
-PRECISIONS = {"float32": "float32", "mixed": "mixed_bfloat16"}
+# precision parameter -> Keras dtype policy
+PRECISION_POLICIES = {"float32": "float32", "mixed": "mixed_bfloat16"}
 
 
 def _build_backbone(backbone: Backbone, weights, input_size, precision: str):
@@ -62,7 +63,7 @@ def _build_backbone(backbone: Backbone, weights, input_size, precision: str):
     from featurize._weights import build_with_weights
 
     previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(PRECISIONS[precision])
+    keras.config.set_dtype_policy(PRECISION_POLICIES[precision])
     try:
         model = build_with_weights(backbone, weights, input_size)
     finally:
