@@ -17,7 +17,9 @@ import time
 
 import numpy as np
 
-from featurize._cache import DIGEST_SIZE, EmbeddingCache
+from featurize import EmbeddingCache
+
+DIGEST_SIZE = 20  # bytes of a content digest, as the cache stores them
 
 
 def digests(n: int, offset: int = 0) -> list[bytes]:

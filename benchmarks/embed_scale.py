@@ -39,12 +39,12 @@ print(len(paths), time.perf_counter() - started,
 
 
 def manifest(rows: int, folder: Path) -> Path:
-    from pipelines._data import IMAGE_EXTENSIONS
+    from pipelines import read_manifest
 
     source = ROOT.parent / "shared" / "datasets" / "hymenoptera"
     if not source.is_dir():
         source = ROOT / "data" / "hymenoptera"
-    files = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = [Path(p) for p in read_manifest(source).path]
     links = folder / "images"
     links.mkdir()
     paths = []

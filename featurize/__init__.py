@@ -6,10 +6,20 @@ on first use.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from featurize._backbones import list_backbones, register_backbone
+from featurize._applications import (
+    EfficientNetLite0,
+    EfficientNetLite1,
+    EfficientNetLite2,
+)
+from featurize._backbones import (
+    Backbone,
+    get_backbone,
+    list_backbones,
+    register_backbone,
+)
 from featurize._cache import EmbeddingCache
 from featurize._converted_weights import weights_dir
-from featurize._efficientnet_lite import EfficientNetLite0
+from featurize._embeddings import Embeddings
 from featurize._featurizer import ImageFeaturizer
 from featurize.errors import (
     FeaturizeError,
@@ -17,6 +27,7 @@ from featurize.errors import (
     ImageError,
     ImageReadError,
     ImageTooLargeError,
+    InvalidParameterError,
     UnknownBackboneError,
     UnsafeWeightsFileError,
     WeightsUnavailableError,
@@ -28,18 +39,24 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
+    "Backbone",
     "EfficientNetLite0",
+    "EfficientNetLite1",
+    "EfficientNetLite2",
     "EmbeddingCache",
+    "Embeddings",
     "FeaturizeError",
     "ImageDecodeError",
     "ImageError",
     "ImageFeaturizer",
     "ImageReadError",
     "ImageTooLargeError",
+    "InvalidParameterError",
     "UnknownBackboneError",
     "UnsafeWeightsFileError",
     "WeightsUnavailableError",
     "__version__",
+    "get_backbone",
     "list_backbones",
     "register_backbone",
     "weights_dir",

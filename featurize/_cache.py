@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from featurize.errors import InvalidParameterError
+
 CACHE_DIR_ENV = "FEATURIZE_CACHE_DIR"
 DATABASE = "embeddings.sqlite3"
 DIGEST_SIZE = 20
@@ -111,7 +113,8 @@ class EmbeddingCache:
     >>> featurizer = ImageFeaturizer(input_size=32, cache=cache)
     >>> images = np.zeros((2, 32, 32, 3), np.uint8)
     >>> _ = featurizer.fit_transform(images)
-    >>> featurizer.transform(images).shape, featurizer.embedding_stats_["cache_hits"]
+    >>> result = featurizer.embed(images)
+    >>> result.array.shape, result.stats["cache_hits"]
     ((2, 1280), 2)
     """
 
@@ -156,6 +159,12 @@ class EmbeddingCache:
         return hash(self.path)
 
     # -- namespaces
+
+    @staticmethod
+    def fingerprint(settings: dict) -> str:
+        """The name of the namespace of ``settings`` (a featurizer's
+        ``fingerprint()``): SHA-256 of their canonical JSON."""
+        return fingerprint(settings)
 
     def namespace(self, settings: dict, n_features: int) -> int:
         """The id of the namespace for ``settings``, creating it if needed."""
@@ -317,7 +326,7 @@ def resolve_cache(cache) -> EmbeddingCache | None:
         return cache
     if isinstance(cache, (str, os.PathLike)):
         return _cache_at(os.path.abspath(os.fspath(cache)))
-    raise TypeError(
+    raise InvalidParameterError(
         f"`cache` must be True (the default location), None (off), a folder path or "
         f"an EmbeddingCache; received {cache!r} of type {type(cache).__name__}."
     )

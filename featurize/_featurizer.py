@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass
-from numbers import Integral
 
 from sklearn.base import (
     BaseEstimator,
@@ -16,34 +14,28 @@ from sklearn.base import (
 from featurize._backbones import Backbone, get_backbone
 from featurize._batches import Plan, embed
 from featurize._cache import resolve_cache
-from featurize._images import (
-    DEFAULT_MAX_PIXELS,
-    PIXEL_PIPELINE_VERSION,
-    RESIZE_POLICIES,
-    as_image_list,
-)
+from featurize._embeddings import Embeddings, failures_frame
+from featurize._images import DEFAULT_MAX_PIXELS, PIXEL_PIPELINE_VERSION, as_image_list
 from featurize._inference import (
-    POOLINGS,
-    PRECISIONS,
     Forward,
     default_batch_size,
     default_decode_workers,
     get_forward,
 )
+from featurize._params import IMAGE_FEATURIZER_RULES, validate
 from featurize._weights import weights_identity
+from featurize.errors import InvalidParameterError
 
-ON_ERROR = ("raise", "nan")
 FLATTEN_WARNING_FEATURES = 100_000
-FAILURE_COLUMNS = ["index", "input", "error", "reason"]
 
 
 @dataclass(frozen=True)
 class _Settings:
+    """The checked parameters, the backbone's registry row and the input size."""
+
+    params: dict
     backbone: Backbone
-    weights: object
     input_size: tuple[int, int]
-    layer: object
-    pooling: str | None
 
 
 class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -84,7 +76,8 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         accelerators. An out-of-memory error halves it automatically.
     on_error : {"raise", "nan"}, default="raise"
         What a bad image does: raise an error naming it, or give a row of NaN (so
-        ``X`` and ``y`` stay aligned) and be recorded in ``failures_``.
+        ``X`` and ``y`` stay aligned), listed in the ``failures`` of
+        :meth:`embed`'s result (and in a warning from :meth:`transform`).
     max_pixels : int or None, default=89_478_485
         Images with more pixels are refused before decoding (decompression-bomb
         guard). None disables the check.
@@ -117,16 +110,13 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         ``(height, width)`` images are resized to.
     n_features_out_ : int
         Width of the embedding.
-    failures_ : pandas.DataFrame
-        Images the last :meth:`transform` could not use (with ``on_error="nan"``):
-        columns ``index``, ``input``, ``error`` and ``reason``.
-    content_digests_ : list of str or None
-        BLAKE2b digest of each input of the last :meth:`transform` (of a file's
-        bytes, or of an array's pixels, shape and dtype), as the cache keys it; None
-        where the input could not be read.
-    embedding_stats_ : dict
-        Counts of the last :meth:`transform`: ``images``, ``cache_hits``,
-        ``computed`` (forward passes), ``failed``, and ``seconds``.
+
+    Nothing about one call is kept on the estimator (a fitted pipeline's pickle
+    does not grow with the data it saw): :meth:`embed` returns the failures, content
+    digests and counts of its call with the embeddings.
+
+    Parameter rules (allowed values, used by the command line too) are in
+    ``ImageFeaturizer.parameter_rules``.
 
     Examples
     --------
@@ -171,48 +161,28 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     # -- parameters
 
+    parameter_rules = IMAGE_FEATURIZER_RULES
+
     def _settings(self) -> _Settings:
         """Validate the parameters; return what defines the forward function."""
-        backbone = get_backbone(self.backbone)
-        _check_choice("pooling", self.pooling, POOLINGS)
-        _check_choice("resize", self.resize, RESIZE_POLICIES)
-        _check_choice("on_error", self.on_error, ON_ERROR)
-        _check_choice("precision", self.precision, PRECISIONS)
-        workers = self.decode_workers
-        if workers is not None and (
-            isinstance(workers, bool)
-            or not isinstance(workers, Integral)
-            or workers < 0
-        ):
-            raise ValueError(
-                f"`decode_workers` must be None or an integer >= 0; received "
-                f"{workers!r}."
-            )
-        _check_int("batch_size", self.batch_size, allow_none=True)
-        _check_int("max_pixels", self.max_pixels, allow_none=True)
-        resolve_cache(self.cache)  # validates
-        weights = self.weights
-        if not (weights is None or isinstance(weights, (str, os.PathLike))):
-            raise TypeError(
-                f"`weights` must be 'imagenet', None or a path to a weights file; "
-                f"received {weights!r} of type {type(weights).__name__}."
-            )
+        params = validate(self, self.parameter_rules)
+        backbone = get_backbone(params["backbone"])
+        resolve_cache(params["cache"])  # validates
         return _Settings(
+            params=params,
             backbone=backbone,
-            weights=weights,
-            input_size=_input_size(self.input_size, backbone),
-            layer=self.layer,
-            pooling=self.pooling,
+            input_size=_input_size(params["input_size"], backbone),
         )
 
     def _forward(self, settings: _Settings) -> Forward:
+        params = settings.params
         return get_forward(
             settings.backbone,
-            settings.weights,
+            params["weights"],
             settings.input_size,
-            settings.layer,
-            settings.pooling,
-            self.precision,
+            params["layer"],
+            params["pooling"],
+            params["precision"],
         )
 
     # -- scikit-learn API
@@ -238,7 +208,10 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.layer_ = forward.features.layer
         self.input_size_ = settings.input_size
         self.n_features_out_ = forward.n_features
-        if self.pooling is None and forward.n_features > FLATTEN_WARNING_FEATURES:
+        if (
+            settings.params["pooling"] is None
+            and forward.n_features > FLATTEN_WARNING_FEATURES
+        ):
             warnings.warn(
                 f"pooling=None flattens the {forward.features.output_shape} feature "
                 f"map of layer {forward.features.layer!r} into "
@@ -248,6 +221,68 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                 stacklevel=2,
             )
         return self
+
+    def embed(self, X, *, on_error=None) -> Embeddings:
+        """Embed images and report on the call: failures, content digests, counts.
+
+        Parameters
+        ----------
+        X : collection of images
+            As for :meth:`transform`.
+        on_error : {"raise", "nan"}, optional
+            Overrides the ``on_error`` parameter for this call only.
+
+        Returns
+        -------
+        Embeddings
+            ``array`` (what :meth:`transform` returns), ``failures``, ``digests``
+            and ``stats`` of this call.
+        """
+        items = as_image_list(X)
+        settings = self._settings()
+        if on_error is not None:
+            self.parameter_rules["on_error"].check("on_error", on_error)
+        forward = self._forward(settings)
+        params = settings.params
+        workers = params["decode_workers"]
+        plan = Plan(
+            forward=forward,
+            input_size=settings.input_size,
+            resize=params["resize"],
+            max_pixels=params["max_pixels"],
+            batch_size=params["batch_size"] or default_batch_size(),
+            on_error=on_error or params["on_error"],
+            workers=default_decode_workers() if workers is None else workers,
+        )
+        identity = weights_identity(settings.backbone, settings.params["weights"])
+        plan.cache = resolve_cache(params["cache"]) if identity is not None else None
+        if plan.cache is not None:
+            plan.namespace = plan.cache.namespace(
+                self._cache_settings(settings, forward, identity), forward.n_features
+            )
+        with _progress(len(items), params["verbose"], settings.backbone.name) as bar:
+            result = embed(items, plan, bar)
+        return Embeddings(
+            array=result.embeddings,
+            failures=failures_frame(result.failures),
+            digests=tuple(d.hex() if d else None for d in result.digests),
+            stats=result.stats(),
+        )
+
+    def keras_model(self):
+        """The Keras model this featurizer runs: its backbone cut at ``layer``.
+
+        Built on first use and shared in-process by every featurizer with the same
+        settings, so do not train it in place (``keras.models.clone_model`` gives
+        an independent copy). It maps *preprocessed* pixels (the backbone's own
+        ``preprocess_input``: ``featurize.get_backbone(name).preprocess_function()``)
+        to the feature map before pooling.
+
+        Returns
+        -------
+        keras.Model
+        """
+        return self._forward(self._settings()).features.model
 
     def transform(self, X):
         """Embed images.
@@ -263,32 +298,13 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         Returns
         -------
         ndarray of shape (n_images, n_features_out_), dtype float32
-            Rows of NaN for images that failed under ``on_error="nan"``.
+            Rows of NaN for images that failed under ``on_error="nan"`` (a warning
+            names them; :meth:`embed` returns them as a table).
         """
-        items = as_image_list(X)
-        settings = self._settings()
-        forward = self._forward(settings)
-        plan = Plan(
-            forward=forward,
-            input_size=settings.input_size,
-            resize=self.resize,
-            max_pixels=self.max_pixels,
-            batch_size=self.batch_size or default_batch_size(),
-            on_error=self.on_error,
-            workers=_decode_workers(self.decode_workers),
-        )
-        identity = weights_identity(settings.backbone, settings.weights)
-        plan.cache = resolve_cache(self.cache) if identity is not None else None
-        if plan.cache is not None:
-            plan.namespace = plan.cache.namespace(
-                self._cache_settings(settings, forward, identity), forward.n_features
-            )
-        with _progress(len(items), self.verbose, settings.backbone.name) as progress:
-            result = embed(items, plan, progress)
-        self.embedding_stats_ = result.stats()
-        self.content_digests_ = [d.hex() if d else None for d in result.digests]
-        self._record_failures(result.failures, len(items))
-        return result.embeddings
+        result = self.embed(X)
+        if len(result.failures):
+            _warn_failures(result.failures, len(result))
+        return result.array
 
     def fingerprint(self) -> dict:
         """Everything that defines this featurizer's embeddings, as plain data.
@@ -304,7 +320,7 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         """
         settings = self._settings()
         forward = self._forward(settings)
-        identity = weights_identity(settings.backbone, settings.weights)
+        identity = weights_identity(settings.backbone, settings.params["weights"])
         return self._cache_settings(settings, forward, identity)
 
     def _cache_settings(self, settings: _Settings, forward: Forward, identity) -> dict:
@@ -319,29 +335,15 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             "backbone": backbone.name,
             "weights": identity,
             "layer": forward.features.layer,
-            "pooling": settings.pooling,
+            "pooling": settings.params["pooling"],
             "input_size": list(settings.input_size),
-            "resize": self.resize,
+            "resize": settings.params["resize"],
             "preprocessing": [backbone.preprocessing, preprocess],
             "dtype": "float32",
-            "precision": self.precision,
+            "precision": settings.params["precision"],
             "pixel_pipeline": PIXEL_PIPELINE_VERSION,
             "keras": ".".join(keras.__version__.split(".")[:2]),
         }
-
-    def _record_failures(self, failures: list, n_images: int) -> None:
-        import pandas as pd
-
-        self.failures_ = pd.DataFrame(failures, columns=FAILURE_COLUMNS)
-        if failures:
-            first = failures[0]
-            warnings.warn(
-                f"{len(failures)} of {n_images} images could not be used and gave "
-                f"rows of NaN (first: input {first[0]} {first[1]!r}: {first[3]}). "
-                f"See the featurizer's failures_.",
-                UserWarning,
-                stacklevel=3,
-            )
 
     @property
     def _n_features_out(self):
@@ -358,49 +360,30 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         return tags
 
 
-def _check_choice(name: str, value, choices) -> None:
-    if value not in choices or isinstance(value, bool):
-        raise ValueError(
-            f"`{name}` must be one of {list(choices)}; received {value!r}."
-        )
-
-
-def _check_int(name: str, value, *, allow_none: bool) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-        raise ValueError(
-            f"`{name}` must be a positive integer{' or None' if allow_none else ''}; "
-            f"received {value!r}."
-        )
-
-
-def _decode_workers(value) -> int:
-    return default_decode_workers() if value is None else int(value)
+def _warn_failures(failures, n_images: int) -> None:
+    shown = "; ".join(
+        f"input {row.index} {row.input!r}: {row.reason}"
+        for row in failures.head(3).itertuples()
+    )
+    more = f"; and {len(failures) - 3} more" if len(failures) > 3 else ""
+    warnings.warn(
+        f"{len(failures)} of {n_images} images could not be used and gave rows of "
+        f"NaN ({shown}{more}). featurizer.embed(X).failures lists them all.",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _input_size(value, backbone: Backbone) -> tuple[int, int]:
-    if value is None:
-        if backbone.input_size is None:
-            raise ValueError(
-                f"Backbone {backbone.name!r} has no native input size: pass "
-                f"input_size=(height, width)."
-            )
-        return tuple(backbone.input_size)
-    if isinstance(value, Integral) and not isinstance(value, bool):
-        value = (value, value)
-    try:
-        height, width = value
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"`input_size` must be None, an int or (height, width); received {value!r}."
-        ) from None
-    for side in (height, width):
-        if isinstance(side, bool) or not isinstance(side, Integral) or side < 1:
-            raise ValueError(
-                f"`input_size` must hold positive integers; received {value!r}."
-            )
-    return int(height), int(width)
+    """The checked ``input_size``, or the backbone's native one."""
+    if value is not None:
+        return value
+    if backbone.input_size is None:
+        raise InvalidParameterError(
+            f"Backbone {backbone.name!r} has no native input size: pass "
+            f"input_size=(height, width)."
+        )
+    return tuple(backbone.input_size)
 
 
 class _progress:

@@ -25,7 +25,6 @@ from featurize.errors import (
     UnsupportedImageTypeError,
 )
 
-RESIZE_POLICIES = ("stretch", "center_crop")
 # PIL's own decompression-bomb threshold (about 89.5 megapixels).
 DEFAULT_MAX_PIXELS = 89_478_485
 _RESAMPLE = Image.Resampling.BILINEAR  # PIL filters with antialiasing when shrinking
@@ -362,7 +361,8 @@ def _crop_box(width: int, height: int, size, resize: str):
         return None
     target_h, target_w = size
     scale = max(target_w / width, target_h / height)
-    crop_w, crop_h = target_w / scale, target_h / scale
+    # target / scale can exceed the side it was derived from by a rounding error.
+    crop_w, crop_h = min(width, target_w / scale), min(height, target_h / scale)
     left, top = (width - crop_w) / 2, (height - crop_h) / 2
     return (left, top, left + crop_w, top + crop_h)
 

@@ -14,14 +14,8 @@ import warnings
 import numpy as np
 
 from featurize._backbones import Backbone
-from featurize._models import (
-    PRECISION_POLICIES,
-    FeatureModel,
-    clear_model_cache,
-    feature_model,
-)
+from featurize._models import FeatureModel, clear_model_cache, feature_model
 
-POOLINGS = ("avg", "max", "gem", None)
 GEM_POWER = 3.0
 GEM_EPSILON = 1e-6
 
@@ -166,7 +160,6 @@ def _compile_jax(graph, model):
     return call
 
 
-PRECISIONS = tuple(PRECISION_POLICIES)
 CPU_BATCH_SIZE = 8
 ACCELERATOR_BATCH_SIZE = 64
 CPU_DECODE_WORKERS = 4

@@ -12,7 +12,9 @@ import threading
 from dataclasses import dataclass
 
 from featurize._backbones import Backbone
+from featurize._params import PRECISION_POLICIES
 from featurize._stages import canonicalize_layer_names, find_stages
+from featurize.errors import InvalidParameterError
 
 _LOCK = threading.RLock()
 _MODELS: dict[tuple, FeatureModel] = {}
@@ -52,10 +54,6 @@ def weights_key(weights) -> object:
     return (path, stat.st_size, stat.st_mtime_ns)
 
 
-# precision parameter -> Keras dtype policy
-PRECISION_POLICIES = {"float32": "float32", "mixed": "mixed_bfloat16"}
-
-
 def _build_backbone(backbone: Backbone, weights, input_size, precision: str):
     """Build under the precision's Keras dtype policy (weights stay float32)."""
     import keras
@@ -76,14 +74,9 @@ def resolve_layer(layer, stages: tuple[str, ...], layer_names, backbone_name: st
     """Turn a ``layer`` parameter into a layer name of the backbone."""
     if layer is None:
         return stages[-1]
-    if isinstance(layer, bool) or not isinstance(layer, (int, str)):
-        raise TypeError(
-            f"`layer` must be None, a layer name or a negative int; received "
-            f"{layer!r} of type {type(layer).__name__}."
-        )
     if isinstance(layer, int):
         if not -len(stages) <= layer <= -1:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"layer={layer} is out of range for backbone {backbone_name!r}, which "
                 f"has {len(stages)} stages {list(stages)}: use -1 (last stage) to "
                 f"-{len(stages)} (first stage)."
@@ -92,7 +85,7 @@ def resolve_layer(layer, stages: tuple[str, ...], layer_names, backbone_name: st
     if layer not in layer_names:
         close = [name for name in layer_names if layer in name][:10]
         hint = f" Names containing it: {close}." if close else ""
-        raise ValueError(
+        raise InvalidParameterError(
             f"Backbone {backbone_name!r} has no layer {layer!r}. Its stage outputs "
             f"are {list(stages)}; any name in the model's `layers` also works.{hint}"
         )

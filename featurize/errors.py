@@ -14,6 +14,7 @@ __all__ = [
     "ImageReadError",
     "ImageTooLargeError",
     "InvalidInputError",
+    "InvalidParameterError",
     "UnknownBackboneError",
     "UnsafeWeightsFileError",
     "UnsupportedImageTypeError",
@@ -25,7 +26,12 @@ class FeaturizeError(Exception):
     """Root of every error raised by featurize."""
 
 
-class UnknownBackboneError(FeaturizeError, ValueError):
+class InvalidParameterError(FeaturizeError, ValueError):
+    """An estimator parameter outside what it accepts; the message names the
+    parameter, the value received and the values accepted."""
+
+
+class UnknownBackboneError(InvalidParameterError):
     """A backbone name that is not in the registry."""
 
 

@@ -1,27 +1,134 @@
 """The ``featurize`` command.
 
-Exit codes: 0 success, 1 failure (one-line message, no traceback), 2 usage error.
+Built from parts: the featurizer options are declared once, from
+``ImageFeaturizer.parameter_rules``, and shared by ``train``, ``search``, ``embed`` and
+``predict``. Exit codes: 0 success, 1 failure (one-line message; ``--traceback`` for
+the whole error), 2 usage error.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 
-from featurize.errors import FeaturizeError
+from featurize import (
+    EmbeddingCache,
+    FeaturizeError,
+    ImageFeaturizer,
+    list_backbones,
+)
+from pipelines._chunks import embed_chunk
+from pipelines._classifiers import CLASSIFIERS, make_image_classifier
+from pipelines._data import list_splits, load_image_folder
+from pipelines._embed import embed_dataset, read_manifest
+from pipelines._selection import compare_models
 
-DEFAULT_BACKBONE = "efficientnet_lite0"
-DEFAULT_BENCH_BACKBONES = ("mobilenet_v3_small", "efficientnet_lite0", "resnet50")
 TRAIN_SPLITS = ("train", "training")
 EVAL_SPLITS = ("val", "valid", "validation", "test", "testing")
+# Featurizer parameters offered as options, in the order --help lists them.
+FEATURIZER_OPTIONS = (
+    "backbone", "weights", "layer", "pooling", "input_size", "resize", "precision",
+    "batch_size", "decode_workers", "max_pixels", "cache",
+)  # fmt: skip
+# What `search` can compare several of (comma-separated); one each elsewhere.
+COMPARABLE = ("backbone", "layer", "pooling")
+# What defines a saved model's embeddings: `predict` may not change these.
+DEFINING = ("backbone", "weights", "layer", "pooling", "input_size", "resize",
+            "precision")  # fmt: skip
+MANIFEST_SUFFIXES = (".txt", ".csv", ".parquet", ".pq")
 
 
 class UserError(Exception):
-    """A problem the user can fix; printed as one line."""
+    """A problem the user can fix; printed as one line, exit code 1."""
+
+
+class UsageError(Exception):
+    """Options that do not go together; exit code 2, like argparse's own errors."""
+
+
+# -- the parts
+
+
+def _option_type(name: str, rule, comparable: bool):
+    """argparse ``type=``: text to checked value(s), from the parameter's rule."""
+
+    def convert(text: str):
+        parts = (
+            [p.strip() for p in text.split(",") if p.strip()] if comparable else [text]
+        )
+        values = []
+        for part in parts:
+            try:
+                value = rule.check(name, rule.from_text(part))
+            except FeaturizeError as error:
+                raise argparse.ArgumentTypeError(str(error)) from None
+            except ValueError:
+                raise argparse.ArgumentTypeError(
+                    f"expected {_metavar(name, rule)}; received {part!r}"
+                ) from None
+            values.append(value)
+        if not values:
+            raise argparse.ArgumentTypeError(f"no value in {text!r}")
+        return values if comparable else values[0]
+
+    convert.__name__ = name  # argparse names the type in its messages
+    return convert
+
+
+def _metavar(name: str, rule) -> str:
+    if rule.choices:
+        return "{" + ",".join(rule.choices) + "}"
+    return name.upper()
+
+
+def _featurizer_options() -> argparse.ArgumentParser:
+    """The featurizer's options, declared once for every command that embeds."""
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("featurizer options")
+    defaults = ImageFeaturizer().get_params()
+    for name in FEATURIZER_OPTIONS:
+        rule = ImageFeaturizer.parameter_rules[name]
+        comparable = name in COMPARABLE
+        flags = [f"--{name.replace('_', '-')}"]
+        if comparable:
+            flags.append(f"--{name.replace('_', '-')}s")
+        default = defaults[name]
+        shown = "none" if default is None else default
+        if name == "cache":
+            shown = "the default folder"
+        if name == "input_size":
+            shown = "the backbone's native size"
+        more = "; comma-separated to compare several (search)" if comparable else ""
+        group.add_argument(
+            *flags,
+            dest=name,
+            type=_option_type(name, rule, comparable),
+            default=argparse.SUPPRESS,
+            metavar=_metavar(name, rule),
+            help=f"{rule.help}{more} (default: {shown})",
+        )
+    return parent
+
+
+def _common_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    _add_common(parent, default=argparse.SUPPRESS)
+    return parent
+
+
+def _add_common(parser, default) -> None:
+    parser.add_argument(
+        "--traceback", action="store_true", default=default,
+        help="on failure, print the whole error, not one line",
+    )  # fmt: skip
+    parser.add_argument(
+        "--framework-logs", action="store_true", default=default,
+        help="let TensorFlow print its start-up log lines",
+    )  # fmt: skip
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,38 +137,40 @@ def _parser() -> argparse.ArgumentParser:
         description="Image embeddings from frozen pretrained Keras backbones, and "
         "classifiers trained on them.",
     )
+    _add_common(parser, default=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = _common_options()
+    featurizer = _featurizer_options()
+    manifest = argparse.ArgumentParser(add_help=False)
+    manifest.add_argument(
+        "--path-column", default="path", help="manifest column holding the paths"
+    )
 
-    listing = commands.add_parser("backbones", help="list the backbone registry")
+    def command(name, handler, parents=(), **kwargs):
+        sub = commands.add_parser(name, parents=[common, *parents], **kwargs)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    listing = command("backbones", _backbones, help="list the backbone registry")
     listing.add_argument("--format", choices=("table", "csv"), default="table")
 
-    weights = commands.add_parser(
-        "weights", help="which backbones have ImageNet weights on this machine"
+    weights = command(
+        "weights",
+        _weights,
+        help="which backbones have pretrained weights on this machine",
     )
     weights.add_argument("--missing", action="store_true", help="only missing ones")
 
-    train = commands.add_parser(
+    train = command(
         "train",
+        _train,
+        [featurizer],
         help="train and evaluate a classifier on an image folder",
         description="Train on DIR/<class>/* (holding out a stratified part for "
         "evaluation) or on DIR/train/<class>/*, evaluating on DIR/val (or test).",
     )
     train.add_argument("directory", metavar="DIR")
-    train.add_argument("--backbone", default=DEFAULT_BACKBONE)
-    train.add_argument(
-        "--classifier", default="logreg", choices=("logreg", "linear_svm", "svm")
-    )
-    train.add_argument(
-        "--weights", default="imagenet", help="'imagenet', 'none' or a path"
-    )
-    train.add_argument(
-        "--layer", default=None, help="layer name or negative stage index"
-    )
-    train.add_argument(
-        "--pooling", default="avg", choices=("avg", "max", "gem", "none")
-    )
-    train.add_argument("--input-size", type=int, default=None)
-    train.add_argument("--batch-size", type=int, default=None)
+    train.add_argument("--classifier", default="logreg", choices=list(CLASSIFIERS))
     train.add_argument("--C", type=float, default=1.0, dest="C", help="regularisation")
     train.add_argument(
         "--test-size",
@@ -73,31 +182,63 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--out", default=None, help="save the fitted pipeline (joblib)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    search = commands.add_parser(
+    search = command(
         "search",
+        _search,
+        [featurizer],
         help="cross-validate backbones x classifiers on an image folder",
         description="Compare featurizer configurations and classifiers by "
         "cross-validation on DIR/<class>/* (or DIR/train/<class>/*). Each image is "
         "embedded once per configuration, through the embedding cache.",
     )
     search.add_argument("directory", metavar="DIR")
-    search.add_argument("--backbones", default=DEFAULT_BACKBONE,
-                        help="comma-separated backbone names")  # fmt: skip
-    search.add_argument("--classifiers", default="logreg",
-                        help="comma-separated: logreg, linear_svm, svm")  # fmt: skip
     search.add_argument(
-        "--layers", default="none", help="comma-separated: none (final), -2, a name"
+        "--classifiers",
+        default="logreg",
+        help=f"comma-separated: {', '.join(list(CLASSIFIERS))}",
     )
-    search.add_argument("--poolings", default="avg", help="comma-separated poolings")
-    search.add_argument("--weights", default="imagenet")
-    search.add_argument("--input-size", type=int, default=None)
     search.add_argument("--cv", type=int, default=5)
     search.add_argument("--scoring", default="accuracy")
     search.add_argument("--out", default=None, help="write the results table (CSV)")
     search.add_argument("--model", default=None, help="save the best pipeline (joblib)")
     search.add_argument("--quiet", action="store_true")
 
-    cache = commands.add_parser("cache", help="inspect or clear the embedding cache")
+    embed = command(
+        "embed",
+        _embed,
+        [featurizer, manifest],
+        help="embed a whole collection to Parquet (resumable; local or Ray)",
+        description="Embed every image of INPUT (a folder, a glob, a text file of "
+        "paths, or a CSV/Parquet manifest) into OUT.parquet, with failures in "
+        "OUT.failures.parquet. Killed and re-run, it recomputes nothing it stored.",
+    )
+    embed.add_argument("input", metavar="INPUT")
+    embed.add_argument("--out", required=True, help="the Parquet file to write")
+    embed.add_argument("--engine", choices=("local", "ray"), default="local")
+    embed.add_argument("--address", default=None, help="Ray cluster address")
+    embed.add_argument("--strict", action="store_true", help="exit 1 if any failed")
+    embed.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    predict = command(
+        "predict",
+        _predict,
+        [featurizer, manifest],
+        help="predict images with a saved pipeline",
+        description="Predict the images of INPUT (image files, or one folder, glob, "
+        "text file of paths or CSV/Parquet manifest) with a pipeline saved by "
+        "`featurize train --out` or `search --model`. Writes the manifest's "
+        "columns, `label`, one `proba_<class>` column per class (when the "
+        "classifier has predict_proba) and `error`, as CSV (stdout, or --out "
+        "x.csv) or Parquet (--out x.parquet). Unreadable images get an error and "
+        "no label; the exit code is then 1. Featurizer options may change how "
+        "images are read (batch size, threads, cache), not what defines the "
+        "model's embeddings.",
+    )
+    predict.add_argument("model", metavar="MODEL")
+    predict.add_argument("inputs", metavar="INPUT", nargs="+")
+    predict.add_argument("--out", default=None, help="CSV or Parquet file to write")
+
+    cache = command("cache", _cache, help="inspect or clear the embedding cache")
     cache.add_argument("action", choices=("info", "clear"))
     cache.add_argument(
         "--older-than", default=None, metavar="AGE",
@@ -106,79 +247,79 @@ def _parser() -> argparse.ArgumentParser:
     cache.add_argument(
         "--dir", default=None, help="cache folder (default: the default)"
     )
-
-    embed = commands.add_parser(
-        "embed",
-        help="embed a whole collection to Parquet (resumable; local or Ray)",
-        description="Embed every image of INPUT (a folder, a glob, a text file of "
-        "paths, or a CSV/Parquet manifest) into OUT.parquet, with failures in "
-        "OUT.failures.parquet. Killed and re-run, it recomputes nothing it stored.",
-    )
-    embed.add_argument("input", metavar="INPUT")
-    embed.add_argument("--out", required=True, help="the Parquet file to write")
-    embed.add_argument("--backbone", default=DEFAULT_BACKBONE)
-    embed.add_argument("--weights", default="imagenet")
-    embed.add_argument("--layer", default=None)
-    embed.add_argument(
-        "--pooling", default="avg", choices=("avg", "max", "gem", "none")
-    )
-    embed.add_argument("--input-size", type=int, default=None)
-    embed.add_argument("--batch-size", type=int, default=None)
-    embed.add_argument("--path-column", default="path", help="manifest column of paths")
-    embed.add_argument("--engine", choices=("local", "ray"), default="local")
-    embed.add_argument("--address", default=None, help="Ray cluster address")
-    embed.add_argument("--no-cache", action="store_true", help="not resumable then")
-    embed.add_argument("--strict", action="store_true", help="exit 1 if any failed")
-    embed.add_argument("--quiet", action="store_true", help="no progress bar")
-
-    bench = commands.add_parser(
-        "bench",
-        help="measure images/s: tutorial baseline, model-only bound, featurize",
-    )
-    bench.add_argument(
-        "--folder", default=None,
-        help="JPEG folder (default ../shared/datasets/hymenoptera, else data/)",
-    )  # fmt: skip
-    bench.add_argument("--images", type=int, default=400, help="repeat files to N")
-    bench.add_argument("--backbones", default=",".join(DEFAULT_BENCH_BACKBONES))
-    bench.add_argument(
-        "--batch-size", type=int, default=None,
-        help="for (b) and (c); default: featurize's choice for the device",
-    )  # fmt: skip
-    bench.add_argument(
-        "--repeats", type=int, default=3, help="rounds; each rate is the best one"
-    )
-    bench.add_argument("--no-rss", action="store_true", help="skip the memory check")
-
-    predict = commands.add_parser(
-        "predict",
-        help="predict images with a saved pipeline (CSV to stdout)",
-        description="Write path,label,probability,error rows to stdout. Unreadable "
-        "images get an error and no label; the exit code is then 1.",
-    )
-    predict.add_argument("model", metavar="MODEL")
-    predict.add_argument("paths", metavar="PATHS", nargs="+")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        if args.command in ("train", "search", "embed", "predict"):
+            _import_framework(show_logs=args.framework_logs)
+        return args.handler(args)
     except BrokenPipeError:  # e.g. piped into `head`
         sys.stderr.close()
         return 0
-    except (UserError, FeaturizeError, OSError, ValueError) as error:
+    except UsageError as error:
+        parser.error(str(error))
+    except (UserError, FeaturizeError, OSError, ValueError, ImportError) as error:
+        if args.traceback:
+            import traceback
+
+            traceback.print_exc()
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"featurize: error: {message}", file=sys.stderr)
         return 1
 
 
-def _backbones(args) -> int:
-    from featurize import list_backbones
+def _import_framework(*, show_logs: bool) -> None:
+    """Import Keras (and TensorFlow) now, silencing TensorFlow's C++ start-up lines.
 
+    TensorFlow logs them through absl before its own log level applies, straight
+    to file descriptor 2, so only redirecting that descriptor keeps them out. An
+    explicit ``TF_CPP_MIN_LOG_LEVEL`` or ``--framework-logs`` leaves them alone.
+    """
+    if show_logs or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+        import keras  # noqa: F401
+
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+# -- option values
+
+
+def _featurizer_params(args, *, comparable: bool = False) -> dict:
+    """The featurizer options given on the command line (defaults stay out)."""
+    params = {name: getattr(args, name) for name in FEATURIZER_OPTIONS
+              if hasattr(args, name)}  # fmt: skip
+    if not comparable:
+        for name in COMPARABLE:
+            if name in params:
+                if len(params[name]) > 1:
+                    raise UsageError(
+                        f"`{args.command}` takes one --{name}; received "
+                        f"{len(params[name])}. Compare several with `featurize "
+                        f"search`."
+                    )
+                params[name] = params[name][0]
+    return params
+
+
+# -- commands
+
+
+def _backbones(args) -> int:
     table = list_backbones()
     if args.format == "csv":
         table.to_csv(sys.stdout, index=False)
@@ -200,32 +341,18 @@ def _backbones(args) -> int:
 
 
 def _weights(args) -> int:
-    from featurize._backbones import all_backbones
-    from featurize._weights import weights_status
-
-    rows = [(b.name, *weights_status(b)) for b in all_backbones()]
+    table = list_backbones(weights_status=True)
     if args.missing:
-        rows = [row for row in rows if row[1] == "missing"]
-    width = max((len(name) for name, _, _ in rows), default=4)
+        table = table[table.weights_status == "missing"]
+    width = max((len(name) for name in table.name), default=4)
     print(f"{'name':<{width}}  {'status':<34}  location")
-    for name, status, location in rows:
-        print(f"{name:<{width}}  {status:<34}  {location}")
+    for row in table.itertuples():
+        print(f"{row.name:<{width}}  {row.weights_status:<34}  {row.weights_location}")
     return 0
-
-
-def _layer(value):
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        return value
 
 
 def _split_folder(directory: str, seed: int, test_size: float):
     from sklearn.model_selection import train_test_split
-
-    from pipelines import list_splits, load_image_folder
 
     splits = list_splits(directory)
     train = [s for s in splits if s.lower() in TRAIN_SPLITS]
@@ -255,45 +382,25 @@ def _split_folder(directory: str, seed: int, test_size: float):
     )
 
 
-def embed_usable(featurizer, paths, labels=None):
+def _embed_usable(featurizer, paths, labels):
     """Embed ``paths``, dropping (and reporting on stderr) the unreadable ones."""
-    import warnings
-
-    previous = featurizer.on_error
-    featurizer.set_params(on_error="nan")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            features = featurizer.transform(paths)
-    finally:
-        featurizer.set_params(on_error=previous)
-    failures = featurizer.failures_
-    for row in failures.itertuples():
+    result = featurizer.embed(paths, on_error="nan")
+    for row in result.failures.itertuples():
         print(f"featurize: skipped {row.input!r}: {row.reason}", file=sys.stderr)
-    keep = np.setdiff1d(np.arange(len(paths)), failures["index"].to_numpy())
-    kept_labels = None if labels is None else [labels[i] for i in keep]
-    return features[keep], kept_labels, failures
+    keep = np.flatnonzero(result.ok)
+    return result.array[keep], [labels[i] for i in keep]
 
 
 def _train(args) -> int:
     import joblib
     from sklearn.metrics import accuracy_score, classification_report
 
-    from pipelines import make_image_classifier
-
+    params = _featurizer_params(args)
     train_x, train_y, test_x, test_y, how = _split_folder(
         args.directory, args.seed, args.test_size
     )
-    weights = None if args.weights.lower() == "none" else args.weights
     pipeline = make_image_classifier(
-        args.backbone,
-        args.classifier,
-        weights=weights,
-        layer=_layer(args.layer),
-        pooling=None if args.pooling == "none" else args.pooling,
-        input_size=args.input_size,
-        batch_size=args.batch_size,
-        verbose=0 if args.quiet else 1,
+        classifier=args.classifier, verbose=0 if args.quiet else 1, **params
     )
     pipeline.set_params(classifier__C=args.C)
     featurizer, head = pipeline["featurizer"], pipeline[1:]
@@ -304,11 +411,11 @@ def _train(args) -> int:
         f"{len(train_x)} training and {len(test_x)} held-out images ({how}).",
         flush=True,
     )
-    features, labels, _ = embed_usable(featurizer, train_x, train_y)
+    features, labels = _embed_usable(featurizer, train_x, train_y)
     if len(set(labels)) < 2:
         raise UserError("Training needs images of at least two classes.")
     head.fit(features, labels)
-    test_features, test_labels, _ = embed_usable(featurizer, test_x, test_y)
+    test_features, test_labels = _embed_usable(featurizer, test_x, test_y)
     predictions = head.predict(test_features)
     accuracy = accuracy_score(test_labels, predictions)
     print(f"accuracy: {accuracy:.4f} ({len(test_labels)} held-out images)")
@@ -320,6 +427,24 @@ def _train(args) -> int:
     return 0
 
 
+def _predict_sources(args):
+    """The rows to predict: a manifest (one folder/glob/list/table) or the paths."""
+    import pandas as pd
+
+    if len(args.inputs) == 1:
+        source = args.inputs[0]
+        is_pattern = any(char in source for char in "*?[") and not os.path.exists(
+            source
+        )
+        if (
+            os.path.isdir(source)
+            or is_pattern
+            or Path(source).suffix.lower() in MANIFEST_SUFFIXES
+        ):
+            return read_manifest(source, args.path_column)
+    return pd.DataFrame({"path": args.inputs})
+
+
 def _predict(args) -> int:
     import joblib
 
@@ -328,59 +453,76 @@ def _predict(args) -> int:
     except FileNotFoundError:
         raise UserError(f"model file {args.model!r} not found") from None
     featurizer, head = pipeline["featurizer"], pipeline[1:]
-    features, _, failures = embed_usable(featurizer, args.paths)
-    failed = dict(zip(failures["index"], failures["reason"]))
-    usable = [i for i in range(len(args.paths)) if i not in failed]
-    labels = head.predict(features) if usable else []
-    probabilities = [""] * len(usable)
-    if usable and hasattr(head, "predict_proba"):
-        probabilities = [f"{p:.4f}" for p in head.predict_proba(features).max(axis=1)]
-    writer = csv.writer(sys.stdout, lineterminator="\n")
-    writer.writerow(["path", "label", "probability", "error"])
-    results = dict(zip(usable, zip(labels, probabilities)))
-    for index, path in enumerate(args.paths):
-        label, probability = results.get(index, ("", ""))
-        writer.writerow([path, label, probability, failed.get(index, "")])
-    return 1 if failed else 0
+    params = _featurizer_params(args)
+    saved = featurizer.get_params()
+    for name in DEFINING:
+        rule = ImageFeaturizer.parameter_rules[name]
+        if name in params and params[name] != rule.check(name, saved[name]):
+            raise UserError(
+                f"--{name.replace('_', '-')} {params[name]!r} differs from the "
+                f"model's {saved[name]!r}: the classifier was trained on those "
+                f"embeddings. Leave it out, or train a new model."
+            )
+    featurizer.set_params(**{k: v for k, v in params.items() if k not in DEFINING})
+    frame = _predict_sources(args)
+    chunk = embed_chunk(featurizer.fit(), frame.path.astype(str).tolist())
+    usable = [i for i in range(len(frame)) if i not in chunk.failures]
+    out = frame.reset_index(drop=True).copy()
+    out["label"] = None
+    if usable:
+        features = chunk.embeddings[usable]
+        out.loc[usable, "label"] = head.predict(features)
+        if hasattr(head, "predict_proba"):
+            probabilities = head.predict_proba(features)
+            for k, label in enumerate(head.classes_):
+                column = np.full(len(frame), np.nan)
+                column[usable] = probabilities[:, k]
+                out[f"proba_{label}"] = column
+    out["error"] = [chunk.failures.get(i, ("", ""))[1] for i in range(len(frame))]
+    _write_table(out, args.out)
+    return 1 if chunk.failures else 0
 
 
-def _csv_list(text: str, convert=str) -> list:
-    return [convert(part.strip()) for part in text.split(",") if part.strip()]
+def _write_table(frame, path: str | None) -> None:
+    if path is None:
+        frame.to_csv(sys.stdout, index=False, float_format="%.4f")
+    elif Path(path).suffix.lower() in (".parquet", ".pq"):
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, index=False, float_format="%.6g")
 
 
-def _pooling(value: str):
-    return None if value.lower() == "none" else value
+def _csv_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def _search(args) -> int:
     import joblib
 
-    from pipelines import compare_models, list_splits, load_image_folder
-
+    params = _featurizer_params(args, comparable=True)
+    backbones = params.pop("backbone", [ImageFeaturizer().backbone])
+    layers = params.pop("layer", [None])
+    poolings = params.pop("pooling", [ImageFeaturizer().pooling])
     splits = [s for s in list_splits(args.directory) if s.lower() in TRAIN_SPLITS]
     paths, labels = load_image_folder(args.directory, splits[0] if splits else None)
-    layers = [
-        None if v.lower() == "none" else _layer(v) for v in _csv_list(args.layers)
-    ]
     print(
         f"Comparing {len(paths)} images ({args.cv}-fold cross-validation): backbones "
-        f"{args.backbones}, layers {args.layers}, poolings {args.poolings}, "
-        f"classifiers {args.classifiers}.",
+        f"{backbones}, layers {layers}, poolings {poolings}, classifiers "
+        f"{args.classifiers}.",
         flush=True,
     )
     results, best = compare_models(
         paths,
         labels,
-        backbones=_csv_list(args.backbones),
+        backbones=backbones,
         classifiers=_csv_list(args.classifiers),
         layers=layers,
-        poolings=[_pooling(v) for v in _csv_list(args.poolings)],
+        poolings=poolings,
         cv=args.cv,
         scoring=args.scoring,
         refit=args.model is not None,
-        weights=None if args.weights.lower() == "none" else args.weights,
-        input_size=args.input_size,
         verbose=0 if args.quiet else 1,
+        **params,
     )
     columns = ["backbone", "layer", "pooling", "classifier", "params", "mean_score",
                "std_score", "computed", "cache_hits"]  # fmt: skip
@@ -412,8 +554,6 @@ def parse_age(text: str) -> float:
 
 
 def _cache(args) -> int:
-    from featurize import EmbeddingCache
-
     cache = EmbeddingCache(args.dir)
     if args.action == "clear":
         age = None if args.older_than is None else parse_age(args.older_than)
@@ -430,55 +570,14 @@ def _cache(args) -> int:
 
 
 def _embed(args) -> int:
-    from pipelines import embed_dataset
-
     summary = embed_dataset(
         args.input,
         args.out,
-        backbone=args.backbone,
         path_column=args.path_column,
         engine=args.engine,
         address=args.address,
         progress=not args.quiet,
-        weights=None if args.weights.lower() == "none" else args.weights,
-        layer=_layer(args.layer),
-        pooling=_pooling(args.pooling),
-        input_size=args.input_size,
-        batch_size=args.batch_size,
-        cache=None if args.no_cache else True,
+        **_featurizer_params(args),
     )
     print(summary)
     return 1 if args.strict and summary.failed else 0
-
-
-def _bench(args) -> int:
-    from pathlib import Path
-
-    from pipelines._bench import run_benchmark
-
-    folder = args.folder
-    if folder is None:
-        here = Path(__file__).resolve().parent.parent
-        shared = here.parent / "shared" / "datasets" / "hymenoptera"
-        folder = shared if shared.is_dir() else here / "data" / "hymenoptera"
-    run_benchmark(
-        folder,
-        count=args.images,
-        backbones=_csv_list(args.backbones),
-        batch_size=args.batch_size,
-        repeats=args.repeats,
-        rss=not args.no_rss,
-    )
-    return 0
-
-
-COMMANDS = {
-    "bench": _bench,
-    "embed": _embed,
-    "backbones": _backbones,
-    "weights": _weights,
-    "train": _train,
-    "search": _search,
-    "predict": _predict,
-    "cache": _cache,
-}

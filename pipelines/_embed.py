@@ -20,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from featurize import ImageFeaturizer
+from featurize import EmbeddingCache, ImageFeaturizer, __version__
+from pipelines._chunks import embed_chunk, read_url
 from pipelines._data import IMAGE_EXTENSIONS
+from pipelines._ray import run_on_ray
 
 CHUNK_ROWS = 1024
 # Leading bytes of the formats PIL decodes that we look for when walking a folder.
@@ -55,12 +57,15 @@ def read_manifest(source, path_column: str = "path"):
     that it is reported as a failure),
     a glob pattern, a ``.txt`` file with one path per line, or a ``.csv``/``.parquet``
     manifest whose ``path_column`` holds the paths (its other columns are carried
-    through). Paths may be fsspec URLs.
+    through). Paths, and the manifest itself, may be fsspec URLs (``s3://...``).
     """
     import pandas as pd
 
     text = os.fspath(source)
-    if os.path.isdir(text):
+    is_url = "://" in text and not text.startswith("file://")
+    if is_url:
+        _check_url_manifest(text)
+    elif os.path.isdir(text):
         found = sorted(
             os.path.join(root, name)
             for root, dirs, files in os.walk(text)
@@ -71,9 +76,9 @@ def read_manifest(source, path_column: str = "path"):
             p for p in found if p.lower().endswith(IMAGE_EXTENSIONS) or is_image_file(p)
         ]
         return pd.DataFrame({"path": keep})
-    if any(char in text for char in "*?[") and not os.path.exists(text):
+    elif any(char in text for char in "*?[") and not os.path.exists(text):
         return pd.DataFrame({"path": sorted(glob.glob(text, recursive=True))})
-    if not os.path.exists(text):
+    elif not os.path.exists(text):
         raise FileNotFoundError(f"Input {text!r} does not exist.")
     suffix = Path(text).suffix.lower()
     if suffix in (".csv", ".parquet", ".pq"):
@@ -85,22 +90,23 @@ def read_manifest(source, path_column: str = "path"):
             )
         table = table.rename(columns={path_column: "path"})
         return table[["path", *[c for c in table.columns if c != "path"]]]
-    with open(text, encoding="utf-8") as handle:
-        paths = [line.strip() for line in handle if line.strip()]
-    return pd.DataFrame({"path": paths})
+    if is_url:
+        lines = read_url(text).decode("utf-8").splitlines()
+    else:
+        with open(text, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    return pd.DataFrame({"path": [line.strip() for line in lines if line.strip()]})
 
 
-def read_url(url: str) -> bytes:
-    """The bytes behind an fsspec URL (``s3://``, ``gs://``, ``memory://``, ...)."""
-    try:
-        import fsspec
-    except ImportError:
-        raise ImportError(
-            f"Reading {url!r} needs fsspec and the filesystem's package "
-            f"(pip install fsspec s3fs, ...)."
-        ) from None
-    with fsspec.open(url, "rb") as handle:
-        return handle.read()
+def _check_url_manifest(url: str) -> None:
+    """A manifest at a URL must be a file (a table or a list): folders and globs are
+    walked on local disks only."""
+    suffix = Path(url.split("?")[0]).suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq", ".txt"):
+        raise ValueError(
+            f"Input {url!r} is a URL: pass a CSV/Parquet manifest or a .txt list of "
+            f"paths there (folders and globs are read from local disks only)."
+        )
 
 
 @dataclass
@@ -126,42 +132,6 @@ class Summary:
             f"{self.seconds:.1f} s wall time. Output: {self.output}"
             + (f"; failures: {self.failures}" if self.failed else "")
         )
-
-
-def embed_chunk(featurizer: ImageFeaturizer, paths: list[str]):
-    """Embed one chunk of paths: (digests, embeddings, failures, cache hits, computed).
-
-    Local files go to the featurizer as paths, so its worker threads read them (once:
-    the same bytes are hashed for the ``digest`` column and the cache); URLs are read
-    here through fsspec and passed as bytes.
-    """
-    items, failures = [], {}
-    for index, path in enumerate(paths):
-        if "://" in path and not path.startswith("file://"):
-            try:
-                items.append(read_url(path))
-            except (OSError, ImportError) as error:
-                failures[index] = (type(error).__name__, str(error))
-                items.append(None)
-        else:
-            items.append(path.removeprefix("file://"))
-    usable = [i for i, item in enumerate(items) if item is not None]
-    embeddings = np.full((len(paths), featurizer.n_features_out_), np.nan, np.float32)
-    digests: list[str | None] = [None] * len(paths)
-    hits = computed = 0
-    if usable:
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # failures are reported below
-            embeddings[usable] = featurizer.transform([items[i] for i in usable])
-        stats = featurizer.embedding_stats_
-        hits, computed = stats["cache_hits"], stats["computed"]
-        for position, digest in zip(usable, featurizer.content_digests_):
-            digests[position] = digest
-        for row in featurizer.failures_.itertuples():
-            failures[usable[row.index]] = (row.error, row.reason)
-    return digests, embeddings, failures, hits, computed
 
 
 def _arrow_table(frame, digests, embeddings, keep, schema):
@@ -284,21 +254,16 @@ def embed_dataset(
     started = time.perf_counter()
     manifest = read_manifest(source, path_column)
     featurizer = ImageFeaturizer(backbone, **featurizer_params).fit()
-    from featurize import __version__
-    from featurize._cache import fingerprint
-
     settings = featurizer.fingerprint()
     metadata = {
         "featurize": {
-            "fingerprint": fingerprint(settings),
+            "fingerprint": EmbeddingCache.fingerprint(settings),
             "settings": settings,
             "n_features": featurizer.n_features_out_,
             "version": __version__,
         }
     }
     if engine == "ray":
-        from pipelines._ray import run_on_ray
-
         chunks = run_on_ray(manifest, backbone, featurizer_params, address, chunk_rows)
     elif engine == "local":
         chunks = _run_local(manifest, featurizer, chunk_rows)
@@ -312,16 +277,17 @@ def embed_dataset(
     failures = []
     bar = _bar(len(manifest), progress)
     try:
-        for keep_frame, digests, embeddings, chunk_failures, hits, computed in chunks:
-            keep = [i for i in range(len(keep_frame)) if i not in chunk_failures]
+        for frame, chunk in chunks:
+            keep = [i for i in range(len(frame)) if i not in chunk.failures]
             if keep:
-                table = _arrow_table(keep_frame, digests, embeddings, keep, schema)
-                writer.write(table)
-            for i, (error, message) in sorted(chunk_failures.items()):
-                failures.append((keep_frame.path.iloc[i], error, message))
-            summary.from_cache += hits
-            summary.embedded += computed
-            bar.update(len(keep_frame))
+                writer.write(
+                    _arrow_table(frame, chunk.digests, chunk.embeddings, keep, schema)
+                )
+            for i, (error, message) in sorted(chunk.failures.items()):
+                failures.append((frame.path.iloc[i], error, message))
+            summary.from_cache += chunk.cache_hits
+            summary.embedded += chunk.computed
+            bar.update(len(frame))
         empty = np.zeros((0, featurizer.n_features_out_), np.float32)
         nothing = _arrow_table(manifest.iloc[:0], [], empty, [], schema)
         writer.close(empty_schema=nothing.schema)
@@ -337,13 +303,9 @@ def embed_dataset(
 
 
 def _run_local(manifest, featurizer, chunk_rows: int):
-    featurizer.set_params(on_error="nan")
     for start in range(0, len(manifest), chunk_rows):
         frame = manifest.iloc[start : start + chunk_rows]
-        digests, embeddings, failures, hits, computed = embed_chunk(
-            featurizer, frame.path.astype(str).tolist()
-        )
-        yield frame, digests, embeddings, failures, hits, computed
+        yield frame, embed_chunk(featurizer, frame.path.astype(str).tolist())
 
 
 def _bar(total: int, enabled: bool):

@@ -12,6 +12,9 @@ import os
 
 import numpy as np
 
+from featurize import EmbeddingCache, ImageFeaturizer
+from pipelines._chunks import Chunk, embed_chunk
+
 _FORWARDED_ENV = (
     "KERAS_BACKEND",
     "FEATURIZE_CACHE_DIR",
@@ -25,25 +28,19 @@ class _Embedder:
     """A Ray actor: builds the featurizer once, embeds chunks of paths."""
 
     def __init__(self, backbone: str, params: dict):
-        from featurize import ImageFeaturizer
-
         self.featurizer = ImageFeaturizer(backbone, **params).fit()
-        self.featurizer.set_params(on_error="nan")
 
     def __call__(self, batch: dict) -> dict:
-        from pipelines._embed import embed_chunk
-
         paths = [str(p) for p in batch["path"]]
-        digests, embeddings, failures, hits, computed = embed_chunk(
-            self.featurizer, paths
-        )
+        chunk = embed_chunk(self.featurizer, paths)
+        failures = chunk.failures
         counts = np.zeros((2, len(paths)), np.int64)
         if len(paths):
-            counts[:, 0] = hits, computed
+            counts[:, 0] = chunk.cache_hits, chunk.computed
         return {
             "row": batch["row"],
-            "digest": np.array([d or "" for d in digests], dtype=object),
-            "embedding": embeddings,
+            "digest": np.array([d or "" for d in chunk.digests], dtype=object),
+            "embedding": chunk.embeddings,
             "error": np.array(
                 [failures.get(i, ("", ""))[0] for i in range(len(paths))], dtype=object
             ),  # fmt: skip
@@ -56,18 +53,16 @@ class _Embedder:
 
 
 def run_on_ray(manifest, backbone: str, params: dict, address, chunk_rows: int):
-    """Yield ``(frame, digests, embeddings, failures, hits, computed)`` per chunk."""
+    """Yield ``(frame, Chunk)`` per chunk, in manifest order."""
     try:
         import ray
     except ImportError:
         raise ImportError(
             "engine='ray' needs Ray Data: pip install 'featurize[ray]'."
         ) from None
-    from featurize._cache import default_cache_dir
-
     params = dict(params)
     if params.get("cache", True) is True:  # actors must share the driver's cache
-        params["cache"] = str(default_cache_dir())
+        params["cache"] = str(EmbeddingCache().path.parent)
     if not ray.is_initialized():
         env = {k: os.environ[k] for k in _FORWARDED_ENV if k in os.environ}
         ray.init(
@@ -101,7 +96,13 @@ def run_on_ray(manifest, backbone: str, params: dict, address, chunk_rows: int):
             for i, (error, message) in enumerate(zip(batch["error"], batch["message"]))
             if error
         }
-        digests = [str(d) or None for d in batch["digest"]]
-        embeddings = np.asarray(batch["embedding"], dtype=np.float32)
-        yield (frame, digests, embeddings, failures, int(batch["hits"].sum()),
-               int(batch["computed"].sum()))  # fmt: skip
+        yield (
+            frame,
+            Chunk(
+                embeddings=np.asarray(batch["embedding"], dtype=np.float32),
+                digests=[str(d) or None for d in batch["digest"]],
+                failures=failures,
+                cache_hits=int(batch["hits"].sum()),
+                computed=int(batch["computed"].sum()),
+            ),
+        )

@@ -113,9 +113,9 @@ def compare_models(
             backbone, layer=layer, pooling=pooling, **featurizer_params
         )
         started = time.perf_counter()
-        embeddings = featurizer.fit_transform(paths)
+        result = featurizer.fit().embed(paths)
         embedding_time = time.perf_counter() - started
-        stats = featurizer.embedding_stats_
+        embeddings, stats = result.array, result.stats
         for classifier in classifiers:
             head = Pipeline(
                 [

@@ -36,9 +36,10 @@ def computed(cache: EmbeddingCache) -> int:
 
 def test_second_transform_is_served_from_the_cache(cache, paths):
     featurizer = ImageFeaturizer(cache=cache, **SMALL)
-    cold = featurizer.fit_transform(paths)
-    assert featurizer.embedding_stats_["computed"] == 6
-    assert featurizer.embedding_stats_["cache_hits"] == 0
+    result = featurizer.fit().embed(paths)
+    cold = result.array
+    assert result.stats["computed"] == 6
+    assert result.stats["cache_hits"] == 0
     warm = ImageFeaturizer(cache=cache, **SMALL).fit_transform(paths)
     np.testing.assert_array_equal(warm, cold)
     assert computed(cache) == 6
@@ -52,22 +53,21 @@ def test_keys_are_content_not_names(cache, paths, tmp_path):
     original = featurizer.fit_transform(paths[:1])
     copy = tmp_path / "renamed.jpg"
     shutil.copy(paths[0], copy)
-    assert np.array_equal(featurizer.transform([copy]), original)
-    assert featurizer.embedding_stats_["cache_hits"] == 1
-    from_bytes = featurizer.transform([copy.read_bytes()])
-    assert featurizer.embedding_stats_["cache_hits"] == 1
-    np.testing.assert_array_equal(from_bytes, original)
+    renamed = featurizer.embed([copy])
+    assert np.array_equal(renamed.array, original)
+    assert renamed.stats["cache_hits"] == 1
+    from_bytes = featurizer.embed([copy.read_bytes()])
+    assert from_bytes.stats["cache_hits"] == 1
+    np.testing.assert_array_equal(from_bytes.array, original)
     edited = bytearray(copy.read_bytes())
     edited[-3] ^= 0xFF  # still decodes, but it is another image
     copy.write_bytes(bytes(edited))
-    featurizer.transform([copy])
-    assert featurizer.embedding_stats_["computed"] == 1
+    assert featurizer.embed([copy]).stats["computed"] == 1
     pixels = np.zeros((1, 32, 32, 3), np.uint8)
     featurizer.transform(pixels)
-    featurizer.transform(pixels.copy())
-    assert featurizer.embedding_stats_["cache_hits"] == 1
-    featurizer.transform(pixels.astype(np.float32))  # same values, other dtype
-    assert featurizer.embedding_stats_["computed"] == 1
+    assert featurizer.embed(pixels.copy()).stats["cache_hits"] == 1
+    other_dtype = featurizer.embed(pixels.astype(np.float32))  # same values
+    assert other_dtype.stats["computed"] == 1
 
 
 def test_a_hit_skips_decoding(cache, paths, monkeypatch):
@@ -79,8 +79,7 @@ def test_a_hit_skips_decoding(cache, paths, monkeypatch):
         raise AssertionError("decoded an image that was cached")
 
     monkeypatch.setattr(featurize._batches, "load_image", refuse)
-    featurizer.transform(paths)
-    assert featurizer.embedding_stats_["cache_hits"] == 6
+    assert featurizer.embed(paths).stats["cache_hits"] == 6
 
 
 def test_every_setting_that_changes_the_output_is_a_new_namespace(cache, paths):
@@ -94,14 +93,15 @@ def test_every_setting_that_changes_the_output_is_a_new_namespace(cache, paths):
     ]
     outputs = []
     for params in variants:
-        featurizer = ImageFeaturizer(cache=cache, **{**SMALL, **params})
-        outputs.append(featurizer.fit_transform(paths[:2]))
-        assert featurizer.embedding_stats_["computed"] == 2, params
+        result = ImageFeaturizer(cache=cache, **{**SMALL, **params}).embed(paths[:2])
+        outputs.append(result.array)
+        assert result.stats["computed"] == 2, params
     assert len(cache.info()) == len(variants)
     # Batch size and error handling do not change embeddings: same namespace.
     same = ImageFeaturizer(cache=cache, batch_size=1, on_error="nan", **SMALL)
-    np.testing.assert_array_equal(same.fit_transform(paths[:2]), outputs[0])
-    assert same.embedding_stats_["cache_hits"] == 2
+    result = same.embed(paths[:2])
+    np.testing.assert_array_equal(result.array, outputs[0])
+    assert result.stats["cache_hits"] == 2
 
 
 def test_random_weights_and_cache_none_are_never_cached(cache, tiny_images):
@@ -110,8 +110,7 @@ def test_random_weights_and_cache_none_are_never_cached(cache, tiny_images):
         ImageFeaturizer("efficientnet_lite0", cache=None, **SMALL),
     ):
         featurizer.fit_transform(tiny_images)
-        featurizer.transform(tiny_images)
-        assert featurizer.embedding_stats_["cache_hits"] == 0
+        assert featurizer.embed(tiny_images).stats["cache_hits"] == 0
     assert computed(cache) == 0
 
 
@@ -125,15 +124,17 @@ def test_failures_are_not_cached_and_good_rows_are_kept(cache, paths, tmp_path):
     featurizer.set_params(on_error="nan", batch_size=1)
     with pytest.warns(UserWarning, match="1 of 3"):
         out = featurizer.transform([*paths[:2], broken])
-    assert featurizer.embedding_stats_["cache_hits"] == 2
     assert np.isnan(out[2]).all()
+    result = featurizer.embed([*paths[:2], broken])
+    assert result.stats["cache_hits"] == 2
+    assert result.failures["index"].tolist() == [2]
 
 
 def test_duplicates_in_a_batch_are_computed_once(cache, paths):
     featurizer = ImageFeaturizer(cache=cache, **SMALL)
-    out = featurizer.fit_transform([paths[0], paths[1], paths[0], paths[0]])
-    assert featurizer.embedding_stats_["computed"] == 2
-    np.testing.assert_array_equal(out[0], out[3])
+    result = featurizer.embed([paths[0], paths[1], paths[0], paths[0]])
+    assert result.stats["computed"] == 2
+    np.testing.assert_array_equal(result.array[0], result.array[3])
 
 
 def test_clear(cache, paths):
@@ -214,8 +215,9 @@ def test_killed_writers_never_leave_wrong_entries(tmp_path):
         0, 256, (CRASH_IMAGES, 32, 32, 3), np.uint8
     )
     featurizer = ImageFeaturizer(cache=cache, input_size=32, batch_size=50)
-    from_cache = featurizer.fit_transform(images)
-    assert featurizer.embedding_stats_["cache_hits"] == stored
+    result = featurizer.embed(images)
+    from_cache = result.array
+    assert result.stats["cache_hits"] == stored
     fresh = ImageFeaturizer(cache=None, input_size=32, batch_size=50).fit_transform(
         images
     )
@@ -290,11 +292,10 @@ def test_registered_models_are_cached_by_their_weight_values(cache, tiny_images)
     register_backbone("cached_cnn", model, overwrite=True)
     featurizer = ImageFeaturizer("cached_cnn", cache=cache)
     first = featurizer.fit_transform(tiny_images)
-    second = featurizer.transform(tiny_images)
-    assert featurizer.embedding_stats_["cache_hits"] == 3
-    np.testing.assert_array_equal(first, second)
+    second = featurizer.embed(tiny_images)
+    assert second.stats["cache_hits"] == 3
+    np.testing.assert_array_equal(first, second.array)
     register_backbone("cached_builder", lambda shape, weights: model, overwrite=True)
     builder = ImageFeaturizer("cached_builder", cache=cache, input_size=16)
     builder.fit_transform(tiny_images)
-    builder.transform(tiny_images)
-    assert builder.embedding_stats_["cache_hits"] == 0  # no stable identity
+    assert builder.embed(tiny_images).stats["cache_hits"] == 0  # no identity

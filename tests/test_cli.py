@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import subprocess
 import sys
 
+import numpy as np
+import pandas as pd
 import pytest
 
-from pipelines._cli import main
+from pipelines._cli import FEATURIZER_OPTIONS, _featurizer_params, _parser, main
 
 from .conftest import DATA
 
@@ -61,7 +64,8 @@ def test_weights_lists_what_is_on_this_machine(capsys):
     code, out, _ = run(capsys, "weights")
     assert code == 0
     lines = {line.split()[0]: line for line in out.splitlines()[1:]}
-    assert len(lines) == 41
+    assert len(lines) == 43
+    assert "present" in lines["efficientnet_lite2"]
     assert "present" in lines["efficientnet_lite0"]
     assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in lines["resnet50"]
     code, out, _ = run(capsys, "weights", "--missing")
@@ -74,9 +78,6 @@ def test_user_errors_are_one_line_and_exit_1(capsys, tmp_path):
     assert err.startswith("featurize: error:")
     assert err.count("\n") == 1
     assert "Traceback" not in err
-    code, _, err = run(capsys, "train", str(DATA), "--backbone", "resnet5")
-    assert code == 1
-    assert "Unknown backbone 'resnet5'" in err
     code, _, err = run(capsys, "predict", str(tmp_path / "none.joblib"), "x.jpg")
     assert code == 1
     assert "not found" in err
@@ -98,12 +99,51 @@ def test_train_then_predict(capsys, tmp_path):
     code, out, err = run(capsys, "predict", str(model), *map(str, good), str(broken))
     assert code == 1
     rows = list(csv.DictReader(io.StringIO(out)))
+    assert list(rows[0]) == ["path", "label", "proba_ants", "proba_bees", "error"]
     assert [r["path"] for r in rows] == [*map(str, good), str(broken)]
     assert all(r["label"] in ("ants", "bees") for r in rows[:2])
-    assert all(0.5 <= float(r["probability"]) <= 1 for r in rows[:2])
+    for row in rows[:2]:
+        probabilities = float(row["proba_ants"]), float(row["proba_bees"])
+        assert sum(probabilities) == pytest.approx(1, abs=2e-4)
+        assert max(probabilities) == float(row[f"proba_{row['label']}"])
     assert rows[2]["label"] == ""
+    assert rows[2]["proba_ants"] == ""
     assert "not a recognised image" in rows[2]["error"]
-    assert f"skipped '{broken}'" in err
+    assert err == ""
+
+    # A folder, and a manifest whose other columns are carried through.
+    preds = tmp_path / "preds.csv"
+    code, _, _ = run(capsys, "predict", str(model), str(DATA / "val"), "--out",
+                     str(preds))  # fmt: skip
+    assert code == 0
+    table = pd.read_csv(preds)
+    assert len(table) == 24
+    import joblib
+
+    pipeline = joblib.load(model)
+    assert table.label.tolist() == list(pipeline.predict(table.path.tolist()))
+    np.testing.assert_allclose(
+        table[["proba_ants", "proba_bees"]].to_numpy(),
+        pipeline.predict_proba(table.path.tolist()),
+        atol=1e-5,
+    )
+    manifest = tmp_path / "manifest.csv"
+    pd.DataFrame({"image": [*map(str, good), str(broken)], "id": [7, 8, 9]}).to_csv(
+        manifest, index=False
+    )
+    parquet = tmp_path / "preds.parquet"
+    code, _, _ = run(capsys, "predict", str(model), str(manifest), "--path-column",
+                     "image", "--out", str(parquet), "--batch-size", "1")  # fmt: skip
+    assert code == 1
+    table = pd.read_parquet(parquet)
+    assert table.id.tolist() == [7, 8, 9]
+    assert table.label.tolist()[:2] == [r["label"] for r in rows[:2]]
+    assert table.error.tolist()[2].startswith("not a recognised image")
+    # What defines the embeddings cannot change under a trained classifier.
+    code, _, err = run(capsys, "predict", str(model), str(manifest), "--pooling",
+                       "max")  # fmt: skip
+    assert code == 1
+    assert "--pooling 'max' differs from the model's 'avg'" in err
 
 
 def test_search_and_cache_commands(capsys, tmp_path, monkeypatch):
@@ -131,29 +171,76 @@ def test_search_and_cache_commands(capsys, tmp_path, monkeypatch):
     assert "deleted 96" in out
 
 
-def test_bench_prints_each_rate_as_the_best_of_its_rounds(capsys):
-    code, out, _ = run(
-        capsys, "bench", "--folder", str(DATA), "--images", "12", "--batch-size", "4",
-        "--backbones", "mobilenet_v3_small", "--no-rss", "--repeats", "2",
-    )  # fmt: skip
-    assert code == 0
-    assert "device CPU" in out
-    for column in ("(a) tutorial", "(b) model", "(c) featurize", "(d) decode", "c/b"):
-        assert column in out
-    assert "best of 2 rounds" in out
-    rounds = next(line for line in out.splitlines() if "rounds:" in line)
-    per_round = {
-        part.split()[0]: [float(v) for v in part.split()[1].split("/")]
-        for part in rounds.split("rounds:")[1].split(",")
-    }
-    assert sorted(per_round) == ["a", "b", "c", "d"]
-    assert all(len(values) == 2 for values in per_round.values())
-    row = next(line for line in out.splitlines() if line.startswith("| mobilenet"))
-    values = [float(v) for v in row.strip("| ").split("|")[1:]]
-    assert len(values) == 6
-    a, b, c, d, c_over_a, c_over_b = values
-    # Each printed rate is the best of its rounds (to the printed precision).
-    for key, value in zip("abcd", (a, b, c, d)):
-        assert value == pytest.approx(max(per_round[key]), abs=0.6)
-    assert c_over_a == pytest.approx(c / a, abs=0.006)
-    assert c_over_b == pytest.approx(c / b, abs=0.006)
+FLAGS = [
+    "--backbone", "resnet50", "--weights", "none", "--layer", "-2", "--pooling",
+    "gem", "--input-size", "64x48", "--resize", "center_crop", "--precision",
+    "mixed", "--batch-size", "4", "--decode-workers", "0", "--max-pixels", "1000000",
+    "--cache", "none",
+]  # fmt: skip
+PARSED = {
+    "backbone": "resnet50", "weights": None, "layer": -2, "pooling": "gem",
+    "input_size": (64, 48), "resize": "center_crop", "precision": "mixed",
+    "batch_size": 4, "decode_workers": 0, "max_pixels": 1_000_000, "cache": None,
+}  # fmt: skip
+POSITIONAL = {
+    "train": ["DIR"],
+    "search": ["DIR"],
+    "embed": ["INPUT", "--out", "x.parquet"],
+    "predict": ["MODEL", "a.jpg"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(POSITIONAL))
+def test_every_embedding_command_takes_the_same_featurizer_flags(command):
+    parser = _parser()
+    args = parser.parse_args([command, *POSITIONAL[command], *FLAGS])
+    params = _featurizer_params(args, comparable=command == "search")
+    if command == "search":
+        params = {k: v[0] if isinstance(v, list) else v for k, v in params.items()}
+    assert params == PARSED
+    assert sorted(params) == sorted(FEATURIZER_OPTIONS)
+    # Not given: not set, so the estimator's own defaults apply.
+    bare = parser.parse_args([command, *POSITIONAL[command]])
+    assert _featurizer_params(bare) == {}
+
+
+def test_flag_values_are_checked_by_the_parameter_rules(capsys):
+    for flags, message in [
+        (["--pooling", "sum"], "`pooling` must be one of"),
+        (["--batch-size", "0"], "`batch_size` must be a positive integer"),
+        (["--input-size", "big"], "expected INPUT_SIZE; received 'big'"),
+        (["--backbone", "resnet5"], "Unknown backbone 'resnet5'"),
+        (["--pooling", "avg,max"], "`train` takes one --pooling"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["train", str(DATA), *flags])
+        assert exit_info.value.code == 2, flags
+        assert message in capsys.readouterr().err, flags
+
+
+def test_traceback_on_request(capsys, tmp_path):
+    code, _, err = run(capsys, "train", str(tmp_path / "nowhere"), *FAST)
+    assert (code, err.count("\n")) == (1, 1)
+    code, _, err = run(capsys, "--traceback", "train", str(tmp_path / "nowhere"),
+                       *FAST)  # fmt: skip
+    assert code == 1
+    assert "Traceback (most recent call last)" in err
+    assert err.rstrip().splitlines()[-1].startswith("featurize: error:")
+
+
+def test_framework_start_up_lines_stay_out_unless_asked(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    command = [sys.executable, "-m", "pipelines", "train", str(DATA), *FAST,
+               "--quiet"]  # fmt: skip
+    quiet = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == ""
+    assert quiet.stdout.startswith("Training logreg")
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        loud = subprocess.run(
+            [*command, "--framework-logs"], capture_output=True, text=True, env=env
+        )
+        assert loud.returncode == 0
+        assert "absl" in loud.stderr or "oneDNN" in loud.stderr

@@ -192,3 +192,16 @@ def test_missing_files_and_fsspec_urls(collection, tmp_path):
     assert failures.path.tolist() == [str(tmp_path / "gone.jpg")]
     assert failures.error.tolist() == ["ImageReadError"]
     assert failures.message.tolist() == ["file not found"]
+    # The manifest itself at a URL: a table, or a list of paths.
+    memory.pipe("/bucket/paths.txt", listing.read_bytes())
+    pd.DataFrame({"image": [str(good)], "id": [3]}).to_parquet(
+        "memory://bucket/manifest.parquet"
+    )
+    assert read_manifest("memory://bucket/paths.txt").path.tolist()[:2] == [
+        str(good),
+        "memory://bucket/remote.jpg",
+    ]
+    table = read_manifest("memory://bucket/manifest.parquet", path_column="image")
+    assert table.to_dict("list") == {"path": [str(good)], "id": [3]}
+    with pytest.raises(ValueError, match="folders and globs are read from local"):
+        read_manifest("memory://bucket/")

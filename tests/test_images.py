@@ -118,6 +118,17 @@ def test_center_crop_keeps_aspect_ratio():
     assert stretched.mean() < 120
 
 
+def test_center_crop_never_crops_outside_the_image():
+    # 427 / (240 / 427) is 427.0000000000001: the box must still fit the image.
+    pixels = np.zeros((427, 640, 3), np.uint8)
+    for side in range(200, 301):
+        for size in ((side, side), (side, side + 7)):
+            assert load_image(pixels, size=size, resize="center_crop").shape == (
+                *size,
+                3,
+            )
+
+
 @pytest.mark.parametrize(
     ("kind", "error", "message"),
     [

