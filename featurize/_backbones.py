@@ -109,8 +109,8 @@ class Backbone:
     def build(self, input_shape: tuple[int, int, int], weights):
         """Call the constructor without the classification head.
 
-        ``weights`` goes to the constructor as it is: loading pretrained weights
-        from other sources is :func:`featurize._weights.build_with_weights`' job.
+        ``weights`` goes to the constructor as it is; pretrained weights from
+        other sources are loaded by the row's ``pretrained`` source.
         """
         constructor = self.constructor
         if hasattr(constructor, "layers") and hasattr(constructor, "inputs"):

@@ -109,7 +109,7 @@ def scaled_blocks(name: str) -> list[Block]:
     return blocks
 
 
-def block_names(name: str = "efficientnet_lite0") -> list[str]:
+def block_names(name: str) -> list[str]:
     """Keras names of the variant's blocks, in order (``block1a`` ... ``block7a``)."""
     return [
         f"block{stage + 1}{string.ascii_lowercase[i]}"

