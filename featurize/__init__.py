@@ -22,6 +22,8 @@ from featurize._converted_weights import weights_dir
 from featurize._embeddings import Embeddings
 from featurize._featurizer import ImageFeaturizer
 from featurize.errors import (
+    CacheUnavailableError,
+    CacheWarning,
     FeaturizeError,
     ImageDecodeError,
     ImageError,
@@ -40,6 +42,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "Backbone",
+    "CacheUnavailableError",
+    "CacheWarning",
     "EfficientNetLite0",
     "EfficientNetLite1",
     "EfficientNetLite2",

@@ -6,7 +6,9 @@ batch buffer. Workers run up to :data:`PREFETCH_BATCHES` batches ahead of the ba
 so decoding overlaps the forward pass (PIL releases the GIL while it decodes and
 resizes). The calling thread runs the forward pass on the misses, under the cache
 namespace's cross-process lock after a second look-up, and stores the results batch by
-batch: a crash or a bad image never loses what was already done.
+batch: a crash or a bad image never loses what was already done. A cache that cannot be
+used (damaged, read-only, full disk) is dropped for the rest of the call, never failing
+it: the plan records why, for the caller to warn.
 
 ``workers=0`` does the same work in the calling thread, one image after another: the
 simple path, which the fast one must match exactly.
@@ -24,7 +26,7 @@ import numpy as np
 from featurize._cache import EmbeddingCache, content_digest
 from featurize._images import describe, fetch, load_image
 from featurize._inference import Forward
-from featurize.errors import ImageError
+from featurize.errors import CacheUnavailableError, ImageError
 
 PREFETCH_BATCHES = 2
 
@@ -42,6 +44,12 @@ class Plan:
     workers: int = 0
     cache: EmbeddingCache | None = None
     namespace: int | None = None
+    cache_error: CacheUnavailableError | None = None
+
+    def drop_cache(self, error: CacheUnavailableError) -> None:
+        """Go on without the cache; keep the first reason (worker threads race)."""
+        self.cache = None
+        self.cache_error = self.cache_error or error
 
 
 @dataclass
@@ -81,13 +89,18 @@ def _prepare(items, index: int, position: int, buffer, plan: Plan) -> _Outcome:
     try:
         raw = fetch(items[index], index=index)
         outcome.digest = content_digest(raw)
-        if plan.cache is not None:
-            found = plan.cache.get_many(
-                plan.namespace, [outcome.digest], plan.forward.n_features
-            )
-            outcome.vector = found.get(outcome.digest)
-            if outcome.vector is not None:
-                return outcome
+        cache = plan.cache
+        if cache is not None:
+            try:
+                found = cache.get_many(
+                    plan.namespace, [outcome.digest], plan.forward.n_features
+                )
+            except CacheUnavailableError as error:
+                plan.drop_cache(error)
+            else:
+                outcome.vector = found.get(outcome.digest)
+                if outcome.vector is not None:
+                    return outcome
         buffer[position] = load_image(
             raw,
             size=plan.input_size,
@@ -178,21 +191,28 @@ def _finish(items, batch: range, outcomes, buffer, plan: Plan, result: Result) -
             groups.setdefault(outcome.digest, []).append(outcome.index)
     if not groups:
         return
-    if plan.cache is None:
-        _compute(groups, batch, buffer, plan, result)
-        return
-    with plan.cache.lock(plan.namespace):
-        # Another process may have computed some of these while we decoded them.
-        late = plan.cache.get_many(
-            plan.namespace, list(groups), plan.forward.n_features
-        )
-        for digest in late:
-            rows = groups.pop(digest)
-            result.embeddings[rows] = late[digest]
-            result.cache_hits += len(rows)
-        if groups:
-            vectors = _compute(groups, batch, buffer, plan, result)
-            plan.cache.put_many(plan.namespace, zip(groups, vectors))
+    cache, computed = plan.cache, False
+    if cache is not None:
+        try:
+            with cache.lock(plan.namespace):
+                # Another process may have computed some while we decoded them.
+                late = cache.get_many(
+                    plan.namespace, list(groups), plan.forward.n_features
+                )
+                for digest in late:
+                    rows = groups.pop(digest)
+                    result.embeddings[rows] = late[digest]
+                    result.cache_hits += len(rows)
+                if groups:
+                    vectors = _compute(groups, batch, buffer, plan, result)
+                    computed = True
+                    cache.put_many(plan.namespace, zip(groups, vectors))
+            return
+        except CacheUnavailableError as error:
+            plan.drop_cache(error)
+            if computed:
+                return
+    _compute(groups, batch, buffer, plan, result)
 
 
 def _compute(groups: dict, batch: range, buffer, plan: Plan, result: Result):

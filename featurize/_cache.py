@@ -19,6 +19,8 @@ age-based ``clear``.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -31,11 +33,20 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from featurize.errors import InvalidParameterError
+from featurize.errors import CacheUnavailableError, InvalidParameterError
 
 CACHE_DIR_ENV = "FEATURIZE_CACHE_DIR"
 DATABASE = "embeddings.sqlite3"
 DIGEST_SIZE = 20
+# Each stored vector is followed by a BLAKE2b checksum of its bytes: SQLite checks its
+# own structure, not the data, so a damaged data page would otherwise read as a valid
+# but wrong embedding. Part of every namespace, so other layouts are never misread.
+CHECKSUM_SIZE = 8
+ENTRY_FORMAT = 2
+# SQLite's words for a file that is not a sound database (anything else, such as
+# "locked", "readonly" or "disk is full", is a condition of the machine, not the file).
+_DAMAGED = ("malformed", "not a database", "disk i/o error", "file is encrypted")
+DAMAGED_SUFFIX = ".damaged-"
 _SQLITE_VARIABLES = 500
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS namespaces (
@@ -95,6 +106,21 @@ def fingerprint(settings: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _guarded(method):
+    """Any failure of the database or its folder becomes CacheUnavailableError."""
+
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except CacheUnavailableError:
+            raise
+        except (sqlite3.Error, OSError) as error:
+            raise self._unusable(error) from error
+
+    return guarded
+
+
 class EmbeddingCache:
     """Embeddings on local disk, keyed by configuration and image content.
 
@@ -121,6 +147,7 @@ class EmbeddingCache:
     def __init__(self, directory=None):
         self.directory = Path(directory) if directory is not None else None
         self._local = threading.local()
+        self._generation = 0  # bumped when a damaged file is moved aside
 
     # -- connection
 
@@ -131,7 +158,8 @@ class EmbeddingCache:
 
     def _connection(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)
-        if connection is not None and self._local.pid == os.getpid():
+        key = (os.getpid(), self._generation)
+        if connection is not None and self._local.key == key:
             return connection
         self.path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(self.path, timeout=120, isolation_level=None)
@@ -139,8 +167,51 @@ class EmbeddingCache:
         connection.execute("PRAGMA synchronous=NORMAL")
         connection.execute("PRAGMA busy_timeout=120000")
         connection.executescript(_SCHEMA)
-        self._local.connection, self._local.pid = connection, os.getpid()
+        self._local.connection = connection
+        self._local.key = key
         return connection
+
+    def _unusable(self, error: BaseException) -> CacheUnavailableError:
+        """The error to raise for ``error``; a damaged database is moved aside."""
+        self._local.connection = None
+        cause = f"{type(error).__name__}: {error}"
+        path = str(self.path)
+        fix = (
+            "Embeddings are computed without the cache until this is fixed: free disk "
+            "space or fix the folder's permissions, run `featurize cache clear`, or "
+            "pass cache=None or another folder (FEATURIZE_CACHE_DIR)."
+        )
+        damaged = isinstance(error, sqlite3.DatabaseError) and any(
+            word in str(error).lower() for word in _DAMAGED
+        )
+        if not damaged:
+            return CacheUnavailableError(
+                f"The embedding cache {path!r} cannot be used ({cause}). {fix}"
+            )
+        moved = self._move_aside()
+        where = f"moved to {moved!r}" if moved else "already moved aside"
+        return CacheUnavailableError(
+            f"The embedding cache {path!r} is damaged ({cause}); it was "
+            f"{where} and a new one starts on the next call. `featurize cache clear` "
+            f"deletes the damaged copy."
+        )
+
+    def _move_aside(self) -> str | None:
+        """Rename the database (and its WAL files) out of the way; never delete it."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = self.path.with_name(f"{DATABASE}{DAMAGED_SUFFIX}{stamp}-{os.getpid()}")
+        moved = None
+        for suffix in ("", "-wal", "-shm"):
+            source = Path(f"{self.path}{suffix}")
+            try:
+                os.replace(source, f"{target}{suffix}")
+            except FileNotFoundError:
+                continue  # another thread or process moved it first
+            except OSError:
+                return None
+            moved = moved or str(target)
+        self._generation += 1
+        return moved
 
     def __getstate__(self):
         return {"directory": self.directory}
@@ -148,6 +219,7 @@ class EmbeddingCache:
     def __setstate__(self, state):
         self.directory = state["directory"]
         self._local = threading.local()
+        self._generation = 0
 
     def __repr__(self) -> str:
         return f"EmbeddingCache({str(self.directory or default_cache_dir())!r})"
@@ -166,6 +238,7 @@ class EmbeddingCache:
         ``fingerprint()``): SHA-256 of their canonical JSON."""
         return fingerprint(settings)
 
+    @_guarded
     def namespace(self, settings: dict, n_features: int) -> int:
         """The id of the namespace for ``settings``, creating it if needed."""
         key = fingerprint(settings)
@@ -181,16 +254,26 @@ class EmbeddingCache:
         ).fetchone()
         return namespace
 
+    @contextlib.contextmanager
     def lock(self, namespace: int):
         """A cross-process lock for computing the namespace's missing embeddings."""
         from filelock import FileLock
 
-        folder = self.path.parent / "locks"
-        folder.mkdir(parents=True, exist_ok=True)
-        return FileLock(str(folder / f"{namespace}.lock"))
+        try:
+            folder = self.path.parent / "locks"
+            folder.mkdir(parents=True, exist_ok=True)
+            held = FileLock(str(folder / f"{namespace}.lock"))
+            held.acquire()
+        except OSError as error:
+            raise self._unusable(error) from error
+        try:
+            yield
+        finally:
+            held.release()
 
     # -- entries
 
+    @_guarded
     def get_many(
         self, namespace: int, digests: Sequence[bytes], n_features: int
     ) -> dict[bytes, np.ndarray]:
@@ -205,20 +288,28 @@ class EmbeddingCache:
                 f"IN ({','.join('?' * len(chunk))})",
                 (namespace, *chunk),
             ).fetchall()
-            for digest, vector in rows:
-                if len(vector) == 4 * n_features:  # anything else is not ours: a miss
-                    found[bytes(digest)] = np.frombuffer(vector, dtype="<f4")
+            for digest, stored in rows:
+                if len(stored) != 4 * n_features + CHECKSUM_SIZE:
+                    continue  # not ours: a miss
+                data, check = stored[:-CHECKSUM_SIZE], stored[-CHECKSUM_SIZE:]
+                if _checksum(data) != check:
+                    raise sqlite3.DatabaseError(
+                        "database disk image is malformed: a stored embedding does "
+                        "not match its checksum"
+                    )
+                found[bytes(digest)] = np.frombuffer(data, dtype="<f4")
         return found
 
+    @_guarded
     def put_many(
         self, namespace: int, entries: Iterable[tuple[bytes, np.ndarray]]
     ) -> None:
         """Store computed embeddings (one transaction) and count them as computed."""
         now = time.time()
-        rows = [
-            (namespace, digest, np.asarray(vector, dtype="<f4").tobytes(), now)
-            for digest, vector in entries
-        ]
+        rows = []
+        for digest, vector in entries:
+            data = np.asarray(vector, dtype="<f4").tobytes()
+            rows.append((namespace, digest, data + _checksum(data), now))
         if not rows:
             return
         connection = self._connection()
@@ -235,6 +326,7 @@ class EmbeddingCache:
 
     # -- management
 
+    @_guarded
     def info(self):
         """One row per namespace: what it is, entries, computed count, bytes.
 
@@ -280,11 +372,27 @@ class EmbeddingCache:
     def clear(self, older_than: float | None = None) -> int:
         """Delete entries (all, or those stored more than ``older_than`` seconds ago).
 
+        Clearing everything also deletes damaged databases that were moved aside,
+        and works when the database itself is damaged.
+
         Returns
         -------
         int
             The number of entries deleted.
         """
+        try:
+            deleted = self._clear(older_than)
+        except CacheUnavailableError:
+            if older_than is not None or self.path.exists():
+                raise
+            deleted = 0  # it was damaged, and has just been moved aside
+        if older_than is None:
+            for copy in self.path.parent.glob(f"{DATABASE}{DAMAGED_SUFFIX}*"):
+                copy.unlink()
+        return deleted
+
+    @_guarded
+    def _clear(self, older_than: float | None) -> int:
         connection = self._connection()
         with _transaction(connection):
             if older_than is None:
@@ -299,6 +407,10 @@ class EmbeddingCache:
         if older_than is None:
             connection.execute("VACUUM")
         return deleted
+
+
+def _checksum(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=CHECKSUM_SIZE).digest()
 
 
 class _transaction:

@@ -13,7 +13,7 @@ from sklearn.base import (
 
 from featurize._backbones import Backbone, get_backbone
 from featurize._batches import Plan, embed
-from featurize._cache import resolve_cache
+from featurize._cache import ENTRY_FORMAT, resolve_cache
 from featurize._embeddings import Embeddings, failures_frame
 from featurize._images import DEFAULT_MAX_PIXELS, PIXEL_PIPELINE_VERSION, as_image_list
 from featurize._inference import (
@@ -24,7 +24,11 @@ from featurize._inference import (
 )
 from featurize._params import IMAGE_FEATURIZER_RULES, validate
 from featurize._weights import weights_identity
-from featurize.errors import InvalidParameterError
+from featurize.errors import (
+    CacheUnavailableError,
+    CacheWarning,
+    InvalidParameterError,
+)
 
 FLATTEN_WARNING_FEATURES = 100_000
 
@@ -254,14 +258,20 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             on_error=on_error or params["on_error"],
             workers=default_decode_workers() if workers is None else workers,
         )
-        identity = weights_identity(settings.backbone, settings.params["weights"])
+        identity = weights_identity(settings.backbone, params["weights"])
         plan.cache = resolve_cache(params["cache"]) if identity is not None else None
         if plan.cache is not None:
-            plan.namespace = plan.cache.namespace(
-                self._cache_settings(settings, forward, identity), forward.n_features
-            )
+            try:
+                plan.namespace = plan.cache.namespace(
+                    self._cache_settings(settings, forward, identity),
+                    forward.n_features,
+                )
+            except CacheUnavailableError as error:
+                plan.drop_cache(error)
         with _progress(len(items), params["verbose"], settings.backbone.name) as bar:
             result = embed(items, plan, bar)
+        if plan.cache_error is not None:
+            warnings.warn(str(plan.cache_error), CacheWarning, stacklevel=2)
         return Embeddings(
             array=result.embeddings,
             failures=failures_frame(result.failures),
@@ -342,6 +352,7 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             "dtype": "float32",
             "precision": settings.params["precision"],
             "pixel_pipeline": PIXEL_PIPELINE_VERSION,
+            "cache_entry": ENTRY_FORMAT,
             "keras": ".".join(keras.__version__.split(".")[:2]),
         }
 

@@ -8,6 +8,8 @@ either. Image errors carry the offending input and its position in the batch.
 from __future__ import annotations
 
 __all__ = [
+    "CacheUnavailableError",
+    "CacheWarning",
     "FeaturizeError",
     "ImageDecodeError",
     "ImageError",
@@ -94,6 +96,16 @@ class UnsupportedImageTypeError(ImageError, TypeError):
 
 class ImageTooLargeError(ImageDecodeError):
     """More pixels than ``max_pixels`` allows (decompression-bomb guard)."""
+
+
+class CacheUnavailableError(FeaturizeError, OSError):
+    """The embedding cache cannot be read or written (damaged, read-only, full disk,
+    locked, not a folder). Embedding goes on without it; the message says why and how
+    to fix it."""
+
+
+class CacheWarning(UserWarning):
+    """Embeddings were computed without the cache, which could not be used."""
 
 
 class WeightsUnavailableError(FeaturizeError, OSError):
