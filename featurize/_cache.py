@@ -188,30 +188,31 @@ class EmbeddingCache:
             return CacheUnavailableError(
                 f"The embedding cache {path!r} cannot be used ({cause}). {fix}"
             )
-        moved = self._move_aside()
-        where = f"moved to {moved!r}" if moved else "already moved aside"
         return CacheUnavailableError(
             f"The embedding cache {path!r} is damaged ({cause}); it was "
-            f"{where} and a new one starts on the next call. `featurize cache clear` "
-            f"deletes the damaged copy."
+            f"{self._move_aside()}. `featurize cache clear` deletes the damaged copy."
         )
 
-    def _move_aside(self) -> str | None:
-        """Rename the database (and its WAL files) out of the way; never delete it."""
+    def _move_aside(self) -> str:
+        """Rename the database (and its WAL files) out of the way; never delete it.
+
+        Returns what happened, for the error message.
+        """
         stamp = time.strftime("%Y%m%d-%H%M%S")
         target = self.path.with_name(f"{DATABASE}{DAMAGED_SUFFIX}{stamp}-{os.getpid()}")
-        moved = None
+        moved = False
         for suffix in ("", "-wal", "-shm"):
-            source = Path(f"{self.path}{suffix}")
             try:
-                os.replace(source, f"{target}{suffix}")
+                os.replace(f"{self.path}{suffix}", f"{target}{suffix}")
             except FileNotFoundError:
                 continue  # another thread or process moved it first
-            except OSError:
-                return None
-            moved = moved or str(target)
+            except OSError as error:
+                return f"left in place, as moving it failed ({error})"
+            moved = True
         self._generation += 1
-        return moved
+        if not moved:
+            return "already moved aside by another thread or process"
+        return f"moved to {str(target)!r}, and a new one starts on the next call"
 
     def __getstate__(self):
         return {"directory": self.directory}
