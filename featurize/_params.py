@@ -55,11 +55,9 @@ class Integer:
             or not isinstance(value, Integral)
             or value < self.minimum
         ):
-            what = (
-                "a positive integer"
-                if self.minimum == 1
-                else (f"an integer >= {self.minimum}")
-            )
+            what = f"an integer >= {self.minimum}"
+            if self.minimum == 1:
+                what = "a positive integer"
             raise InvalidParameterError(
                 f"`{name}` must be {what}{' or None' if self.allow_none else ''}; "
                 f"received {value!r}."

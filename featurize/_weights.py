@@ -59,6 +59,13 @@ def build_with_weights(backbone: Backbone, weights, input_size: tuple[int, int])
         if source is None:  # a registered builder that handles `weights` itself
             return backbone.build(input_shape, weights)
         return source.build(backbone, input_shape)
+    _existing_file(weights)  # before spending seconds on the build
+    model = backbone.build(input_shape, None)
+    load_file(model, backbone, weights)
+    return model
+
+
+def _existing_file(weights) -> str:
     path = os.fspath(weights)
     if not os.path.isfile(path):
         state = "is a directory" if os.path.isdir(path) else "does not exist"
@@ -66,7 +73,15 @@ def build_with_weights(backbone: Backbone, weights, input_size: tuple[int, int])
             f"weights={path!r} {state}. Pass 'imagenet', None, or the path of a "
             f"weights file ({', '.join(WEIGHT_SUFFIXES)})."
         )
-    model = backbone.build(input_shape, None)
+    return path
+
+
+def load_file(model, backbone: Backbone, weights) -> None:
+    """Load a weights file into ``model``: a PyTorch state dict (``.pth``) for a
+    backbone converted from PyTorch, else a Keras weights file (legacy ``.h5``
+    files saved with their head included)."""
+    path = _existing_file(weights)
+    source = backbone.pretrained
     if path.endswith(PYTORCH_SUFFIXES):
         if not hasattr(source, "load_pytorch"):
             accepting = [
@@ -81,4 +96,3 @@ def build_with_weights(backbone: Backbone, weights, input_size: tuple[int, int])
         source.load_pytorch(model, backbone.name, path)
     else:
         load_weights_file(model, path)
-    return model

@@ -23,7 +23,7 @@ from featurize import (
 )
 from pipelines._chunks import embed_chunk
 from pipelines._classifiers import CLASSIFIERS, make_image_classifier
-from pipelines._data import list_splits, load_image_folder
+from pipelines._data import IMAGE_EXTENSIONS, list_splits, load_image_folder
 from pipelines._embed import embed_dataset, read_manifest
 from pipelines._selection import compare_models
 
@@ -39,7 +39,6 @@ COMPARABLE = ("backbone", "layer", "pooling")
 # What defines a saved model's embeddings: `predict` may not change these.
 DEFINING = ("backbone", "weights", "layer", "pooling", "input_size", "resize",
             "precision")  # fmt: skip
-MANIFEST_SUFFIXES = (".txt", ".csv", ".parquet", ".pq")
 
 
 class UserError(Exception):
@@ -428,20 +427,11 @@ def _train(args) -> int:
 
 
 def _predict_sources(args):
-    """The rows to predict: a manifest (one folder/glob/list/table) or the paths."""
+    """The rows to predict: image files, or one manifest (folder, glob, list, table)."""
     import pandas as pd
 
-    if len(args.inputs) == 1:
-        source = args.inputs[0]
-        is_pattern = any(char in source for char in "*?[") and not os.path.exists(
-            source
-        )
-        if (
-            os.path.isdir(source)
-            or is_pattern
-            or Path(source).suffix.lower() in MANIFEST_SUFFIXES
-        ):
-            return read_manifest(source, args.path_column)
+    if len(args.inputs) == 1 and not args.inputs[0].lower().endswith(IMAGE_EXTENSIONS):
+        return read_manifest(args.inputs[0], args.path_column)
     return pd.DataFrame({"path": args.inputs})
 
 
