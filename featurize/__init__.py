@@ -21,6 +21,7 @@ from featurize._cache import EmbeddingCache
 from featurize._converted_weights import weights_dir
 from featurize._embeddings import Embeddings
 from featurize._featurizer import ImageFeaturizer
+from featurize._fine_tuned import FineTunedClassifier
 from featurize.errors import (
     CacheUnavailableError,
     CacheWarning,
@@ -50,6 +51,7 @@ __all__ = [
     "EmbeddingCache",
     "Embeddings",
     "FeaturizeError",
+    "FineTunedClassifier",
     "ImageDecodeError",
     "ImageError",
     "ImageFeaturizer",

@@ -175,7 +175,7 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         return _Settings(
             params=params,
             backbone=backbone,
-            input_size=_input_size(params["input_size"], backbone),
+            input_size=native_or(params["input_size"], backbone),
         )
 
     def _forward(self, settings: _Settings) -> Forward:
@@ -313,7 +313,7 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         """
         result = self.embed(X)
         if len(result.failures):
-            _warn_failures(result.failures, len(result))
+            warn_failures(result.failures, len(result))
         return result.array
 
     def fingerprint(self) -> dict:
@@ -371,7 +371,9 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         return tags
 
 
-def _warn_failures(failures, n_images: int) -> None:
+def warn_failures(
+    failures, n_images: int, report="featurizer.embed(X).failures"
+) -> None:
     shown = "; ".join(
         f"input {row.index} {row.input!r}: {row.reason}"
         for row in failures.head(3).itertuples()
@@ -379,13 +381,13 @@ def _warn_failures(failures, n_images: int) -> None:
     more = f"; and {len(failures) - 3} more" if len(failures) > 3 else ""
     warnings.warn(
         f"{len(failures)} of {n_images} images could not be used and gave rows of "
-        f"NaN ({shown}{more}). featurizer.embed(X).failures lists them all.",
+        f"NaN ({shown}{more}). {report} lists them all.",
         UserWarning,
         stacklevel=3,
     )
 
 
-def _input_size(value, backbone: Backbone) -> tuple[int, int]:
+def native_or(value, backbone: Backbone) -> tuple[int, int]:
     """The checked ``input_size``, or the backbone's native one."""
     if value is not None:
         return value

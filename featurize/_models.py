@@ -54,7 +54,7 @@ def weights_key(weights) -> object:
     return (path, stat.st_size, stat.st_mtime_ns)
 
 
-def _build_backbone(backbone: Backbone, weights, input_size, precision: str):
+def build_backbone(backbone: Backbone, weights, input_size, precision: str):
     """Build under the precision's Keras dtype policy (weights stay float32)."""
     import keras
 
@@ -104,7 +104,7 @@ def feature_model(
     with _LOCK:
         full = _MODELS.get(base_key + (None,))
         if full is None:
-            model = _build_backbone(backbone, weights, input_size, precision)
+            model = build_backbone(backbone, weights, input_size, precision)
             stages = tuple(find_stages(model))
             full = FeatureModel(model, stages[-1], stages, _shape(model.output))
             _MODELS[base_key + (None,)] = full

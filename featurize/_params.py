@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from numbers import Integral
+from numbers import Integral, Real
 
 from featurize._backbones import get_backbone
 from featurize.errors import InvalidParameterError
@@ -183,6 +183,114 @@ class Anything:
     choices = None
 
 
+@dataclass(frozen=True)
+class Number:
+    """A number in ``[minimum, maximum]`` (``maximum`` excluded unless
+    ``include_maximum``), or None where ``allow_none``."""
+
+    minimum: float
+    maximum: float = float("inf")
+    include_maximum: bool = False
+    allow_none: bool = False
+    help: str = ""
+
+    def check(self, name: str, value):
+        if value is None and self.allow_none:
+            return None
+        ok = isinstance(value, Real) and not isinstance(value, bool)
+        if ok:
+            above = (
+                value > self.maximum
+                if self.include_maximum
+                else (value >= self.maximum)
+            )
+            ok = value >= self.minimum and not above
+        if not ok:
+            close = "]" if self.include_maximum else ")"
+            upper = "inf" if self.maximum == float("inf") else self.maximum
+            raise InvalidParameterError(
+                f"`{name}` must be a number in [{self.minimum}, {upper}{close}"
+                f"{' or None' if self.allow_none else ''}; received {value!r}."
+            )
+        return float(value)
+
+    def from_text(self, text: str):
+        if text.lower() == "none" and self.allow_none:
+            return None
+        return float(text)
+
+    choices = None
+
+
+@dataclass(frozen=True)
+class StagesToUnfreeze:
+    """``"all"`` or how many stages, counted from the top, to train."""
+
+    help: str = ""
+
+    def check(self, name: str, value):
+        if isinstance(value, str) and value == "all":
+            return value
+        if isinstance(value, Integral) and not isinstance(value, bool) and value >= 0:
+            return int(value)
+        raise InvalidParameterError(
+            f"`{name}` must be 'all' or a number of stages >= 0 (0 trains the head "
+            f"only); received {value!r}."
+        )
+
+    def from_text(self, text: str):
+        return text if text == "all" else int(text)
+
+    choices = None
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """A named recipe, None, or a list of Keras preprocessing layers."""
+
+    values: tuple
+    help: str = ""
+
+    def check(self, name: str, value):
+        if value is None or (isinstance(value, str) and value in self.values):
+            return value
+        if isinstance(value, (list, tuple)) and all(
+            callable(layer) and hasattr(layer, "get_config") for layer in value
+        ):
+            return list(value)
+        raise InvalidParameterError(
+            f"`{name}` must be one of {list(self.values) + [None]} or a list of Keras "
+            f"layers (e.g. [keras.layers.RandomFlip()]); received {value!r}."
+        )
+
+    def from_text(self, text: str):
+        return None if text.lower() == "none" else text
+
+    @property
+    def choices(self) -> list[str]:
+        return [*self.values, "none"]
+
+
+@dataclass(frozen=True)
+class ClassWeight:
+    """None, ``"balanced"``, or a dict from class label to weight."""
+
+    help: str = ""
+
+    def check(self, name: str, value):
+        if value is None or value == "balanced" or isinstance(value, dict):
+            return value
+        raise InvalidParameterError(
+            f"`{name}` must be None, 'balanced' or a dict {{label: weight}}; "
+            f"received {value!r}."
+        )
+
+    def from_text(self, text: str):
+        return None if text.lower() == "none" else text
+
+    choices = None
+
+
 POOLINGS = ("avg", "max", "gem", None)
 RESIZE_POLICIES = ("stretch", "center_crop")
 # precision parameter -> Keras dtype policy
@@ -208,6 +316,51 @@ IMAGE_FEATURIZER_RULES = {
     ),
     "decode_workers": Integer(0, allow_none=True, help="image decoding threads"),
     "verbose": Anything(help="a progress bar when true"),
+}
+
+
+AUGMENTATIONS = ("light", "strong")
+BATCHNORM_MODES = ("adapt", "frozen")
+HEAD_INITS = ("linear_probe", "random")
+
+# The featurizer's rules that a fine-tuned classifier shares (not pooling: its head
+# sits on average-pooled features; not batch_size: training sets its own).
+_SHARED = (
+    "backbone", "weights", "layer", "input_size", "resize", "on_error", "max_pixels",
+    "cache", "precision", "decode_workers", "verbose",
+)  # fmt: skip
+
+FINE_TUNED_RULES = {
+    **{name: IMAGE_FEATURIZER_RULES[name] for name in _SHARED},
+    "unfreeze": StagesToUnfreeze(
+        help="'all' or how many stages from the top to fine-tune"
+    ),
+    "unfreeze_every": Integer(
+        0, help="epochs before one more stage is unfrozen (0: all at once)"
+    ),
+    "learning_rate": Number(0.0, help="peak learning rate of the head"),
+    "lr_decay": Number(
+        0.0,
+        1.0,
+        include_maximum=True,
+        help="each stage's rate is the one above it times this",
+    ),
+    "warmup": Number(0.0, 1.0, help="fraction of the steps that warm the rate up"),
+    "weight_decay": Number(0.0, help="AdamW weight decay (never on norms or biases)"),
+    "batchnorm": Options(
+        BATCHNORM_MODES, help="BatchNorm statistics adapt to the data, or stay"
+    ),
+    "augment": Augmentation(AUGMENTATIONS, help="on-device augmentation recipe"),
+    "head_init": Options(HEAD_INITS, help="start from a linear probe, or random"),
+    "epochs": Integer(0, help="training epochs after the linear probe"),
+    "batch_size": Integer(1, help="images per training step"),
+    "validation_fraction": Number(
+        0.0, 1.0, allow_none=True, help="held out for early stopping ('none': off)"
+    ),
+    "patience": Integer(1, allow_none=True, help="epochs without improvement"),
+    "class_weight": ClassWeight(help="'balanced' or none"),
+    "preload_bytes": Integer(0, help="decoded training images kept in memory"),
+    "random_state": Integer(0, allow_none=True, help="seed for reproducible fits"),
 }
 
 

@@ -18,10 +18,11 @@ import numpy as np
 from featurize import (
     EmbeddingCache,
     FeaturizeError,
+    FineTunedClassifier,
     ImageFeaturizer,
     list_backbones,
 )
-from pipelines._chunks import embed_chunk
+from pipelines._chunks import embed_chunk, read_url
 from pipelines._classifiers import CLASSIFIERS, make_image_classifier
 from pipelines._data import IMAGE_EXTENSIONS, list_splits, load_image_folder
 from pipelines._embed import embed_dataset, read_manifest
@@ -180,6 +181,17 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", default=None, help="save the fitted pipeline (joblib)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument(
+        "--fine-tune", action="store_true",
+        help="also fine-tune the backbone (FineTunedClassifier) and compare",
+    )  # fmt: skip
+    train.add_argument(
+        "--epochs", type=int, default=None, help="with --fine-tune: training epochs"
+    )
+    train.add_argument(
+        "--keep", choices=("better", "frozen", "fine-tuned"), default="better",
+        help="with --fine-tune: the model --out saves",
+    )  # fmt: skip
 
     search = command(
         "search",
@@ -419,11 +431,52 @@ def _train(args) -> int:
     accuracy = accuracy_score(test_labels, predictions)
     print(f"accuracy: {accuracy:.4f} ({len(test_labels)} held-out images)")
     print(classification_report(test_labels, predictions, digits=4))
+    model, kind = pipeline, "pipeline"
+    if args.fine_tune:
+        tuned, tuned_accuracy = _fine_tune(
+            args, params, train_x, train_y, test_x, test_y
+        )
+        print(
+            f"held-out accuracy: frozen {args.classifier} {accuracy:.4f}, "
+            f"fine-tuned {tuned_accuracy:.4f}"
+        )
+        if args.keep == "fine-tuned" or (
+            args.keep == "better" and tuned_accuracy > accuracy
+        ):
+            model, kind = tuned, "fine-tuned classifier"
     if args.out:
-        joblib.dump(pipeline, args.out)
+        joblib.dump(model, args.out)
         size = os.path.getsize(args.out)
-        print(f"saved the fitted pipeline to {args.out} ({size / 1024:.0f} KiB)")
+        print(f"saved the fitted {kind} to {args.out} ({size / 1024:.0f} KiB)")
     return 0
+
+
+def _fine_tune(args, params, train_x, train_y, test_x, test_y):
+    """Fit a FineTunedClassifier on the same split; its held-out accuracy."""
+    from sklearn.metrics import accuracy_score
+
+    shared = {
+        k: v for k, v in params.items() if k in FineTunedClassifier.parameter_rules
+    }
+    shared.pop("batch_size", None)  # the featurizer's inference batch, not training's
+    if args.epochs is not None:
+        shared["epochs"] = args.epochs
+    tuned = FineTunedClassifier(
+        **shared, on_error="nan", random_state=args.seed, verbose=0 if args.quiet else 1
+    )
+    print("Fine-tuning (linear probe first, then stages from the top)...", flush=True)
+    tuned.fit(train_x, train_y)
+    for row in tuned.fit_failures_.itertuples():
+        print(f"featurize: skipped {row.input!r}: {row.reason}", file=sys.stderr)
+    frame = tuned.predict_frame(test_x)
+    ok = (frame["error"] == "").to_numpy()
+    labels = [y for y, good in zip(test_y, ok) if good]
+    accuracy = accuracy_score(labels, frame["label"][ok].tolist())
+    print(
+        f"fine-tuned accuracy: {accuracy:.4f} ({ok.sum()} held-out images; best "
+        f"epoch {tuned.best_epoch_} of {int(tuned.history_.epoch.max())})"
+    )
+    return tuned, accuracy
 
 
 def _predict_sources(args):
@@ -442,6 +495,8 @@ def _predict(args) -> int:
         pipeline = joblib.load(args.model)
     except FileNotFoundError:
         raise UserError(f"model file {args.model!r} not found") from None
+    if isinstance(pipeline, FineTunedClassifier):
+        return _predict_fine_tuned(pipeline, args)
     featurizer, head = pipeline["featurizer"], pipeline[1:]
     params = _featurizer_params(args)
     saved = featurizer.get_params()
@@ -471,6 +526,38 @@ def _predict(args) -> int:
     out["error"] = [chunk.failures.get(i, ("", ""))[1] for i in range(len(frame))]
     _write_table(out, args.out)
     return 1 if chunk.failures else 0
+
+
+def _predict_fine_tuned(model, args) -> int:
+    params = _featurizer_params(args)
+    defining = [n for n in DEFINING if n in params and n in model.parameter_rules]
+    for name in defining:
+        rule = model.parameter_rules[name]
+        if params[name] != rule.check(name, getattr(model, name)):
+            raise UserError(
+                f"--{name.replace('_', '-')} {params[name]!r} differs from the "
+                f"fine-tuned model's {getattr(model, name)!r}. Leave it out."
+            )
+    runtime = ("decode_workers", "max_pixels", "verbose")
+    model.set_params(**{k: v for k, v in params.items() if k in runtime})
+    frame = _predict_sources(args)
+    paths = frame.path.astype(str).tolist()
+    result = model.predict_frame([_local_or_bytes(p) for p in paths])
+    import pandas as pd
+
+    out = pd.concat([frame.reset_index(drop=True), result], axis=1)
+    _write_table(out, args.out)
+    return 1 if (result["error"] != "").any() else 0
+
+
+def _local_or_bytes(path: str):
+    """A URL's bytes (read here), or the local path (read by decode threads)."""
+    if "://" not in path:
+        return path
+    try:
+        return read_url(path)
+    except OSError:
+        return path  # then reported in `error` as a file that cannot be read
 
 
 def _write_table(frame, path: str | None) -> None:

@@ -1,0 +1,421 @@
+"""FineTunedClassifier: the recipe's steps, its contract, persistence and errors.
+
+Fast tests use a tiny three-stage CNN registered as a backbone (seeded initialisers,
+so ``weights=None`` builds the same model every time) on 32 px images whose class is
+their dominant colour.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+
+from featurize import (
+    FineTunedClassifier,
+    ImageDecodeError,
+    ImageFeaturizer,
+    InvalidParameterError,
+    register_backbone,
+)
+from tests.conftest import ROOT
+
+TINY = "tiny_stages_cnn"
+SIZE = 32
+
+
+def tiny_stages_cnn(input_shape, weights):
+    """Conv-BN-ReLU at three resolutions: three stages, seeded initialisation."""
+    import keras
+    from keras import layers
+
+    x = inputs = keras.Input(input_shape)
+    for i, width in enumerate((8, 16, 32)):
+        x = layers.Conv2D(
+            width, 3, strides=2, padding="same", name=f"conv{i}",
+            kernel_initializer=keras.initializers.HeUniform(seed=i),
+        )(x)  # fmt: skip
+        x = layers.BatchNormalization(name=f"bn{i}")(x)
+        x = layers.ReLU(name=f"relu{i}")(x)
+    return keras.Model(inputs, x, name="tiny")
+
+
+def register_tiny(weights_file=None, name=TINY) -> None:
+    register_backbone(
+        name, tiny_stages_cnn, preprocessing="tf", input_size=SIZE,
+        weights_file=weights_file, overwrite=True,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tiny_backbone():
+    from featurize import _backbones
+
+    saved = dict(_backbones._REGISTRY)
+    register_tiny()
+    yield
+    _backbones._REGISTRY.clear()
+    _backbones._REGISTRY.update(saved)
+
+
+def colour_images(n_per_class: int, seed: int = 0):
+    """Noisy images, mostly red, green or blue: the colour is the class."""
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for k, name in enumerate(["red", "green", "blue"]):
+        batch = rng.integers(0, 90, (n_per_class, SIZE, SIZE, 3))
+        batch[..., k] += 150
+        images.append(batch)
+        labels += [name] * n_per_class
+    return np.concatenate(images).astype(np.uint8), np.array(labels)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return colour_images(8)
+
+
+def tiny(**params) -> FineTunedClassifier:
+    defaults = dict(
+        weights=None, epochs=2, batch_size=8, validation_fraction=None,
+        random_state=0, cache=None,
+    )  # fmt: skip
+    return FineTunedClassifier(TINY, **(defaults | params))
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    images, labels = data
+    return tiny(epochs=3, validation_fraction=0.25).fit(images, labels)
+
+
+@pytest.mark.backend
+def test_fit_predict_score_and_history(fitted, data):
+    images, labels = data
+    assert list(fitted.classes_) == ["blue", "green", "red"]
+    proba = fitted.predict_proba(images)
+    assert proba.shape == (len(images), 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-5)
+    assert set(fitted.predict(images)) <= set(labels)
+    assert fitted.score(images, labels) > 0.9  # colour is easy
+    history = fitted.history_
+    assert list(history.epoch) == [0, 1, 2, 3]
+    assert history.phase[0] == "linear probe"
+    assert list(history.unfrozen_stages) == [0, 1, 2, 3]
+    assert history.val_accuracy.notna().all()
+    assert history.loss[1:].notna().all()
+    assert 0 <= fitted.best_epoch_ <= 3
+    assert fitted.stages_ == ["relu0", "relu1", "relu2"]
+
+
+def test_clone_and_grid_search(data):
+    images, labels = data
+    estimator = tiny(epochs=1)
+    copy = clone(estimator)
+    assert copy.get_params() == estimator.get_params()
+    assert not hasattr(copy, "classes_")
+    search = GridSearchCV(estimator, {"lr_decay": [0.3, 0.5]}, cv=2).fit(images, labels)
+    assert search.best_params_["lr_decay"] in (0.3, 0.5)
+    assert search.predict(images[:2]).shape == (2,)
+
+
+def test_labels_of_any_type(data):
+    images, _ = data
+    labels = np.repeat([10, 20, 30], 8)
+    clf = tiny(epochs=1).fit(images, labels)
+    assert clf.predict(images).dtype == labels.dtype
+    assert set(clf.predict(images)) <= {10, 20, 30}
+
+
+def test_invalid_parameters_name_the_value(data):
+    images, labels = data
+    for params, text in [
+        ({"unfreeze": "some"}, "unfreeze"),
+        ({"lr_decay": 1.5}, "lr_decay"),
+        ({"batchnorm": "train"}, "batchnorm"),
+        ({"augment": "heavy"}, "augment"),
+        ({"validation_fraction": 1.0}, "validation_fraction"),
+    ]:
+        with pytest.raises(InvalidParameterError, match=text):
+            tiny(**params).fit(images, labels)
+
+
+def test_trainable_variables_in_each_phase():
+    from featurize import _tuning_model as tm
+    from featurize._backbones import get_backbone
+
+    model = tm.build(get_backbone(TINY), None, (SIZE, SIZE), None, "float32", 3)
+    assert model.stages == ["relu0", "relu1", "relu2"]
+
+    def trainable():
+        return sorted(v.path.split("/")[0] for v in model.classifier.trainable_weights)
+
+    model.set_trainable(0, "adapt")
+    assert trainable() == ["head", "head"]
+    model.set_trainable(1, "adapt")
+    assert trainable() == ["bn2", "bn2", "conv2", "conv2", "head", "head"]
+    model.set_trainable(2, "frozen")  # BatchNorm stays out
+    assert trainable() == ["conv1", "conv1", "conv2", "conv2", "head", "head"]
+    model.set_trainable(3, "adapt")
+    assert len(trainable()) == 14
+
+
+def test_each_stage_learns_at_lr_decay_times_the_one_above():
+    from featurize import _tuning_model as tm
+    from featurize._backbones import get_backbone
+
+    model = tm.build(get_backbone(TINY), None, (SIZE, SIZE), None, "float32", 3)
+    model.set_trainable(3, "adapt")
+    rates = [1e-3 * 0.4**depth for depth in range(4)]
+    optimizer = tm.stage_optimizer(model, rates, 0.01, 0, 100, 0)
+    peak = {}
+    for variable in model.classifier.trainable_weights:
+        chosen = optimizer._optimizer_map(variable)
+        peak[variable.path.split("/")[0]] = float(chosen.learning_rate)  # at step 0
+        decays = chosen._use_weight_decay(variable)
+        assert decays == (len(variable.shape) > 1), variable.path
+    assert peak["head"] == pytest.approx(1e-3)  # no warm-up: at its peak
+    for upper, lower in [("head", "conv2"), ("conv2", "conv1"), ("conv1", "conv0")]:
+        assert peak[lower] / peak[upper] == pytest.approx(0.4)
+    assert peak["bn1"] == peak["conv1"]
+
+
+def test_fit_reports_the_per_stage_rates(fitted):
+    rates = fitted.stage_learning_rates_
+    assert list(rates) == ["head", "relu0", "relu1", "relu2"]
+    assert rates["relu2"] / rates["head"] == pytest.approx(0.5)
+    assert rates["relu0"] / rates["relu1"] == pytest.approx(0.5)
+    # Warm-up then cosine: the rate at the end of the last epoch is near zero.
+    history = fitted.history_
+    assert history.lr_head.iloc[-1] < 0.05 * rates["head"]
+    ratio = history.lr_lowest[1:] / history.lr_head[1:]
+    np.testing.assert_allclose(ratio, 0.5 ** history.unfrozen_stages[1:])
+
+
+def _bn_statistics(clf):
+    return {
+        f"bn{i}": clf._model().backbone.get_layer(f"bn{i}").moving_mean.numpy()
+        for i in range(3)
+    }
+
+
+def test_batchnorm_frozen_keeps_statistics_adapt_updates_them(data):
+    images, labels = data
+    frozen = _bn_statistics(
+        tiny(batchnorm="frozen", unfreeze_every=0).fit(images, labels)
+    )
+    adapted = _bn_statistics(
+        tiny(batchnorm="adapt", unfreeze_every=0).fit(images, labels)
+    )
+    for name in frozen:
+        np.testing.assert_array_equal(frozen[name], 0.0)  # the initial moving mean
+        assert np.abs(adapted[name]).max() > 1e-3
+    partial = _bn_statistics(
+        tiny(batchnorm="adapt", unfreeze=1, unfreeze_every=0).fit(images, labels)
+    )
+    np.testing.assert_array_equal(partial["bn0"], 0.0)  # a frozen stage stays put
+    assert np.abs(partial["bn2"]).max() > 1e-3
+
+
+@pytest.mark.backend
+def test_same_random_state_same_predictions(data):
+    images, labels = data
+    first = tiny(random_state=3).fit(images, labels).predict_proba(images)
+    second = tiny(random_state=3).fit(images, labels).predict_proba(images)
+    np.testing.assert_array_equal(first, second)
+
+
+def test_linear_probe_head_starts_where_logistic_regression_is(data):
+    from sklearn.linear_model import LogisticRegression
+
+    from featurize import _tuning_model as tm
+    from featurize._backbones import get_backbone
+
+    images, labels = data
+    probe = tiny(epochs=0).fit(images, labels)
+    model = tm.build(get_backbone(TINY), None, (SIZE, SIZE), None, "float32", 3)
+    features = tm.pooled_features(model, images, 8)
+    reference = LogisticRegression(C=1.0, max_iter=2000).fit(features, labels)
+    np.testing.assert_allclose(
+        probe.predict_proba(images), reference.predict_proba(features), atol=1e-4
+    )
+    random = tiny(epochs=0, head_init="random").fit(images, labels)
+    assert not np.allclose(random.predict_proba(images), probe.predict_proba(images))
+
+
+@pytest.mark.backend
+def test_pickle_reloads_in_a_fresh_process_with_identical_predictions(
+    fitted, data, tmp_path
+):
+    images, _ = data
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps(fitted))
+    np.save(tmp_path / "images.npy", images)
+    weights = sum(np.prod(w.shape) for w in fitted._model().backbone.weights) * 4
+    assert path.stat().st_size < 2 * weights + 200_000  # weights, not data
+    script = (
+        "import pickle, sys, numpy as np\n"
+        "from tests.test_fine_tuned import register_tiny\n"
+        "register_tiny()\n"
+        f"clf = pickle.load(open({str(path)!r}, 'rb'))\n"
+        f"images = np.load({str(tmp_path / 'images.npy')!r})\n"
+        f"np.save({str(tmp_path / 'proba.npy')!r}, clf.predict_proba(images))\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT)
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "proba.npy"), fitted.predict_proba(images)
+    )
+
+
+def test_keras_model_saves_for_serving_in_one_call(fitted, data, tmp_path):
+    import keras
+
+    images, _ = data
+    path = tmp_path / "model.keras"
+    fitted.keras_model().save(path)
+    served = keras.saving.load_model(path)  # no custom objects needed
+    np.testing.assert_allclose(
+        served.predict(images.astype("float32"), verbose=0),
+        fitted.predict_proba(images),
+        atol=1e-5,
+    )
+
+
+def _with_bad_file(images, labels, tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not a jpeg at all")
+    return [*images[:-1], str(bad)], labels
+
+
+def test_bad_image_raises_before_training(data, tmp_path):
+    items, labels = _with_bad_file(*data, tmp_path)
+    clf = tiny()
+    with pytest.raises(ImageDecodeError, match="broken.jpg"):
+        clf.fit(items, labels)
+    assert not hasattr(clf, "history_")
+
+
+def test_bad_image_is_skipped_with_a_report(data, tmp_path):
+    items, labels = _with_bad_file(*data, tmp_path)
+    clf = tiny(on_error="nan").fit(items, labels)
+    assert list(clf.fit_failures_["index"]) == [len(items) - 1]
+    assert "broken.jpg" in clf.fit_failures_["input"].iloc[0]
+    with pytest.warns(UserWarning, match="broken.jpg"):
+        proba = clf.predict_proba(items)
+    assert np.isnan(proba[-1]).all()
+    assert not np.isnan(proba[:-1]).any()
+    with pytest.raises(ValueError, match="predict_proba"):
+        clf.predict(items)
+
+
+def test_streaming_when_the_set_does_not_fit_in_memory(data, tmp_path):
+    images, labels = data
+    items, labels = _with_bad_file(images, labels, tmp_path)
+    streamed = tiny(preload_bytes=0, on_error="nan").fit(items, labels)
+    preloaded = tiny(on_error="nan").fit(items, labels)
+    assert list(streamed.fit_failures_["index"]) == [len(items) - 1]
+    np.testing.assert_allclose(
+        streamed.predict_proba(images), preloaded.predict_proba(images), atol=1e-5
+    )
+
+
+def test_class_weight(data):
+    images, labels = data
+    tiny(class_weight="balanced", epochs=1).fit(images[:20], labels[:20])
+    with pytest.raises(InvalidParameterError, match="purple"):
+        tiny(class_weight={"purple": 2.0}).fit(images, labels)
+
+
+def test_to_featurizer_has_its_own_weights_and_cache_namespace(
+    data, tmp_path, monkeypatch
+):
+    import keras
+
+    monkeypatch.setenv("FEATURIZE_WEIGHTS_DIR", str(tmp_path / "weights"))
+    images, labels = data
+    pretrained = tmp_path / "pretrained.weights.h5"
+    tiny_stages_cnn((SIZE, SIZE, 3), None).save_weights(pretrained)
+    register_tiny(weights_file=pretrained, name="tiny_pretrained")
+    cache = tmp_path / "cache"
+    clf = FineTunedClassifier(
+        "tiny_pretrained", epochs=2, batch_size=8, validation_fraction=None,
+        random_state=0, cache=cache, batchnorm="adapt",
+    ).fit(images, labels)  # fmt: skip
+    base = ImageFeaturizer("tiny_pretrained", cache=cache)
+    tuned = clf.to_featurizer()
+    assert tuned.fingerprint()["weights"] != base.fingerprint()["weights"]
+    assert str(tmp_path / "weights" / "fine-tuned") in tuned.weights
+    first = tuned.embed(images)
+    assert first.stats["computed"] == len(images)
+    again = clf.to_featurizer().embed(images)  # same file, same namespace
+    assert again.stats["cache_hits"] == len(images)
+    np.testing.assert_array_equal(again.array, first.array)
+    assert not np.allclose(first.array, base.transform(images))
+    keras_features = keras.Model(
+        clf.keras_model().inputs, clf.keras_model().get_layer("pool").output
+    ).predict(images.astype("float32"), verbose=0)
+    np.testing.assert_allclose(first.array, keras_features, rtol=1e-4, atol=1e-5)
+
+
+def test_plot_history(fitted):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    ax = fitted.plot_history()
+    assert ax.get_xlabel().startswith("epoch")
+
+
+def test_history_is_a_dataframe_of_plain_columns(fitted):
+    assert isinstance(fitted.history_, pd.DataFrame)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fitted.history_.to_csv()
+
+
+@pytest.mark.slow
+def test_fine_tuning_real_lite0_beats_frozen_on_digits():
+    """Digits are far from ImageNet: fine-tuning must beat the tuned frozen model."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import fine_tuning
+
+    data = fine_tuning.load("digits")
+    frozen = fine_tuning.frozen(data)
+    tuned = fine_tuning.fine_tuned(data, {})
+    assert tuned["accuracy"] > frozen["accuracy"] + 0.01, (tuned, frozen)
+
+
+def test_cli_train_fine_tune_compares_and_saves_then_predicts(capsys, tmp_path):
+    import joblib
+
+    from pipelines._cli import main
+    from tests.conftest import DATA
+
+    flags = ["--backbone", TINY, "--weights", "none", "--input-size", "32"]
+    out = tmp_path / "model.joblib"
+    code = main(
+        ["train", str(DATA), *flags, "--fine-tune", "--epochs", "1",
+         "--keep", "fine-tuned", "--out", str(out), "--quiet"]
+    )  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "held-out accuracy: frozen logreg" in printed
+    assert "fine-tuned" in printed
+    assert isinstance(joblib.load(out), FineTunedClassifier)
+    images = sorted(str(p) for p in DATA.glob("val/*/*.jpg"))[:3]
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"nope")
+    code = main(["predict", str(out), *images, str(bad)])
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert code == 1  # one image could not be read
+    assert table["label"].notna().sum() == 3
+    assert "not a recognised image format" in table["error"].iloc[-1]
+    assert {c for c in table.columns if c.startswith("proba_")} == {
+        "proba_ants", "proba_bees",
+    }  # fmt: skip
