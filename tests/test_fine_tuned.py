@@ -127,6 +127,18 @@ def test_clone_and_grid_search(data):
     assert search.predict(images[:2]).shape == (2,)
 
 
+def test_scikit_learn_parameter_checks():
+    from sklearn.utils import estimator_checks as checks
+
+    estimator = tiny()
+    name = type(estimator).__name__
+    checks.check_no_attributes_set_in_init(name, estimator)
+    checks.check_parameters_default_constructible(name, estimator)
+    checks.check_get_params_invariance(name, estimator)
+    checks.check_set_params(name, estimator)
+    assert estimator.__sklearn_tags__().estimator_type == "classifier"
+
+
 def test_labels_of_any_type(data):
     images, _ = data
     labels = np.repeat([10, 20, 30], 8)
