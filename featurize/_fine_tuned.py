@@ -28,7 +28,6 @@ from featurize._weights import weights_identity
 # The linear probe's inverse regularisation: strong enough that the head does not
 # fit the training set perfectly, so fine-tuning still gets a gradient.
 PROBE_C = 1.0
-PREDICT_CHUNK = 256
 HISTORY_COLUMNS = [
     "epoch", "phase", "unfrozen_stages", "lr_head", "lr_lowest", "loss",
     "accuracy", "val_loss", "val_accuracy", "seconds",
@@ -244,13 +243,7 @@ precision, decode_workers, verbose
             else int(np.random.default_rng().integers(2**31))
         )
         rng = np.random.default_rng(seed)
-        workers = params["decode_workers"]
-        source = PixelSource(
-            size,
-            params["resize"],
-            params["max_pixels"],
-            default_decode_workers() if workers is None else workers,
-        )
+        source = _pixel_source(params, size)
 
         from featurize import _tuning_model as tm
 
@@ -262,9 +255,8 @@ precision, decode_workers, verbose
             pixels, decode_failures = source.decode(items, range(len(items)))
             failures = _merge(failures, decode_failures)
         elif probe is None:  # find bad images before training, not during
-            for start in range(0, len(items), PREDICT_CHUNK):
-                chunk = range(start, min(start + PREDICT_CHUNK, len(items)))
-                failures = _merge(failures, source.decode(items, chunk)[1])
+            for _, _, bad in source.chunks(items):
+                failures = _merge(failures, bad)
         if failures and params["on_error"] == "raise":
             raise _as_error(failures, "training")
         self.fit_failures_ = failures_frame(failures)
@@ -296,7 +288,7 @@ precision, decode_workers, verbose
             if probe is not None:
                 features = probe[0][train]
             else:
-                features = _pooled(model, *data(train), params["batch_size"])
+                features = _pooled(model, data(train), params["batch_size"])
             kernel, bias = _linear_probe(
                 features, codes[train], len(self.classes_), sample_weight[train]
             )
@@ -504,23 +496,15 @@ precision, decode_workers, verbose
         items = as_image_list(X)
         params = validate(self, self.parameter_rules)
         on_error = on_error or params["on_error"]
-        workers = params["decode_workers"]
-        source = PixelSource(
-            self.input_size_,
-            params["resize"],
-            params["max_pixels"],
-            default_decode_workers() if workers is None else workers,
-        )
+        source = _pixel_source(params, self.input_size_)
         out = np.full((len(items), len(self.classes_)), np.nan, np.float32)
         failures = []
-        for start in range(0, len(items), PREDICT_CHUNK):
-            chunk = range(start, min(start + PREDICT_CHUNK, len(items)))
-            pixels, bad = source.decode(items, chunk)
+        for rows, pixels, bad in source.chunks(items):
             if bad and on_error == "raise":
                 raise _as_error(bad, "prediction")
             failures.extend(bad)
-            out[chunk.start : chunk.stop] = _probabilities(
-                model, pixels, self.batch_size
+            out[rows.start : rows.stop] = model.classifier.predict(
+                pixels.astype(np.float32), batch_size=self.batch_size, verbose=0
             )
         if failures:
             out[[f[0] for f in failures]] = np.nan
@@ -736,40 +720,41 @@ def _glorot(rng, shape):
     return rng.uniform(-limit, limit, tuple(shape)), np.zeros(shape[1])
 
 
-def _pooled(model, pixels, source, batch_size) -> np.ndarray:
+def _pixel_source(params: dict, size) -> PixelSource:
+    workers = params["decode_workers"]
+    return PixelSource(
+        tuple(size),
+        params["resize"],
+        params["max_pixels"],
+        default_decode_workers() if workers is None else workers,
+    )
+
+
+def _predict(keras_model, data, batch_size) -> np.ndarray:
+    """Run ``keras_model`` on decoded pixels, or on inputs decoded chunk by chunk."""
+    pixels, source = data
+    if source is None:
+        batches = [pixels]
+    else:
+        batches = (batch for _, batch, _ in source.chunks(pixels))
+    return np.concatenate(
+        [
+            keras_model.predict(b.astype(np.float32), batch_size=batch_size, verbose=0)
+            for b in batches
+        ]
+    )
+
+
+def _pooled(model, data, batch_size) -> np.ndarray:
     from featurize import _tuning_model as tm
 
-    if source is None:
-        return tm.pooled_features(model, pixels, batch_size)
-    chunks = []
-    for start in range(0, len(pixels), PREDICT_CHUNK):
-        batch, _ = source.decode(
-            pixels, range(start, min(start + PREDICT_CHUNK, len(pixels)))
-        )
-        chunks.append(tm.pooled_features(model, batch, batch_size))
-    return np.concatenate(chunks)
-
-
-def _probabilities(model, pixels, batch_size) -> np.ndarray:
-    return model.classifier.predict(
-        pixels.astype(np.float32), batch_size=batch_size, verbose=0
-    )
+    return _predict(tm.pooled_model(model), data, batch_size)
 
 
 def _evaluate(model, val_data, codes, batch_size) -> dict:
     if val_data is None:
         return {"val_loss": math.nan, "val_accuracy": math.nan}
-    pixels, source = val_data
-    if source is None:
-        proba = _probabilities(model, pixels, batch_size)
-    else:
-        parts = []
-        for start in range(0, len(pixels), PREDICT_CHUNK):
-            batch, _ = source.decode(
-                pixels, range(start, min(start + PREDICT_CHUNK, len(pixels)))
-            )
-            parts.append(_probabilities(model, batch, batch_size))
-        proba = np.concatenate(parts)
+    proba = _predict(model.classifier, val_data, batch_size)
     picked = np.clip(proba[np.arange(len(codes)), codes], 1e-7, 1.0)
     return {
         "val_loss": float(-np.log(picked).mean()),

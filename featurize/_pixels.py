@@ -17,6 +17,8 @@ import numpy as np
 from featurize._images import describe, load_image
 from featurize.errors import ImageError
 
+CHUNK = 256  # images decoded at a time when they are not all kept
+
 
 @dataclass(frozen=True)
 class PixelSource:
@@ -68,6 +70,13 @@ class PixelSource:
                 one(position)
         failures.sort(key=lambda failure: failure[0])
         return batch, failures
+
+    def chunks(self, items, size: int = CHUNK):
+        """``(rows, batch, failures)`` for consecutive chunks of ``items``: memory
+        stays bounded by the chunk, whatever the number of inputs."""
+        for start in range(0, len(items), size):
+            rows = range(start, min(start + size, len(items)))
+            yield (rows, *self.decode(items, rows))
 
 
 class Batches:

@@ -215,12 +215,11 @@ def initialise_head(model: TuningModel, kernel: np.ndarray, bias: np.ndarray) ->
     model.head.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
 
 
-def pooled_features(model: TuningModel, pixels: np.ndarray, batch_size: int):
-    """Pooled backbone features of uint8 ``pixels`` (for a probe without a cache)."""
-    pooled = keras.Model(
+def pooled_model(model: TuningModel):
+    """Pixels to pooled backbone features (for a probe without a cache)."""
+    return keras.Model(
         model.classifier.inputs, model.classifier.get_layer("pool").output
     )
-    return pooled.predict(pixels.astype(np.float32), batch_size=batch_size, verbose=0)
 
 
 def augmentation_layers(augment, seed: int) -> list:
