@@ -72,7 +72,7 @@ def load(name: str):
     raise SystemExit(f"unknown dataset {name!r}: dtd10, digits or hymenoptera")
 
 
-def frozen(data) -> dict:
+def frozen(data, overrides: dict) -> dict:
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
     from sklearn.pipeline import make_pipeline
@@ -83,7 +83,9 @@ def frozen(data) -> dict:
     x_train, y_train, x_test, y_test = data
     best = None
     for layer in (None, -2):
-        featurizer = ImageFeaturizer(layer=layer, cache=None)
+        featurizer = ImageFeaturizer(
+            layer=layer, cache=None, input_size=overrides.get("input_size")
+        )
         train, test = featurizer.transform(x_train), featurizer.transform(x_test)
         search = GridSearchCV(
             make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)),
@@ -135,7 +137,7 @@ def main() -> None:
         overrides[name] = ast.literal_eval(value)
     data = load(args.dataset)
     started = time.perf_counter()
-    row = frozen(data) if args.frozen else fine_tuned(data, overrides)
+    row = frozen(data, overrides) if args.frozen else fine_tuned(data, overrides)
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
         text=True,

@@ -22,6 +22,7 @@ from featurize._converted_weights import weights_dir
 from featurize._embeddings import Embeddings
 from featurize._featurizer import ImageFeaturizer
 from featurize._fine_tuned import FineTunedClassifier
+from featurize._inference import release_models
 from featurize.errors import (
     CacheUnavailableError,
     CacheWarning,
@@ -36,8 +37,12 @@ from featurize.errors import (
     WeightsUnavailableError,
 )
 
+# The name on package indexes: "featurize" there is an unrelated project. The import
+# name and the command stay `featurize`.
+DISTRIBUTION = "keras-featurize"
+
 try:
-    __version__ = version("featurize")
+    __version__ = version(DISTRIBUTION)
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
@@ -65,5 +70,6 @@ __all__ = [
     "get_backbone",
     "list_backbones",
     "register_backbone",
+    "release_models",
     "weights_dir",
 ]

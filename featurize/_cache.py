@@ -10,6 +10,10 @@ writers from several processes are serialised by its locking. On top, a per-name
 file lock lets only one process compute the missing embeddings of a namespace at a
 time, so parallel workers never compute the same image twice.
 
+The cache is bounded: ``max_bytes`` (default 10 GiB, or ``$FEATURIZE_CACHE_MAX_BYTES``)
+caps the stored embeddings, and the least recently used entries are evicted past it.
+Each entry records when it was last read (to the minute, so that reads rarely write).
+
 SQLite was chosen over LMDB by measurement (``benchmarks/cache_lookup.py``, 10^6
 entries, 2 cores): a batch of 32 keys takes 0.4 ms (LMDB 0.1 ms), 256 keys 2.1 ms
 (LMDB 0.55 ms), both far below the cost of embedding one image. SQLite is in the
@@ -36,6 +40,15 @@ from PIL import Image
 from featurize.errors import CacheUnavailableError, InvalidParameterError
 
 CACHE_DIR_ENV = "FEATURIZE_CACHE_DIR"
+MAX_BYTES_ENV = "FEATURIZE_CACHE_MAX_BYTES"
+# 10 GiB: about 2 million 1280-d embeddings (EfficientNet-Lite0), 1.3 million
+# 2048-d ones (ResNet50): a large collection per backbone, a small part of a disk.
+DEFAULT_MAX_BYTES = 10 * 2**30
+# A read updates an entry's last use only when it is older than this, and reads are
+# recorded in batches (at most this many pending, or this old): least recently used to
+# the minute, without a write transaction per cache hit.
+USED_RESOLUTION = 60.0
+READS_PER_WRITE = 256
 DATABASE = "embeddings.sqlite3"
 DIGEST_SIZE = 20
 # Each stored vector is followed by a BLAKE2b checksum of its bytes: SQLite checks its
@@ -55,16 +68,27 @@ CREATE TABLE IF NOT EXISTS namespaces (
     description TEXT NOT NULL,
     n_features INTEGER NOT NULL,
     computed INTEGER NOT NULL DEFAULT 0,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    used REAL,
+    bytes INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS embeddings (
     namespace INTEGER NOT NULL,
     digest BLOB NOT NULL,
     vector BLOB NOT NULL,
     created REAL NOT NULL,
+    used REAL,
     PRIMARY KEY (namespace, digest)
 ) WITHOUT ROWID;
 """
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS embeddings_by_use ON embeddings (used);
+"""
+# Columns added since the first release, for databases created before them.
+_ADDED_COLUMNS = {
+    "namespaces": {"used": "REAL", "bytes": "INTEGER NOT NULL DEFAULT 0"},
+    "embeddings": {"used": "REAL"},
+}
 
 
 def default_cache_dir() -> Path:
@@ -100,6 +124,47 @@ def content_digest(raw) -> bytes:
     return digest.digest()
 
 
+def installed_versions() -> dict:
+    """The version fields of a namespace that this installation produces.
+
+    A namespace recorded with other values can never be hit again (stale).
+    """
+    from importlib.metadata import version
+
+    from featurize._images import PIXEL_PIPELINE_VERSION
+
+    return {
+        "pixel_pipeline": PIXEL_PIPELINE_VERSION,
+        "cache_entry": ENTRY_FORMAT,
+        "keras": ".".join(version("keras").split(".")[:2]),
+    }
+
+
+def parse_bytes(text) -> int | None:
+    """``"2GB"``, ``"500MiB"``, ``"1e9"`` or an int to bytes; "none" to None."""
+    if text is None or isinstance(text, int):
+        return text
+    value = str(text).strip().lower().replace(" ", "")
+    if value in ("none", ""):
+        return None
+    units = {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "kb": 10**3,
+             "mb": 10**6, "gb": 10**9, "tb": 10**12, "k": 2**10, "m": 2**20,
+             "g": 2**30, "t": 2**40, "b": 1}  # fmt: skip
+    for unit, factor in units.items():
+        if value.endswith(unit):
+            number, scale = value[: -len(unit)], factor
+            break
+    else:
+        number, scale = value, 1
+    try:
+        return int(float(number) * scale)
+    except ValueError:
+        raise InvalidParameterError(
+            f"Cannot read {text!r} as a size: use bytes (1000000), or a number with "
+            f"a unit (500MB, 2GiB), or 'none' for no limit."
+        ) from None
+
+
 def fingerprint(settings: dict) -> str:
     """A stable name for a namespace: SHA-256 of its settings as canonical JSON."""
     text = json.dumps(settings, sort_keys=True, separators=(",", ":"), default=str)
@@ -129,6 +194,11 @@ class EmbeddingCache:
     directory : path-like, optional
         Where the database lives; by default ``$FEATURIZE_CACHE_DIR`` or
         ``embeddings/`` in the platform's user cache directory. Created on first use.
+    max_bytes : int, str or None, optional
+        Cap on the stored embeddings (their bytes and keys; SQLite's own pages add
+        a few percent to the file): past it, the least recently used entries are
+        evicted. Default ``$FEATURIZE_CACHE_MAX_BYTES`` ("20GB", "none"), else
+        10 GiB. None: no cap.
 
     Examples
     --------
@@ -144,10 +214,21 @@ class EmbeddingCache:
     ((2, 1280), 2)
     """
 
-    def __init__(self, directory=None):
+    def __init__(self, directory=None, max_bytes="default"):
         self.directory = Path(directory) if directory is not None else None
+        if max_bytes == "default":
+            max_bytes = os.environ.get(MAX_BYTES_ENV, DEFAULT_MAX_BYTES)
+        self.max_bytes = parse_bytes(max_bytes)
+        if self.max_bytes is not None and self.max_bytes < 0:
+            raise InvalidParameterError(
+                f"max_bytes must be at least 0, or None for no cap; received "
+                f"{max_bytes!r}."
+            )
         self._local = threading.local()
         self._generation = 0  # bumped when a damaged file is moved aside
+        self._reads_lock = threading.Lock()
+        self._reads: dict[int, list] = {}  # namespace -> digests read, not yet noted
+        self._reads_noted = 0.0
 
     # -- connection
 
@@ -163,10 +244,14 @@ class EmbeddingCache:
             return connection
         self.path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(self.path, timeout=120, isolation_level=None)
+        # Before the first table: evicted pages then go back to the disk.
+        connection.execute("PRAGMA auto_vacuum=INCREMENTAL")
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")
         connection.execute("PRAGMA busy_timeout=120000")
         connection.executescript(_SCHEMA)
+        _add_missing_columns(connection)
+        connection.executescript(_INDEXES)
         self._local.connection = connection
         self._local.key = key
         return connection
@@ -215,12 +300,16 @@ class EmbeddingCache:
         return f"moved to {str(target)!r}, and a new one starts on the next call"
 
     def __getstate__(self):
-        return {"directory": self.directory}
+        return {"directory": self.directory, "max_bytes": self.max_bytes}
 
     def __setstate__(self, state):
         self.directory = state["directory"]
+        self.max_bytes = state.get("max_bytes", DEFAULT_MAX_BYTES)
         self._local = threading.local()
         self._generation = 0
+        self._reads_lock = threading.Lock()
+        self._reads = {}
+        self._reads_noted = 0.0
 
     def __repr__(self) -> str:
         return f"EmbeddingCache({str(self.directory or default_cache_dir())!r})"
@@ -282,14 +371,17 @@ class EmbeddingCache:
         found: dict[bytes, np.ndarray] = {}
         unique = list(dict.fromkeys(digests))
         connection = self._connection()
+        now, touch = time.time(), []
         for start in range(0, len(unique), _SQLITE_VARIABLES):
             chunk = unique[start : start + _SQLITE_VARIABLES]
             rows = connection.execute(
-                f"SELECT digest, vector FROM embeddings WHERE namespace = ? AND digest "
-                f"IN ({','.join('?' * len(chunk))})",
+                f"SELECT digest, vector, COALESCE(used, created) FROM embeddings "
+                f"WHERE namespace = ? AND digest IN ({','.join('?' * len(chunk))})",
                 (namespace, *chunk),
             ).fetchall()
-            for digest, stored in rows:
+            for digest, stored, used in rows:
+                if used < now - USED_RESOLUTION:
+                    touch.append(digest)
                 if len(stored) != 4 * n_features + CHECKSUM_SIZE:
                     continue  # not ours: a miss
                 data, check = stored[:-CHECKSUM_SIZE], stored[-CHECKSUM_SIZE:]
@@ -299,7 +391,36 @@ class EmbeddingCache:
                         "not match its checksum"
                     )
                 found[bytes(digest)] = np.frombuffer(data, dtype="<f4")
+        if touch:
+            with self._reads_lock:
+                self._reads.setdefault(namespace, []).extend(touch)
+                pending = sum(len(d) for d in self._reads.values())
+                due = now - self._reads_noted >= USED_RESOLUTION
+            if due or pending >= READS_PER_WRITE:
+                self._note_reads(connection, now)
         return found
+
+    def _note_reads(self, connection, now: float) -> None:
+        """Record pending reads as uses; best effort (a read-only or busy cache still
+        serves hits)."""
+        with self._reads_lock:
+            reads, self._reads, self._reads_noted = self._reads, {}, now
+        try:
+            with _transaction(connection):
+                for namespace, digests in reads.items():
+                    for start in range(0, len(digests), _SQLITE_VARIABLES):
+                        chunk = digests[start : start + _SQLITE_VARIABLES]
+                        connection.execute(
+                            f"UPDATE embeddings SET used = ? WHERE namespace = ? AND "
+                            f"digest IN ({','.join('?' * len(chunk))})",
+                            (now, namespace, *chunk),
+                        )
+                    connection.execute(
+                        "UPDATE namespaces SET used = ? WHERE id = ?", (now, namespace)
+                    )
+        except (sqlite3.OperationalError, OSError) as error:
+            if any(word in str(error).lower() for word in _DAMAGED):
+                raise
 
     @_guarded
     def put_many(
@@ -310,48 +431,107 @@ class EmbeddingCache:
         rows = []
         for digest, vector in entries:
             data = np.asarray(vector, dtype="<f4").tobytes()
-            rows.append((namespace, digest, data + _checksum(data), now))
+            rows.append((namespace, digest, data + _checksum(data), now, now))
         if not rows:
             return
         connection = self._connection()
         with _transaction(connection):
+            before = connection.total_changes
             connection.executemany(
-                "INSERT OR IGNORE INTO embeddings (namespace, digest, vector, created) "
-                "VALUES (?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO embeddings (namespace, digest, vector, created, "
+                "used) VALUES (?, ?, ?, ?, ?)",
                 rows,
             )
+            added = connection.total_changes - before
+            size = _entry_bytes(len(rows[0][2]), len(rows[0][1]))
             connection.execute(
-                "UPDATE namespaces SET computed = computed + ? WHERE id = ?",
-                (len(rows), namespace),
+                "UPDATE namespaces SET computed = computed + ?, bytes = bytes + ?, "
+                "used = ? WHERE id = ?",
+                (len(rows), added * size, now, namespace),
             )
+            evicted = self._evict(connection, self.max_bytes)
+        if evicted:
+            connection.execute("PRAGMA incremental_vacuum")
+
+    def _evict(self, connection, max_bytes: int | None) -> int:
+        """Delete least recently used entries until at most ``max_bytes`` remain."""
+        if max_bytes is None:
+            return 0
+        (total,) = connection.execute(
+            "SELECT COALESCE(SUM(bytes), 0) FROM namespaces"
+        ).fetchone()
+        excess, evicted = total - max_bytes, 0
+        while excess > 0:
+            oldest = connection.execute(
+                "SELECT namespace, digest, LENGTH(vector) FROM embeddings "
+                "ORDER BY used LIMIT ?",
+                (_SQLITE_VARIABLES,),
+            ).fetchall()
+            if not oldest:
+                break
+            chosen, freed = [], {}
+            for namespace, digest, length in oldest:
+                size = _entry_bytes(length, len(digest))
+                chosen.append((namespace, digest))
+                freed[namespace] = freed.get(namespace, 0) + size
+                excess -= size
+                if excess <= 0:
+                    break
+            connection.executemany(
+                "DELETE FROM embeddings WHERE namespace = ? AND digest = ?", chosen
+            )
+            connection.executemany(
+                "UPDATE namespaces SET bytes = MAX(bytes - ?, 0) WHERE id = ?",
+                [(size, namespace) for namespace, size in freed.items()],
+            )
+            evicted += len(chosen)
+        return evicted
+
+    @_guarded
+    def shrink(self, max_bytes="cap") -> int:
+        """Evict least recently used entries down to ``max_bytes``.
+
+        ``max_bytes`` defaults to the cache's own cap. Returns how many entries were
+        evicted.
+        """
+        limit = self.max_bytes if max_bytes == "cap" else parse_bytes(max_bytes)
+        connection = self._connection()
+        self._note_reads(connection, time.time())
+        with _transaction(connection):
+            evicted = self._evict(connection, limit)
+        connection.execute("PRAGMA incremental_vacuum")
+        return evicted
 
     # -- management
 
     @_guarded
     def info(self):
-        """One row per namespace: what it is, entries, computed count, bytes.
+        """One row per namespace: what it is, entries, size, last use, staleness.
 
         Returns
         -------
         pandas.DataFrame
             Columns ``namespace``, ``backbone``, ``layer``, ``pooling``,
             ``input_size``, ``entries``, ``computed`` (forward passes stored, ever),
-            ``megabytes`` and ``created``.
+            ``megabytes`` (embeddings and keys), ``created``, ``last_used`` and
+            ``stale``: why this installation can never hit the namespace again
+            (e.g. ``"keras 3.14 (installed 3.15)"``), empty when it can.
         """
         import pandas as pd
 
         rows = (
             self._connection()
             .execute(
-                "SELECT n.id, n.description, n.computed, n.created, COUNT(e.digest), "
-                "COALESCE(SUM(LENGTH(e.vector)), 0) FROM namespaces n "
-                "LEFT JOIN embeddings e ON e.namespace = n.id "
+                "SELECT n.id, n.description, n.computed, n.created, "
+                "COALESCE(n.used, n.created), n.bytes, COUNT(e.digest) "
+                "FROM namespaces n LEFT JOIN embeddings e ON e.namespace = n.id "
                 "GROUP BY n.id ORDER BY n.id"
             )
             .fetchall()
         )
+        installed = installed_versions()
         records = []
-        for namespace, description, computed, created, entries, size in rows:
+        for namespace, description, computed, created, used, size, entries in rows:
             settings = json.loads(description)
             records.append(
                 {
@@ -364,11 +544,31 @@ class EmbeddingCache:
                     "computed": computed,
                     "megabytes": round(size / 2**20, 3),
                     "created": pd.Timestamp(created, unit="s"),
+                    "last_used": pd.Timestamp(used, unit="s"),
+                    "stale": _stale(settings, installed),
                 }
             )
         columns = ["namespace", "backbone", "layer", "pooling", "input_size",
-                   "entries", "computed", "megabytes", "created"]  # fmt: skip
+                   "entries", "computed", "megabytes", "created", "last_used",
+                   "stale"]  # fmt: skip
         return pd.DataFrame(records, columns=columns)
+
+    @_guarded
+    def clear_stale(self) -> int:
+        """Delete the namespaces this installation can never hit again (see
+        :meth:`info`'s ``stale``). Returns the number of entries deleted."""
+        stale = self.info()
+        ids = [int(n) for n in stale.namespace[stale.stale != ""]]
+        connection = self._connection()
+        deleted = 0
+        with _transaction(connection):
+            for namespace in ids:
+                deleted += connection.execute(
+                    "DELETE FROM embeddings WHERE namespace = ?", (namespace,)
+                ).rowcount
+                connection.execute("DELETE FROM namespaces WHERE id = ?", (namespace,))
+        connection.execute("PRAGMA incremental_vacuum")
+        return deleted
 
     def clear(self, older_than: float | None = None) -> int:
         """Delete entries (all, or those stored more than ``older_than`` seconds ago).
@@ -404,10 +604,48 @@ class EmbeddingCache:
                     "DELETE FROM embeddings WHERE created < ?",
                     (time.time() - older_than,),
                 ).rowcount
+                connection.execute(
+                    "UPDATE namespaces SET bytes = (SELECT COALESCE(SUM(LENGTH(vector) "
+                    "+ LENGTH(digest)), 0) FROM embeddings WHERE namespace = "
+                    "namespaces.id)"
+                )
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         if older_than is None:
             connection.execute("VACUUM")
         return deleted
+
+
+def _stale(settings: dict, installed: dict) -> str:
+    """How a namespace's recorded versions differ from the installed ones, or ""."""
+    return "; ".join(
+        f"{name} {settings[name]} (installed {value})"
+        for name, value in installed.items()
+        if name in settings and str(settings[name]) != str(value)
+    )
+
+
+def _entry_bytes(vector_bytes: int, digest_bytes: int) -> int:
+    return vector_bytes + digest_bytes
+
+
+def _add_missing_columns(connection: sqlite3.Connection) -> None:
+    """Bring a database made by an earlier release up to the current columns."""
+    for table, columns in _ADDED_COLUMNS.items():
+        present = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
+        missing = {name: kind for name, kind in columns.items() if name not in present}
+        if not missing:
+            continue
+        with _transaction(connection):
+            for name, kind in missing.items():
+                connection.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+            if table == "embeddings":
+                connection.execute("UPDATE embeddings SET used = created")
+            if "bytes" in missing:
+                connection.execute(
+                    "UPDATE namespaces SET bytes = (SELECT COALESCE(SUM(LENGTH(vector) "
+                    "+ LENGTH(digest)), 0) FROM embeddings WHERE namespace = "
+                    "namespaces.id)"
+                )
 
 
 def _checksum(data: bytes) -> bytes:

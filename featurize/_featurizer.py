@@ -13,9 +13,9 @@ from sklearn.base import (
 
 from featurize._backbones import Backbone, get_backbone
 from featurize._batches import Plan, embed
-from featurize._cache import ENTRY_FORMAT, resolve_cache
+from featurize._cache import installed_versions, resolve_cache
 from featurize._embeddings import Embeddings, failures_frame
-from featurize._images import DEFAULT_MAX_PIXELS, PIXEL_PIPELINE_VERSION, as_image_list
+from featurize._images import DEFAULT_MAX_PIXELS, as_image_list
 from featurize._inference import (
     Forward,
     default_batch_size,
@@ -335,8 +335,6 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     def _cache_settings(self, settings: _Settings, forward: Forward, identity) -> dict:
         """Everything that changes an embedding: the cache namespace."""
-        import keras
-
         backbone = settings.backbone
         preprocess = backbone.preprocess
         if callable(preprocess):
@@ -351,9 +349,7 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             "preprocessing": [backbone.preprocessing, preprocess],
             "dtype": "float32",
             "precision": settings.params["precision"],
-            "pixel_pipeline": PIXEL_PIPELINE_VERSION,
-            "cache_entry": ENTRY_FORMAT,
-            "keras": ".".join(keras.__version__.split(".")[:2]),
+            **installed_versions(),
         }
 
     @property

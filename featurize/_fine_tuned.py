@@ -7,6 +7,7 @@ import math
 import os
 import time
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -21,13 +22,21 @@ from featurize._embeddings import failures_frame
 from featurize._featurizer import ImageFeaturizer, native_or, warn_failures
 from featurize._images import DEFAULT_MAX_PIXELS, as_image_list
 from featurize._inference import default_decode_workers
+from featurize._models import feature_model
 from featurize._params import FINE_TUNED_RULES, validate
 from featurize._pixels import Batches, PixelSource
 from featurize._weights import weights_identity
 
-# The linear probe's inverse regularisation: strong enough that the head does not
-# fit the training set perfectly, so fine-tuning still gets a gradient.
-PROBE_C = 1.0
+# The linear probe is tuned as the frozen baseline a careful user would fit:
+# StandardScaler + LogisticRegression, C from this grid and the cut layer from
+# LAYER_CANDIDATES (for layer="auto") by cross-validated accuracy.
+PROBE_C_GRID = (0.01, 0.1, 1.0, 10.0)
+PROBE_FOLDS = 5
+# The choice is made on a stratified sample of at most this many training images:
+# enough to rank four values of C, and seconds of logistic regression at any size.
+PROBE_CV_ROWS = 2000
+LAYER_CANDIDATES = (None, -2)
+PROBE_COLUMNS = ["layer", "C", "cv_accuracy", "chosen"]
 HISTORY_COLUMNS = [
     "epoch", "phase", "unfrozen_stages", "lr_head", "lr_lowest", "loss",
     "accuracy", "val_loss", "val_accuracy", "seconds",
@@ -37,14 +46,15 @@ HISTORY_COLUMNS = [
 class FineTunedClassifier(ClassifierMixin, BaseEstimator):
     """Fine-tune a pretrained backbone into an image classifier.
 
-    The recipe, each step a parameter: (1) a linear probe (logistic regression on the
-    frozen, cached embeddings) initialises the head; (2) the backbone's stages are
-    unfrozen from the top, one more every ``unfreeze_every`` epochs, down to
-    ``unfreeze``; (3) each stage learns at the rate of the one above it times
-    ``lr_decay``; (4) AdamW, without weight decay on norms and biases, with a
-    linear warm-up then cosine decay; (5) BatchNorm statistics adapt or stay frozen;
-    (6) augmentation runs per batch inside the model; (7) a held-out fraction picks
-    the best epoch (the linear probe itself included) and stops early.
+    The recipe, each step a parameter: (1) a linear probe initialises the head: the
+    tuned frozen baseline (standardised, cached embeddings and logistic regression, its
+    C and, for ``layer="auto"``, the cut layer chosen by cross-validation); (2) the
+    backbone's stages are unfrozen from the top, one more every ``unfreeze_every``
+    epochs, down to ``unfreeze``; (3) each stage learns at the rate of the one above it
+    times ``lr_decay``; (4) AdamW, without weight decay on norms and biases, with a
+    linear warm-up then cosine decay; (5) BatchNorm statistics adapt or stay frozen; (6)
+    augmentation runs per batch inside the model; (7) a held-out fraction picks the best
+    epoch (the linear probe itself included) and stops early.
 
     Images are decoded and resized once, by the featurizer's decode threads, and
     kept as uint8 while they fit in ``preload_bytes``; above that they are decoded
@@ -52,19 +62,27 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
 
     Parameters
     ----------
-    backbone, weights, layer, input_size, resize, on_error, max_pixels, cache, \
+    backbone, weights, input_size, resize, on_error, max_pixels, cache, \
 precision, decode_workers, verbose
         As for :class:`ImageFeaturizer` (``cache`` holds the linear probe's
         embeddings, shared with frozen models of the same backbone). A bad image
         under ``on_error="nan"`` is left out of training (listed in
         ``fit_failures_``) and gets a row of NaN from :meth:`predict_proba`.
+    layer : "auto", None, str or negative int, default="auto"
+        The cut point, as for :class:`ImageFeaturizer`: the model is the backbone up
+        to this layer, average-pooled, then the head. ``"auto"`` takes the final or
+        the penultimate stage, whichever gives the linear probe the better
+        cross-validated accuracy (on digits, far from ImageNet, the penultimate
+        stage: 0.94 vs 0.85 frozen; on photos the final one). With random weights,
+        ``"auto"`` is the final layer.
     unfreeze : int or "all", default="all"
         How many stages, from the top, are fine-tuned (0: the head only).
     unfreeze_every : int, default=1
         Epochs before one more stage is unfrozen; 0 unfreezes them all at once.
-    learning_rate : float, default=1e-4
-        Peak learning rate of the head (1e-3 made the first epochs undo the
-        linear probe on digits: 0.90 vs 0.92 test accuracy after 10 epochs).
+    learning_rate : float, default=1e-3
+        Peak learning rate of the head (on digits at 112 px, with light
+        augmentation: 0.979 test accuracy, vs 0.960 at 3e-4 and 0.951 for the
+        linear probe alone).
     lr_decay : float, default=0.5
         Each stage's rate is the rate of the stage above it times this (the top
         stage's is ``learning_rate * lr_decay``).
@@ -80,9 +98,12 @@ precision, decode_workers, verbose
         the linear probe was fitted on that training loss rose from 0.2 to 4.9);
         ``"adapt"``: BatchNorm layers of unfrozen stages train and update their
         statistics on the new data.
-    augment : {"light", "strong"}, None or list of Keras layers, default="light"
-        ``"light"``: horizontal flip, rotation up to 18 degrees, zoom and shift up to
-        10% and 5%; ``"strong"``: flip and RandAugment; None: no augmentation; or your
+    augment : {"light", "light_flip", "strong"}, None or list of Keras layers, \
+default="light"
+        ``"light"``: rotation up to 18 degrees, zoom and shift up to 10% and 5%, no
+        flips (a mirrored digit, letter or oriented part is another class);
+        ``"light_flip"``: the same and horizontal flips (photos, textures);
+        ``"strong"``: horizontal flip and RandAugment; None: no augmentation; or your
         own layers (copied for each fit).
     head_init : {"linear_probe", "random"}, default="linear_probe"
         Start from a logistic regression fitted on the frozen embeddings (LP-FT,
@@ -90,9 +111,12 @@ precision, decode_workers, verbose
     epochs : int, default=10
         Training epochs after the linear probe (0 keeps the probe).
     batch_size : int, default=32
-    validation_fraction : float or None, default=0.1
+    validation_fraction : float or None, default=None
         Fraction of the training images (stratified) held out to choose the best
-        epoch and stop early; None trains for ``epochs`` and keeps the last.
+        epoch (the probe included) and stop early; None trains on every image for
+        ``epochs`` and keeps the last. None by default: on a few hundred images a
+        held-out tenth is too small to choose by (one digit image is 3 points of
+        its accuracy), and it costs the probe and the training a tenth of the data.
     patience : int or None, default=3
         Stop after this many epochs without a better validation accuracy (ties
         broken by loss), counted once every stage is unfrozen; None never stops
@@ -114,6 +138,10 @@ precision, decode_workers, verbose
     input_size_ : (int, int)
     stages_ : list of str
         The backbone's stages up to ``layer_``, shallowest first.
+    probe_cv_ : pandas.DataFrame
+        The linear probe's choice: per candidate ``layer``, the best ``C`` and its
+        ``cv_accuracy`` (5-fold, on at most 2,000 training images; NaN where a
+        class has fewer than 2), and which was ``chosen``.
     stage_learning_rates_ : dict
         Peak learning rate of the head and of each fine-tuned stage.
     history_ : pandas.DataFrame
@@ -143,12 +171,12 @@ precision, decode_workers, verbose
         backbone="efficientnet_lite0",
         *,
         weights="imagenet",
-        layer=None,
+        layer="auto",
         input_size=None,
         resize="stretch",
         unfreeze="all",
         unfreeze_every=1,
-        learning_rate=1e-4,
+        learning_rate=1e-3,
         lr_decay=0.5,
         warmup=0.1,
         weight_decay=0.01,
@@ -157,7 +185,7 @@ precision, decode_workers, verbose
         head_init="linear_probe",
         epochs=10,
         batch_size=32,
-        validation_fraction=0.1,
+        validation_fraction=None,
         patience=3,
         class_weight=None,
         on_error="raise",
@@ -248,7 +276,7 @@ precision, decode_workers, verbose
         from featurize import _tuning_model as tm
 
         started = time.perf_counter()
-        probe = self._probe_embeddings(items, params, backbone)
+        probe = self._probe_embeddings(items, params, backbone, size)
         preload = len(items) * source.image_bytes() <= params["preload_bytes"]
         pixels, failures = None, list(probe[1]) if probe else []
         if preload:
@@ -267,15 +295,6 @@ precision, decode_workers, verbose
                 "could not be used; see fit_failures_."
             )
         train, val = _split(usable, codes, params["validation_fraction"], seed)
-
-        model = tm.build(
-            backbone,
-            params["weights"],
-            size,
-            params["layer"],
-            params["precision"],
-            len(self.classes_),
-        )
         sample_weight = _sample_weights(codes, self.classes_, params["class_weight"])
 
         def data(rows):
@@ -283,18 +302,35 @@ precision, decode_workers, verbose
                 return pixels[rows], None
             return [items[i] for i in rows], source
 
-        # -- 1. the head: a linear probe on frozen features, or random
-        if params["head_init"] == "linear_probe":
-            if probe is not None:
-                features = probe[0][train]
-            else:
-                features = _pooled(model, data(train), params["batch_size"])
-            kernel, bias = _linear_probe(
-                features, codes[train], len(self.classes_), sample_weight[train]
+        def build(layer):
+            return tm.build(
+                backbone,
+                params["weights"],
+                size,
+                layer,
+                params["precision"],
+                len(self.classes_),
             )
+
+        # -- 1. the cut layer and the head: a tuned linear probe on frozen features
+        if probe is None:  # random weights: the probe must see this model's features
+            layer = None if params["layer"] == "auto" else params["layer"]
+            model = build(layer)
+            features = _pooled(model, data(train), params["batch_size"])
+            candidates = {model.layer: features}
+        else:
+            candidates = {layer: found[train] for layer, found in probe[0].items()}
+        choice = _choose_probe(
+            candidates, codes[train], sample_weight[train], len(self.classes_), seed
+        )
+        self.probe_cv_ = choice.table
+        if probe is not None:
+            model = build(choice.layer)
+        if params["head_init"] == "linear_probe":
+            kernel, bias = choice.kernel, choice.bias
         else:
             kernel, bias = _glorot(rng, model.head.weights[0].shape)
-        tm.initialise_head(model, kernel, bias)
+        tm.initialise_head(model, choice.mean, choice.variance, kernel, bias)
 
         # -- 2. fine-tuning, phase by phase
         self.backbone_ = backbone.name
@@ -325,6 +361,9 @@ precision, decode_workers, verbose
         warmup_steps = int(round(params["warmup"] * steps))
         val_data = data(val) if len(val) else None
         trainer = tm.training_model(model, params["augment"], seed)
+        optimizers = tm.StageOptimizers(
+            model, rates, params["weight_decay"], warmup_steps, steps
+        )
         history = [
             self._probe_row(model, val_data, codes[val], time.perf_counter() - started)
         ]
@@ -338,13 +377,8 @@ precision, decode_workers, verbose
                 unfrozen = now
                 model.set_trainable(unfrozen, params["batchnorm"])
                 trainer.compile(
-                    optimizer=tm.stage_optimizer(
-                        model,
-                        rates[: unfrozen + 1],
-                        params["weight_decay"],
-                        warmup_steps,
-                        steps,
-                        offset=(epoch - 1) * len(batches),
+                    optimizer=optimizers.for_phase(
+                        unfrozen, step=(epoch - 1) * len(batches)
                     ),
                     loss="sparse_categorical_crossentropy",
                     metrics=["accuracy"],
@@ -396,27 +430,40 @@ precision, decode_workers, verbose
         self._saved_weights = None
         return self
 
-    def _probe_embeddings(self, items, params, backbone):
-        """Frozen embeddings through the cache, or None when they are not cacheable."""
-        if params["head_init"] != "linear_probe":
-            return None
+    def _probe_embeddings(self, items, params, backbone, size):
+        """``({layer name: frozen embeddings}, failures)`` through the cache.
+
+        One entry per candidate cut layer (final and penultimate stage for
+        ``layer="auto"``); None when the weights are not cacheable.
+        """
         if weights_identity(backbone, params["weights"]) is None:
-            return None  # random weights: the probe must see this model's features
-        featurizer = ImageFeaturizer(
-            params["backbone"],
-            weights=params["weights"],
-            layer=params["layer"],
-            input_size=params["input_size"],
-            resize=params["resize"],
-            max_pixels=params["max_pixels"],
-            cache=params["cache"],
-            precision=params["precision"],
-            decode_workers=params["decode_workers"],
-            verbose=params["verbose"],
-        )
-        result = featurizer.embed(items, on_error="nan")
-        failures = list(result.failures.itertuples(index=False, name=None))
-        return result.array, failures
+            return None
+        layers = [params["layer"]]
+        if params["layer"] == "auto":
+            stages = feature_model(
+                backbone, params["weights"], size, None, params["precision"]
+            ).stages
+            layers = [k for k in LAYER_CANDIDATES if k is None or -k <= len(stages)]
+        found, failures = {}, []
+        for layer in layers:
+            featurizer = ImageFeaturizer(
+                params["backbone"],
+                weights=params["weights"],
+                layer=layer,
+                input_size=params["input_size"],
+                resize=params["resize"],
+                max_pixels=params["max_pixels"],
+                cache=params["cache"],
+                precision=params["precision"],
+                decode_workers=params["decode_workers"],
+                verbose=params["verbose"],
+            )
+            result = featurizer.embed(items, on_error="nan")
+            found[featurizer.fit().layer_] = result.array
+            failures = _merge(
+                failures, list(result.failures.itertuples(index=False, name=None))
+            )
+        return found, failures
 
     def _probe_row(self, model, val_data, val_codes, seconds) -> dict:
         return {
@@ -450,7 +497,7 @@ precision, decode_workers, verbose
                 len(self.classes_),
             )
             tuned.backbone.set_weights(backbone_weights)
-            tuned.head.set_weights(head_weights)
+            tuned.set_head_weights(head_weights)
             self._tuned, self._saved_weights = tuned, None
         return tuned
 
@@ -623,7 +670,7 @@ precision, decode_workers, verbose
         if tuned is not None:
             state["_saved_weights"] = (
                 tuned.backbone.get_weights(),
-                tuned.head.get_weights(),
+                tuned.head_weights(),
             )
         return state
 
@@ -703,16 +750,69 @@ def _sample_weights(codes, classes, class_weight) -> np.ndarray:
     return per_class[codes].astype(np.float32)
 
 
-def _linear_probe(features, codes, n_classes, sample_weight):
-    from sklearn.linear_model import LogisticRegression
+@dataclass
+class _ProbeChoice:
+    layer: object
+    mean: np.ndarray
+    variance: np.ndarray
+    kernel: np.ndarray
+    bias: np.ndarray
+    table: object
 
-    probe = LogisticRegression(C=PROBE_C, max_iter=2000)
-    probe.fit(features, codes, sample_weight=sample_weight)
+
+def _choose_probe(candidates: dict, codes, sample_weight, n_classes, seed):
+    """The tuned frozen baseline: best layer and C by CV, refitted on all rows."""
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rows = np.arange(len(codes))
+    if len(rows) > PROBE_CV_ROWS:
+        from sklearn.model_selection import train_test_split
+
+        counts = np.bincount(codes)
+        stratify = codes if counts[counts > 0].min() >= 2 else None
+        rows = train_test_split(
+            rows, train_size=PROBE_CV_ROWS, stratify=stratify, random_state=seed
+        )[0]
+    counts = np.bincount(codes[rows])
+    folds = min(PROBE_FOLDS, int(counts[counts > 0].min()))
+    table, best = [], None
+    for layer, features in candidates.items():
+        if folds < 2:  # too few images per class to cross-validate: the middle C
+            table.append([layer, 1.0, math.nan])
+        else:
+            search = GridSearchCV(
+                make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
+                {"logisticregression__C": PROBE_C_GRID},
+                cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
+            ).fit(
+                features[rows],
+                codes[rows],
+                logisticregression__sample_weight=sample_weight[rows],
+            )
+            table.append(
+                [
+                    layer,
+                    search.best_params_["logisticregression__C"],
+                    search.best_score_,
+                ]
+            )
+        if best is None or table[-1][2] > best[2]:
+            best = table[-1]
+    layer, C = best[0], best[1]
+    features = candidates[layer]
+    scaler = StandardScaler().fit(features)
+    probe = LogisticRegression(C=C, max_iter=2000)
+    probe.fit(scaler.transform(features), codes, sample_weight=sample_weight)
     coef, intercept = probe.coef_, probe.intercept_
     if n_classes == 2:  # softmax over (-z/2, z/2) is the sigmoid of z
         coef = np.vstack([-coef / 2, coef / 2])
         intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
-    return coef.T, intercept
+    frame = pd.DataFrame([row + [row is best] for row in table], columns=PROBE_COLUMNS)
+    return _ProbeChoice(layer, scaler.mean_, scaler.scale_**2, coef.T, intercept, frame)
 
 
 def _glorot(rng, shape):

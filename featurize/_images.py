@@ -203,9 +203,20 @@ def load_image(
     return _finish(image, size, resize, source, index, owned=True)
 
 
+def is_url(path) -> bool:
+    """Whether ``path`` is an fsspec URL (``s3://``, ``gs://``, ...)."""
+    return isinstance(path, str) and "://" in path and not path.startswith("file://")
+
+
 def read_file(path, *, index: int | None = None) -> bytes:
-    """Read a file's bytes, turning every failure into an :class:`ImageReadError`."""
+    """Read a file's bytes, turning every failure into an :class:`ImageReadError`.
+
+    ``path`` may be an fsspec URL (needs ``fsspec`` and the filesystem's package).
+    """
     source = os.fspath(path)
+    if is_url(source):
+        return _read_url(source, index)
+    source = source.removeprefix("file://")
     try:
         with open(source, "rb") as handle:
             data = handle.read()
@@ -223,6 +234,31 @@ def read_file(path, *, index: int | None = None) -> bytes:
         ) from None
     if not data:
         raise ImageReadError("empty file (0 bytes)", source=source, index=index)
+    return data
+
+
+def _read_url(url: str, index: int | None) -> bytes:
+    try:
+        import fsspec
+    except ImportError:
+        raise ImageReadError(
+            "reading URLs needs fsspec and the filesystem's package (pip install "
+            "fsspec s3fs, gcsfs, ...)",
+            source=url,
+            index=index,
+        ) from None
+    try:
+        with fsspec.open(url, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        raise ImageReadError("file not found", source=url, index=index) from None
+    except (OSError, ValueError, ImportError) as error:
+        # ValueError / ImportError: an unknown protocol, or its package is missing
+        raise ImageReadError(
+            f"could not be read: {error}", source=url, index=index
+        ) from None
+    if not data:
+        raise ImageReadError("empty file (0 bytes)", source=url, index=index)
     return data
 
 

@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 
 from featurize._backbones import Backbone
-from featurize._models import FeatureModel, clear_model_cache, feature_model
+from featurize._models import FeatureModel, clear_model_cache, feature_model, is_held
 
 GEM_POWER = 3.0
 GEM_EPSILON = 1e-6
@@ -223,6 +223,8 @@ def get_forward(
     features = feature_model(backbone, weights, input_size, layer, precision)
     key = (id(features.model), pooling)
     with _LOCK:
+        for old in [k for k, f in _FORWARDS.items() if not is_held(f.features)]:
+            del _FORWARDS[old]  # its model was evicted: let both be freed
         forward = _FORWARDS.get(key)
         if forward is None or forward.features is not features:
             forward = Forward(backbone, features, pooling)
@@ -230,8 +232,33 @@ def get_forward(
         return forward
 
 
-def clear_caches() -> None:
-    """Forget every model and compiled function built in this process."""
+def release_models() -> None:
+    """Release every model and compiled function featurize holds in this process.
+
+    Featurizers keep working: the next embedding builds its model again. Memory
+    held by models is otherwise bounded by ``FEATURIZE_MAX_MODELS`` backbones
+    (default 2), least recently used out first.
+    """
+    import gc
+
+    import keras
+
     with _LOCK:
         _FORWARDS.clear()
         clear_model_cache()
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        jax.clear_caches()  # compiled functions hold their model's constants
+    elif backend == "tensorflow":
+        # What keras.backend.clear_session() does for TensorFlow, without resetting
+        # Keras's global settings (a user's dtype policy): the eager kernel cache
+        # keeps every traced model's kernels (measured over 10 backbones in a row:
+        # the process grew by 200 MB when it was kept, 135 MB when it was cleared).
+        import tensorflow as tf
+        from tensorflow.python.eager import context
+
+        context.context().clear_kernel_cache()
+        tf.compat.v1.reset_default_graph()
+    gc.collect()

@@ -2,13 +2,16 @@
 
 Models are derived state: an estimator never holds one. Every estimator with the same
 settings (clones in a grid search included) gets the same model object from
-:func:`feature_model`, which builds it on first use.
+:func:`feature_model`, which builds it on first use. At most ``max_models()`` backbones
+are held, least recently used out first, so a process that goes through many
+backbones (a model search, a notebook) holds a bounded amount of memory.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from featurize._backbones import Backbone
@@ -16,8 +19,32 @@ from featurize._params import PRECISION_POLICIES
 from featurize._stages import canonicalize_layer_names, find_stages
 from featurize.errors import InvalidParameterError
 
+MAX_MODELS_ENV = "FEATURIZE_MAX_MODELS"
+# Two: a notebook that goes back and forth between two backbones does not rebuild
+# them, and the largest ones (ConvNeXt XLarge: 350M parameters, 1.4 GB) still fit
+# twice in the memory of a laptop.
+DEFAULT_MAX_MODELS = 2
+
 _LOCK = threading.RLock()
-_MODELS: dict[tuple, FeatureModel] = {}
+# (backbone, weights, input size, precision) -> {cut layer name or None: model}
+_MODELS: OrderedDict[tuple, dict] = OrderedDict()
+
+
+def max_models() -> int:
+    """How many backbones are held in-process (``FEATURIZE_MAX_MODELS``, default 2)."""
+    text = os.environ.get(MAX_MODELS_ENV, "")
+    if not text:
+        return DEFAULT_MAX_MODELS
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise InvalidParameterError(
+            f"{MAX_MODELS_ENV} must be a whole number of at least 1; received "
+            f"{text!r}. Unset it for the default ({DEFAULT_MAX_MODELS})."
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -102,18 +129,22 @@ def feature_model(
     """Return the (shared) backbone model ending at ``layer``, building it if needed."""
     base_key = (backbone.key, weights_key(weights), tuple(input_size), precision)
     with _LOCK:
-        full = _MODELS.get(base_key + (None,))
-        if full is None:
+        cuts = _MODELS.get(base_key)
+        if cuts is None:
             model = build_backbone(backbone, weights, input_size, precision)
             stages = tuple(find_stages(model))
-            full = FeatureModel(model, stages[-1], stages, _shape(model.output))
-            _MODELS[base_key + (None,)] = full
+            cuts = {None: FeatureModel(model, stages[-1], stages, _shape(model.output))}
+            _MODELS[base_key] = cuts
+            while len(_MODELS) > max_models():
+                _MODELS.popitem(last=False)
+        _MODELS.move_to_end(base_key)
+        full = cuts[None]
         name = resolve_layer(
             layer, full.stages, [x.name for x in full.model.layers], backbone.name
         )
         if name == full.layer:
             return full
-        cut = _MODELS.get(base_key + (name,))
+        cut = cuts.get(name)
         if cut is None:
             import keras
 
@@ -122,8 +153,16 @@ def feature_model(
                 full.model.inputs, output, name=f"{full.model.name}_{name}"
             )
             cut = FeatureModel(sub, name, full.stages, _shape(output))
-            _MODELS[base_key + (name,)] = cut
+            cuts[name] = cut
         return cut
+
+
+def is_held(features: FeatureModel) -> bool:
+    """Whether ``features`` is still one of the held models (not evicted)."""
+    with _LOCK:
+        return any(
+            held is features for cuts in _MODELS.values() for held in cuts.values()
+        )
 
 
 def _shape(tensor) -> tuple[int, int, int]:

@@ -107,11 +107,21 @@ class InputSize:
 
 @dataclass(frozen=True)
 class Layer:
-    """None (the final feature map), a layer name, or a negative stage index."""
+    """None (the final feature map), a layer name, or a negative stage index.
+
+    With ``auto``, also "auto": the estimator picks among its candidate layers.
+    """
 
     help: str = ""
+    auto: bool = False
 
     def check(self, name: str, value):
+        if value == "auto" and not self.auto:
+            raise InvalidParameterError(
+                f"`{name}='auto'` is for FineTunedClassifier, which chooses the layer "
+                f"by cross-validation; a featurizer needs None, a layer name or a "
+                f"negative int."
+            )
         if value is None or isinstance(value, str):
             return value
         if isinstance(value, Integral) and not isinstance(value, bool) and value < 0:
@@ -319,7 +329,7 @@ IMAGE_FEATURIZER_RULES = {
 }
 
 
-AUGMENTATIONS = ("light", "strong")
+AUGMENTATIONS = ("light", "light_flip", "strong")
 BATCHNORM_MODES = ("adapt", "frozen")
 HEAD_INITS = ("linear_probe", "random")
 
@@ -332,6 +342,11 @@ _SHARED = (
 
 FINE_TUNED_RULES = {
     **{name: IMAGE_FEATURIZER_RULES[name] for name in _SHARED},
+    "layer": Layer(
+        auto=True,
+        help="'auto' (final or penultimate stage, by the linear probe's "
+        "cross-validated accuracy), 'none', a layer name, or -k",
+    ),
     "unfreeze": StagesToUnfreeze(
         help="'all' or how many stages from the top to fine-tune"
     ),

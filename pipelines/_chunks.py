@@ -38,35 +38,23 @@ def read_url(url: str) -> bytes:
 def embed_chunk(featurizer, paths: list[str]) -> Chunk:
     """Embed one chunk of paths, never raising for a bad one.
 
-    Local files go to the featurizer as paths, so its worker threads read them (once:
-    the same bytes are hashed for the ``digest`` column and the cache); URLs are read
-    here through fsspec and passed as bytes.
+    Paths and fsspec URLs go to the featurizer as they are, so its decode threads
+    read them (once: the same bytes are hashed for the ``digest`` column and the
+    cache), remote ones concurrently.
     """
-    items, failures = [], {}
-    for index, path in enumerate(paths):
-        if "://" in path and not path.startswith("file://"):
-            try:
-                items.append(read_url(path))
-            except (OSError, ImportError) as error:
-                failures[index] = (type(error).__name__, str(error))
-                items.append(None)
-        else:
-            items.append(path.removeprefix("file://"))
-    usable = [i for i, item in enumerate(items) if item is not None]
     chunk = Chunk(
         embeddings=np.full(
             (len(paths), featurizer.n_features_out_), np.nan, np.float32
         ),
         digests=[None] * len(paths),
-        failures=failures,
     )
-    if usable:
-        result = featurizer.embed([items[i] for i in usable], on_error="nan")
-        chunk.embeddings[usable] = result.array
-        chunk.cache_hits = result.stats["cache_hits"]
-        chunk.computed = result.stats["computed"]
-        for position, digest in zip(usable, result.digests):
-            chunk.digests[position] = digest
-        for row in result.failures.itertuples():
-            failures[usable[row.index]] = (row.error, row.reason)
+    if not paths:
+        return chunk
+    result = featurizer.embed(list(paths), on_error="nan")
+    chunk.embeddings[:] = result.array
+    chunk.cache_hits = result.stats["cache_hits"]
+    chunk.computed = result.stats["computed"]
+    chunk.digests = list(result.digests)
+    for row in result.failures.itertuples():
+        chunk.failures[row.index] = (row.error, row.reason)
     return chunk

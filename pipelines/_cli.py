@@ -26,6 +26,7 @@ from pipelines._chunks import embed_chunk, read_url
 from pipelines._classifiers import CLASSIFIERS, make_image_classifier
 from pipelines._data import IMAGE_EXTENSIONS, list_splits, load_image_folder
 from pipelines._embed import embed_dataset, read_manifest
+from pipelines._ray import RAY_CACHES
 from pipelines._selection import compare_models
 
 TRAIN_SPLITS = ("train", "training")
@@ -227,6 +228,11 @@ def _parser() -> argparse.ArgumentParser:
     embed.add_argument("--out", required=True, help="the Parquet file to write")
     embed.add_argument("--engine", choices=("local", "ray"), default="local")
     embed.add_argument("--address", default=None, help="Ray cluster address")
+    embed.add_argument(
+        "--ray-cache", choices=RAY_CACHES, default="shared",
+        help="with --engine ray: the driver's cache folder on every node (a shared "
+        "filesystem), each node's own, or none",
+    )  # fmt: skip
     embed.add_argument("--strict", action="store_true", help="exit 1 if any failed")
     embed.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -249,11 +255,23 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("inputs", metavar="INPUT", nargs="+")
     predict.add_argument("--out", default=None, help="CSV or Parquet file to write")
 
-    cache = command("cache", _cache, help="inspect or clear the embedding cache")
-    cache.add_argument("action", choices=("info", "clear"))
+    cache = command(
+        "cache", _cache, help="inspect, clear or shrink the embedding cache"
+    )
+    cache.add_argument("action", choices=("info", "clear", "shrink"))
     cache.add_argument(
         "--older-than", default=None, metavar="AGE",
         help="with clear: entries older than AGE (30d, 12h, 45m)",
+    )  # fmt: skip
+    cache.add_argument(
+        "--stale", action="store_true",
+        help="with clear: only the configurations this installation can no longer "
+        "produce (marked in `cache info`)",
+    )  # fmt: skip
+    cache.add_argument(
+        "--max-bytes", default=None, metavar="SIZE",
+        help="with shrink: evict least recently used entries down to SIZE (2GB, "
+        "500MiB; default: the cap, $FEATURIZE_CACHE_MAX_BYTES or 10GiB)",
     )  # fmt: skip
     cache.add_argument(
         "--dir", default=None, help="cache folder (default: the default)"
@@ -632,17 +650,37 @@ def parse_age(text: str) -> float:
 
 def _cache(args) -> int:
     cache = EmbeddingCache(args.dir)
+    if args.stale and (args.action != "clear" or args.older_than is not None):
+        raise UsageError("--stale goes with `cache clear`, without --older-than.")
+    if args.max_bytes is not None and args.action != "shrink":
+        raise UsageError("--max-bytes goes with `cache shrink`.")
     if args.action == "clear":
-        age = None if args.older_than is None else parse_age(args.older_than)
-        deleted = cache.clear(older_than=age)
+        if args.stale:
+            deleted = cache.clear_stale()
+        else:
+            age = None if args.older_than is None else parse_age(args.older_than)
+            deleted = cache.clear(older_than=age)
         print(f"deleted {deleted} cached embeddings from {cache.path}")
+        return 0
+    if args.action == "shrink":
+        limit = "cap" if args.max_bytes is None else args.max_bytes
+        evicted = cache.shrink(limit)
+        print(f"evicted {evicted} least recently used embeddings from {cache.path}")
         return 0
     info = cache.info()
     size = cache.path.stat().st_size if cache.path.exists() else 0
-    print(f"cache: {cache.path} ({size / 2**20:.1f} MiB, {int(info.entries.sum())} "
-          f"embeddings in {len(info)} configurations)")  # fmt: skip
+    cap = (
+        "no cap"
+        if cache.max_bytes is None
+        else f"cap {cache.max_bytes / 2**20:.0f} MiB"
+    )
+    print(f"cache: {cache.path} ({size / 2**20:.1f} MiB, {cap}; "
+          f"{int(info.entries.sum())} embeddings in {len(info)} configurations, "
+          f"{int((info.stale != '').sum())} stale)")  # fmt: skip
     if len(info):
-        print(info.drop(columns="namespace").to_string(index=False))
+        shown = info.drop(columns="namespace")
+        shown["stale"] = shown["stale"].where(shown["stale"] != "", "-")
+        print(shown.to_string(index=False))
     return 0
 
 
@@ -653,6 +691,7 @@ def _embed(args) -> int:
         path_column=args.path_column,
         engine=args.engine,
         address=args.address,
+        ray_cache=args.ray_cache,
         progress=not args.quiet,
         **_featurizer_params(args),
     )

@@ -220,6 +220,7 @@ def embed_dataset(
     path_column: str = "path",
     engine: str = "local",
     address: str | None = None,
+    ray_cache: str = "shared",
     chunk_rows: int = CHUNK_ROWS,
     progress: bool = True,
     **featurizer_params,
@@ -241,6 +242,10 @@ def embed_dataset(
         The manifest column holding the paths.
     engine : {"local", "ray"}, default="local"
         ``"ray"`` runs on a Ray cluster (``address``; a local one by default).
+    ray_cache : {"shared", "node", "none"}, default="shared"
+        With ``engine="ray"``: the actors' cache is the driver's (or ``cache``'s)
+        folder, which every node must reach at the same path (a network filesystem
+        with file locks); or each node's own; or none.
     chunk_rows : int
         Rows embedded and written per step.
     progress : bool
@@ -264,7 +269,9 @@ def embed_dataset(
         }
     }
     if engine == "ray":
-        chunks = run_on_ray(manifest, backbone, featurizer_params, address, chunk_rows)
+        chunks = run_on_ray(
+            manifest, backbone, featurizer_params, address, chunk_rows, ray_cache
+        )
     elif engine == "local":
         chunks = _run_local(manifest, featurizer, chunk_rows)
     else:

@@ -15,7 +15,7 @@ from sklearn.model_selection import GridSearchCV, check_cv
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from featurize import ImageFeaturizer
+from featurize import ImageFeaturizer, release_models
 from pipelines._classifiers import make_classifier, make_image_classifier
 
 DEFAULT_GRIDS = {
@@ -109,6 +109,8 @@ def compare_models(
     rows = []
     configurations = list(itertools.product(backbones, layers, poolings))
     for configuration, (backbone, layer, pooling) in enumerate(configurations):
+        if configuration and backbone != configurations[configuration - 1][0]:
+            release_models()  # one backbone in memory at a time, however many
         featurizer = ImageFeaturizer(
             backbone, layer=layer, pooling=pooling, **featurizer_params
         )

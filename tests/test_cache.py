@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -299,3 +302,127 @@ def test_registered_models_are_cached_by_their_weight_values(cache, tiny_images)
     builder = ImageFeaturizer("cached_builder", cache=cache, input_size=16)
     builder.fit_transform(tiny_images)
     assert builder.embed(tiny_images).stats["cache_hits"] == 0  # no identity
+
+
+# -- size cap, least recently used eviction, stale namespaces
+
+
+def _fill(cache, settings, n, clock, monkeypatch, start=0):
+    """``n`` 4-d entries, one per simulated minute; returns their digests."""
+    monkeypatch.setattr(
+        "featurize._cache.time",
+        SimpleNamespace(time=lambda: clock[0], strftime=time.strftime),
+    )
+    namespace = cache.namespace(settings, 4)
+    digests = []
+    for k in range(start, start + n):
+        clock[0] += 120
+        digest = k.to_bytes(20, "big")
+        cache.put_many(namespace, [(digest, np.full(4, k, np.float32))])
+        digests.append(digest)
+    return namespace, digests
+
+
+def _current(backbone="x"):
+    from featurize._cache import installed_versions
+
+    return {"backbone": backbone, **installed_versions()}
+
+
+def _entry_bytes():
+    from featurize._cache import CHECKSUM_SIZE, DIGEST_SIZE
+
+    return 4 * 4 + CHECKSUM_SIZE + DIGEST_SIZE
+
+
+def test_filled_past_max_bytes_it_shrinks_least_recently_used_first(
+    tmp_path, monkeypatch
+):
+    clock = [1e9]
+    cache = EmbeddingCache(tmp_path / "cache", max_bytes=None)
+    namespace, digests = _fill(cache, _current(), 10, clock, monkeypatch)
+    assert cache.info().entries[0] == 10
+    assert cache.info().megabytes[0] == round(10 * _entry_bytes() / 2**20, 3)
+    clock[0] += 120  # read the three oldest: now the most recently used
+    assert len(cache.get_many(namespace, digests[:3], 4)) == 3
+    assert cache.shrink(6 * _entry_bytes()) == 4
+    assert cache.info().entries[0] == 6
+    # a cache with a cap enforces it on every write
+    capped = EmbeddingCache(tmp_path / "cache", max_bytes=5 * _entry_bytes())
+    _fill(capped, _current(), 2, clock, monkeypatch, start=10)
+    left = capped.get_many(namespace, [k.to_bytes(20, "big") for k in range(12)], 4)
+    assert len(left) == 5
+    # 3..6 were evicted by shrink, then 7..9 (older than the read) for the new two
+    assert k_of(left) == {0, 1, 2, 10, 11}
+    assert int(capped.info().entries.sum()) == 5
+
+
+def k_of(found) -> set:
+    return {int.from_bytes(digest, "big") for digest in found}
+
+
+def test_max_bytes_from_the_environment_and_bad_values(tmp_path, monkeypatch):
+    from featurize import InvalidParameterError
+
+    monkeypatch.setenv("FEATURIZE_CACHE_MAX_BYTES", "2GiB")
+    assert EmbeddingCache(tmp_path).max_bytes == 2 * 2**30
+    monkeypatch.setenv("FEATURIZE_CACHE_MAX_BYTES", "none")
+    assert EmbeddingCache(tmp_path).max_bytes is None
+    monkeypatch.delenv("FEATURIZE_CACHE_MAX_BYTES")
+    assert EmbeddingCache(tmp_path).max_bytes == 10 * 2**30
+    assert EmbeddingCache(tmp_path, max_bytes="500MB").max_bytes == 500 * 10**6
+    with pytest.raises(InvalidParameterError, match="Cannot read 'lots' as a size"):
+        EmbeddingCache(tmp_path, max_bytes="lots")
+
+
+def test_stale_namespaces_are_marked_and_cleared(tmp_path, monkeypatch):
+    clock = [1e9]
+    cache = EmbeddingCache(tmp_path / "cache", max_bytes=None)
+    old = _current("old") | {"keras": "2.15"}
+    _fill(cache, old, 3, clock, monkeypatch)
+    namespace, digests = _fill(cache, _current("new"), 2, clock, monkeypatch, start=3)
+    info = cache.info().set_index("backbone")
+    assert info.loc["old", "stale"].startswith("keras 2.15 (installed 3.")
+    assert info.loc["new", "stale"] == ""
+    assert cache.clear_stale() == 3
+    assert list(cache.info().backbone) == ["new"]
+    assert len(cache.get_many(namespace, digests, 4)) == 2
+
+
+def test_a_database_from_the_first_release_gains_the_new_columns(tmp_path):
+    import sqlite3
+
+    from featurize._cache import CHECKSUM_SIZE, _checksum, fingerprint
+
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    connection = sqlite3.connect(folder / "embeddings.sqlite3")
+    connection.executescript(
+        """
+        CREATE TABLE namespaces (id INTEGER PRIMARY KEY, fingerprint TEXT NOT NULL
+            UNIQUE, description TEXT NOT NULL, n_features INTEGER NOT NULL,
+            computed INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL);
+        CREATE TABLE embeddings (namespace INTEGER NOT NULL, digest BLOB NOT NULL,
+            vector BLOB NOT NULL, created REAL NOT NULL,
+            PRIMARY KEY (namespace, digest)) WITHOUT ROWID;
+        """
+    )
+    settings = _current()
+    connection.execute(
+        "INSERT INTO namespaces VALUES (1, ?, ?, 4, 2, 1e9)",
+        (fingerprint(settings), json.dumps(settings)),
+    )
+    data = np.ones(4, "<f4").tobytes()
+    for k in range(2):
+        connection.execute(
+            "INSERT INTO embeddings VALUES (1, ?, ?, 1e9)",
+            (bytes([k]) * 20, data + _checksum(data)),
+        )
+    connection.commit()
+    connection.close()
+    cache = EmbeddingCache(folder, max_bytes=None)
+    info = cache.info()
+    assert info.entries[0] == 2
+    assert info.megabytes[0] == round(2 * (16 + CHECKSUM_SIZE + 20) / 2**20, 3)
+    assert len(cache.get_many(1, [bytes([0]) * 20, bytes([1]) * 20], 4)) == 2
+    assert cache.shrink(0) == 2

@@ -73,7 +73,7 @@ def test_a_damaged_database_is_moved_aside_and_embedding_goes_on(
     damaged = database.read_bytes()
     with pytest.warns(CacheWarning, match="is damaged") as caught:
         result = embed_with(filled)
-    np.testing.assert_allclose(result.array, reference, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(result.array, reference, rtol=1e-5, atol=2e-5)
     assert "featurize cache clear" in str(caught[0].message)
     copies = damaged_copies(filled)
     main = [name for name in copies if not name.endswith(("-wal", "-shm"))]
@@ -99,7 +99,7 @@ def test_a_cache_folder_that_is_a_file_is_left_alone(tmp_path, reference):
     occupied.write_text("someone else's file")
     with pytest.warns(CacheWarning, match="cannot be used") as caught:
         result = embed_with(occupied)
-    np.testing.assert_allclose(result.array, reference, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(result.array, reference, rtol=1e-5, atol=2e-5)
     assert "FEATURIZE_CACHE_DIR" in str(caught[0].message)
     assert occupied.read_text() == "someone else's file"
 
@@ -114,7 +114,7 @@ def test_a_read_only_database_still_serves_hits(filled, reference, monkeypatch):
     monkeypatch.setattr(cache_module.sqlite3, "connect", read_only)
     with pytest.warns(CacheWarning, match="readonly|read-only"):
         result = embed_with(filled)
-    np.testing.assert_allclose(result.array, reference, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(result.array, reference, rtol=1e-5, atol=2e-5)
 
 
 def test_a_full_disk_loses_nothing(filled, reference, monkeypatch):
@@ -124,7 +124,7 @@ def test_a_full_disk_loses_nothing(filled, reference, monkeypatch):
     monkeypatch.setattr(cache_module._transaction, "__enter__", full)
     with pytest.warns(CacheWarning, match="No space left on device") as caught:
         result = embed_with(filled)
-    np.testing.assert_allclose(result.array, reference, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(result.array, reference, rtol=1e-5, atol=2e-5)
     assert result.stats["cache_hits"] == 3  # reads still worked before the write
     assert "free disk space" in str(caught[0].message)
     assert damaged_copies(filled) == []  # a full disk is not a damaged file
@@ -155,5 +155,5 @@ def test_a_lock_held_by_a_dead_process_does_not_block(filled, reference):
     with warnings.catch_warnings():
         warnings.simplefilter("error", CacheWarning)
         result = embed_with(filled)
-    np.testing.assert_allclose(result.array, reference, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(result.array, reference, rtol=1e-5, atol=2e-5)
     assert result.stats["cache_hits"] == 3  # the dead process's delete never landed

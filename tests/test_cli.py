@@ -167,8 +167,22 @@ def test_search_and_cache_commands(capsys, tmp_path, monkeypatch):
     assert "--older-than must be" in err
     code, out, _ = run(capsys, "cache", "clear", "--older-than", "1d")
     assert "deleted 0" in out
+    code, out, _ = run(capsys, "cache", "info")
+    assert "0 stale" in out
+    assert "last_used" in out
+    code, out, _ = run(capsys, "cache", "clear", "--stale")
+    assert "deleted 0" in out
+    with pytest.raises(SystemExit) as exited:
+        main(["cache", "info", "--stale"])
+    assert exited.value.code == 2
+    assert "--stale goes with `cache clear`" in capsys.readouterr().err
+    code, out, _ = run(capsys, "cache", "shrink", "--max-bytes", "1MB")
+    assert "evicted 0 " in out  # the 96 embeddings take about 0.3 MB
+    code, out, _ = run(capsys, "cache", "shrink", "--max-bytes", "0")
+    assert code == 0
+    assert "evicted 96 least recently used" in out
     code, out, _ = run(capsys, "cache", "clear")
-    assert "deleted 96" in out
+    assert "deleted 0" in out
 
 
 FLAGS = [

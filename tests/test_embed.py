@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from featurize import EmbeddingCache
+from featurize import EmbeddingCache, ImageFeaturizer
 from pipelines import embed_dataset, read_manifest
 from pipelines._cli import main
 
@@ -151,7 +151,7 @@ def test_killed_job_resumes_without_recomputing(tmp_path):
 
 
 def test_ray_engine_matches_the_local_engine(tmp_path):
-    ray = pytest.importorskip("ray", reason="pip install 'featurize[ray]'")
+    ray = pytest.importorskip("ray", reason="pip install '.[ray]'")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         on_ray = embed_dataset(
@@ -205,3 +205,101 @@ def test_missing_files_and_fsspec_urls(collection, tmp_path):
     assert table.to_dict("list") == {"path": [str(good)], "id": [3]}
     with pytest.raises(ValueError, match="folders and globs are read from local"):
         read_manifest("memory://bucket/")
+
+
+def test_a_manifest_at_a_url_with_url_items_read_by_the_decode_threads(
+    collection, tmp_path, monkeypatch
+):
+    import threading
+
+    import fsspec
+
+    files = sorted((collection / "val" / "bees").glob("*.jpg"))[:4]
+    memory = fsspec.filesystem("memory")
+    for k, path in enumerate(files):
+        memory.pipe(f"/images/{k}.jpg", path.read_bytes())
+    urls = [f"memory://images/{k}.jpg" for k in range(4)] + ["memory://images/no.jpg"]
+    pd.DataFrame({"image": urls, "id": range(5)}).to_parquet(
+        "memory://images/manifest.parquet"
+    )
+    readers = set()
+    real_open = fsspec.open
+
+    def recording_open(url, *args, **kwargs):
+        if str(url).endswith(".jpg"):  # not the manifest, which pandas reads
+            readers.add(threading.current_thread().name)
+        return real_open(url, *args, **kwargs)
+
+    monkeypatch.setattr(fsspec, "open", recording_open)
+    summary = embed_dataset(
+        "memory://images/manifest.parquet",
+        str(tmp_path / "remote.parquet"),
+        path_column="image",
+        decode_workers=2,
+        cache=None,
+        **SMALL,
+    )
+    frame, _ = read(tmp_path / "remote.parquet")
+    assert frame.path.tolist() == urls[:4]
+    assert frame.id.tolist() == [0, 1, 2, 3]
+    local = ImageFeaturizer(input_size=32, cache=None).fit_transform(files)
+    np.testing.assert_allclose(np.stack(frame.embedding), local, atol=1e-5)
+    failures = pd.read_parquet(summary.failures)
+    assert failures.path.tolist() == ["memory://images/no.jpg"]
+    assert failures.message.tolist() == ["file not found"]
+    assert readers  # the images were read through fsspec ...
+    assert threading.main_thread().name not in readers  # ... by the decode threads
+
+
+def test_ray_on_two_nodes_shares_the_cache_and_matches_the_local_engine(tmp_path):
+    pytest.importorskip("ray", reason="pip install '.[ray]'")
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from pipelines._ray import run_on_ray
+
+    paths = read_manifest(DATA).path.tolist()
+    manifest = pd.DataFrame({"path": paths + paths})  # every image twice
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 2, "include_dashboard": False},
+    )
+    cluster.add_node(num_cpus=2)
+    ray.init(address=cluster.address, log_to_driver=False)
+    report = {}
+    try:
+        chunks = list(
+            run_on_ray(
+                manifest,
+                "efficientnet_lite0",
+                {"input_size": 32, "cache": str(tmp_path / "shared")},
+                None,
+                12,
+                "shared",
+                report,
+            )  # fmt: skip
+        )
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    assert len(set(report["nodes"])) == 2  # one actor on each node
+    assert set(report["decode_workers"]) == {2}  # the CPUs Ray gave each actor
+    order = np.concatenate([frame.index.to_numpy() for frame, _ in chunks])
+    assert order.tolist() == list(range(len(manifest)))
+    assert sum(chunk.computed for _, chunk in chunks) == len(paths)  # none twice
+    assert sum(chunk.cache_hits for _, chunk in chunks) == len(paths)
+    embeddings = np.concatenate([chunk.embeddings for _, chunk in chunks])
+    local = ImageFeaturizer(input_size=32, cache=None).fit_transform(paths)
+    np.testing.assert_allclose(embeddings, np.concatenate([local, local]), atol=1e-5)
+
+
+def test_where_ray_actors_cache(tmp_path, monkeypatch):
+    from pipelines._ray import actor_params
+
+    monkeypatch.setenv("FEATURIZE_CACHE_DIR", str(tmp_path / "driver"))
+    assert actor_params({}, "shared")["cache"] == str(tmp_path / "driver")
+    assert actor_params({"cache": "/nfs/c"}, "shared")["cache"] == "/nfs/c"
+    assert "cache" not in actor_params({}, "node")  # each node's default folder
+    assert actor_params({"cache": "/nfs/c"}, "none")["cache"] is None
+    with pytest.raises(ValueError, match=r"`ray_cache` must be one of \['shared'"):
+        actor_params({}, "everywhere")

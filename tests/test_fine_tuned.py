@@ -16,7 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import clone
-from sklearn.model_selection import GridSearchCV
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from featurize import (
     FineTunedClassifier,
@@ -186,7 +188,7 @@ def test_each_stage_learns_at_lr_decay_times_the_one_above():
     model = tm.build(get_backbone(TINY), None, (SIZE, SIZE), None, "float32", 3)
     model.set_trainable(3, "adapt")
     rates = [1e-3 * 0.4**depth for depth in range(4)]
-    optimizer = tm.stage_optimizer(model, rates, 0.01, 0, 100, 0)
+    optimizer = tm.StageOptimizers(model, rates, 0.01, 0, 100).for_phase(3, step=0)
     peak = {}
     for variable in model.classifier.trainable_weights:
         chosen = optimizer._optimizer_map(variable)
@@ -197,6 +199,26 @@ def test_each_stage_learns_at_lr_decay_times_the_one_above():
     for upper, lower in [("head", "conv2"), ("conv2", "conv1"), ("conv1", "conv0")]:
         assert peak[lower] / peak[upper] == pytest.approx(0.4)
     assert peak["bn1"] == peak["conv1"]
+
+
+def test_optimizer_state_is_kept_across_phases():
+    from featurize import _tuning_model as tm
+    from featurize._backbones import get_backbone
+
+    model = tm.build(get_backbone(TINY), None, (SIZE, SIZE), None, "float32", 3)
+    stages = tm.StageOptimizers(model, [1e-3, 5e-4, 2.5e-4, 1e-4], 0.01, 2, 100)
+    first = stages.for_phase(1, step=0)
+    assert len(stages.optimizers) == 2  # the head's and the top stage's
+    second = stages.for_phase(2, step=10)
+    head = model.head.weights[0]
+    assert second._optimizer_map(head) is first._optimizer_map(head)
+    conv1 = model.classifier.get_layer("features").get_layer("conv1").kernel
+    late = second._optimizer_map(conv1)
+    assert late is stages.optimizers[2]  # created when its stage was unfrozen
+    # ... on the same curve: 10 steps in, past the warm-up, at the cosine's value
+    assert float(late.learning_rate) == pytest.approx(
+        tm.WarmupCosine(2.5e-4, 2, 100, 0).value(10)
+    )
 
 
 def test_fit_reports_the_per_stage_rates(fitted):
@@ -254,9 +276,19 @@ def test_linear_probe_head_starts_where_logistic_regression_is(data):
     probe = tiny(epochs=0).fit(images, labels)
     model = tm.build(get_backbone(TINY), None, (SIZE, SIZE), None, "float32", 3)
     features = tm.pooled_model(model).predict(images.astype("float32"), verbose=0)
-    reference = LogisticRegression(C=1.0, max_iter=2000).fit(features, labels)
+    (chosen,) = probe.probe_cv_.itertuples()  # random weights: one layer, the last
+    assert chosen.layer == probe.layer_ == "relu2"
+    assert chosen.chosen
+    search = GridSearchCV(
+        make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
+        {"logisticregression__C": [0.01, 0.1, 1.0, 10.0]},
+        cv=StratifiedKFold(5, shuffle=True, random_state=0),
+    ).fit(features, labels)
+    best_c = search.best_params_["logisticregression__C"]
+    assert best_c == chosen.C
+    assert chosen.cv_accuracy == pytest.approx(search.best_score_)
     np.testing.assert_allclose(
-        probe.predict_proba(images), reference.predict_proba(features), atol=1e-4
+        probe.predict_proba(images), search.predict_proba(features), atol=5e-4
     )
     random = tiny(epochs=0, head_init="random").fit(images, labels)
     assert not np.allclose(random.predict_proba(images), probe.predict_proba(images))
@@ -345,6 +377,41 @@ def test_class_weight(data):
         tiny(class_weight={"purple": 2.0}).fit(images, labels)
 
 
+def test_auto_layer_is_the_probe_layer_with_the_best_cross_validated_accuracy(
+    data, tmp_path
+):
+    from sklearn.linear_model import LogisticRegression
+
+    pretrained = tmp_path / "pretrained.weights.h5"
+    tiny_stages_cnn((SIZE, SIZE, 3), None).save_weights(pretrained)
+    register_tiny(weights_file=pretrained, name="tiny_pretrained")
+    images, labels = data
+    cache = tmp_path / "cache"
+    clf = FineTunedClassifier(
+        "tiny_pretrained", epochs=0, validation_fraction=None, random_state=0,
+        cache=cache,
+    ).fit(images, labels)  # fmt: skip
+    table = clf.probe_cv_
+    names = [
+        ImageFeaturizer("tiny_pretrained", layer=k, cache=None).fit().layer_
+        for k in (None, -2)
+    ]
+    assert list(table.layer) == names
+    assert table.chosen.sum() == 1
+    best = table[table.chosen].iloc[0]
+    assert best.cv_accuracy == table.cv_accuracy.max()
+    featurizer = ImageFeaturizer("tiny_pretrained", layer=best.layer, cache=cache)
+    assert clf.layer_ == featurizer.fit().layer_
+    features = featurizer.embed(images)
+    assert features.stats["cache_hits"] == len(images)  # the probe's embeddings
+    reference = make_pipeline(
+        StandardScaler(), LogisticRegression(C=best.C, max_iter=2000)
+    ).fit(features.array, labels)
+    np.testing.assert_allclose(
+        clf.predict_proba(images), reference.predict_proba(features.array), atol=5e-4
+    )
+
+
 def test_to_featurizer_has_its_own_weights_and_cache_namespace(
     data, tmp_path, monkeypatch
 ):
@@ -394,7 +461,7 @@ def test_fine_tuning_real_lite0_beats_frozen_on_digits():
     import fine_tuning
 
     data = fine_tuning.load("digits")
-    frozen = fine_tuning.frozen(data)
+    frozen = fine_tuning.frozen(data, {})
     tuned = fine_tuning.fine_tuned(data, {})
     assert tuned["accuracy"] > frozen["accuracy"] + 0.01, (tuned, frozen)
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from featurize import ImageFeaturizer, list_backbones, register_backbone
+from featurize import (
+    ImageFeaturizer,
+    list_backbones,
+    register_backbone,
+    release_models,
+)
 from featurize._backbones import all_backbones, get_backbone
 from featurize._models import feature_model
 from featurize.errors import InvalidParameterError, UnknownBackboneError
@@ -70,9 +75,37 @@ def test_list_backbones_table():
 @pytest.fixture
 def _release_models():
     yield
-    from featurize._inference import clear_caches
+    release_models()
 
-    clear_caches()
+
+def test_held_models_are_bounded_least_recently_used_out_first(monkeypatch):
+    import gc
+    import weakref
+
+    monkeypatch.setenv("FEATURIZE_MAX_MODELS", "2")
+    release_models()
+    image = np.full((1, 32, 32, 3), 128, np.uint8)
+    refs = {}
+    for name in (
+        "mobilenet_v3_small",
+        "mobilenet_v2",
+        "mobilenet_v3_small",
+        "resnet50",
+    ):
+        featurizer = ImageFeaturizer(name, weights=None, input_size=32)
+        featurizer.transform(image)
+        refs[name] = weakref.ref(featurizer.keras_model())
+    gc.collect()
+    # mobilenet_v2 was the least recently used when resnet50 came in
+    assert refs["mobilenet_v2"]() is None
+    assert refs["mobilenet_v3_small"]() is not None
+    assert refs["resnet50"]() is not None
+    release_models()
+    assert refs["resnet50"]() is None
+    assert refs["mobilenet_v3_small"]() is None
+    monkeypatch.setenv("FEATURIZE_MAX_MODELS", "0")
+    with pytest.raises(InvalidParameterError, match="FEATURIZE_MAX_MODELS"):
+        ImageFeaturizer("mobilenet_v2", weights=None, input_size=32).fit()
 
 
 @pytest.mark.usefixtures("_release_models")
