@@ -215,10 +215,19 @@ def read_file(path, *, index: int | None = None) -> bytes:
     """
     source = os.fspath(path)
     if is_url(source):
-        return _read_url(source, index)
-    source = source.removeprefix("file://")
+        try:
+            from fsspec import open as opener
+        except ImportError:
+            raise ImageReadError(
+                "reading URLs needs fsspec and the filesystem's package (pip install "
+                "fsspec s3fs, gcsfs, ...)",
+                source=source,
+                index=index,
+            ) from None
+    else:
+        source, opener = source.removeprefix("file://"), open
     try:
-        with open(source, "rb") as handle:
+        with opener(source, "rb") as handle:
             data = handle.read()
     except FileNotFoundError:
         raise ImageReadError("file not found", source=source, index=index) from None
@@ -228,37 +237,15 @@ def read_file(path, *, index: int | None = None) -> bytes:
         ) from None
     except PermissionError:
         raise ImageReadError("permission denied", source=source, index=index) from None
-    except OSError as error:
+    except (OSError, ValueError, ImportError) as error:
+        # ValueError, ImportError: a URL of an unknown protocol, or of one whose
+        # package is not installed
+        reason = getattr(error, "strerror", None) or error
         raise ImageReadError(
-            f"could not be read: {error.strerror or error}", source=source, index=index
+            f"could not be read: {reason}", source=source, index=index
         ) from None
     if not data:
         raise ImageReadError("empty file (0 bytes)", source=source, index=index)
-    return data
-
-
-def _read_url(url: str, index: int | None) -> bytes:
-    try:
-        import fsspec
-    except ImportError:
-        raise ImageReadError(
-            "reading URLs needs fsspec and the filesystem's package (pip install "
-            "fsspec s3fs, gcsfs, ...)",
-            source=url,
-            index=index,
-        ) from None
-    try:
-        with fsspec.open(url, "rb") as handle:
-            data = handle.read()
-    except FileNotFoundError:
-        raise ImageReadError("file not found", source=url, index=index) from None
-    except (OSError, ValueError, ImportError) as error:
-        # ValueError / ImportError: an unknown protocol, or its package is missing
-        raise ImageReadError(
-            f"could not be read: {error}", source=url, index=index
-        ) from None
-    if not data:
-        raise ImageReadError("empty file (0 bytes)", source=url, index=index)
     return data
 
 

@@ -22,7 +22,7 @@ from featurize import (
     ImageFeaturizer,
     list_backbones,
 )
-from pipelines._chunks import embed_chunk, read_url
+from pipelines._chunks import embed_chunk
 from pipelines._classifiers import CLASSIFIERS, make_image_classifier
 from pipelines._data import IMAGE_EXTENSIONS, list_splits, load_image_folder
 from pipelines._embed import embed_dataset, read_manifest
@@ -560,22 +560,12 @@ def _predict_fine_tuned(model, args) -> int:
     model.set_params(**{k: v for k, v in params.items() if k in runtime})
     frame = _predict_sources(args)
     paths = frame.path.astype(str).tolist()
-    result = model.predict_frame([_local_or_bytes(p) for p in paths])
+    result = model.predict_frame(paths)  # URLs too: read by the decode threads
     import pandas as pd
 
     out = pd.concat([frame.reset_index(drop=True), result], axis=1)
     _write_table(out, args.out)
     return 1 if (result["error"] != "").any() else 0
-
-
-def _local_or_bytes(path: str):
-    """A URL's bytes (read here), or the local path (read by decode threads)."""
-    if "://" not in path:
-        return path
-    try:
-        return read_url(path)
-    except OSError:
-        return path  # then reported in `error` as a file that cannot be read
 
 
 def _write_table(frame, path: str | None) -> None:

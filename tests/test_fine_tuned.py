@@ -494,3 +494,24 @@ def test_cli_train_fine_tune_compares_and_saves_then_predicts(capsys, tmp_path):
     assert {c for c in table.columns if c.startswith("proba_")} == {
         "proba_ants", "proba_bees",
     }  # fmt: skip
+
+
+def test_predicts_images_at_fsspec_urls(fitted, data):
+    import fsspec
+    from PIL import Image
+
+    images, _ = data
+    memory = fsspec.filesystem("memory")
+    urls = []
+    for k in range(3):
+        buffer = io.BytesIO()
+        Image.fromarray(images[k]).save(buffer, format="PNG")
+        memory.pipe(f"/tuned/{k}.png", buffer.getvalue())
+        urls.append(f"memory://tuned/{k}.png")
+    frame = fitted.predict_frame(urls + ["memory://tuned/missing.png"])
+    np.testing.assert_allclose(
+        frame.filter(like="proba_").to_numpy()[:3],
+        fitted.predict_proba(images[:3]),
+        rtol=1e-5,
+    )
+    assert frame.error.iloc[3] == "file not found"
