@@ -4,9 +4,10 @@ Run: .venv/bin/python benchmarks/model_memory.py
 
 Each configuration runs ``compare_models`` in a fresh process (random weights, so no
 download; 8 images of data/hymenoptera/val at 96 px, 2-fold CV, C=1) and reports its
-peak RSS: over each backbone alone (the bound is the hungriest of them), over all 8,
-and over all 8 with the models kept (the behaviour before models were released:
-``release_models`` a no-op and ``FEATURIZE_MAX_MODELS`` above 8).
+peak RSS: over each backbone alone (the bound is the hungriest of them) and over all
+8. For the behaviour before models were released, a third process embeds the same
+images with each of the 8 backbones in turn with ``FEATURIZE_MAX_MODELS=100`` (every
+model kept, as before; compare_models itself now always releases between backbones).
 """
 
 from __future__ import annotations
@@ -26,19 +27,23 @@ BACKBONES = [
 ]  # fmt: skip
 RUN = """
 import json, resource, sys, time
-import pipelines._selection as selection
+from featurize import ImageFeaturizer
 from pipelines import compare_models, load_image_folder
 backbones, keep = json.loads(sys.argv[1]), sys.argv[2] == "keep"
-if keep:
-    selection.release_models = lambda: None
 paths, labels = load_image_folder("data/hymenoptera", split="val")
 paths = paths[:4] + paths[-4:]
 labels = labels[:4] + labels[-4:]
 started = time.perf_counter()
-results, _ = compare_models(
-    paths, labels, backbones=backbones, param_grid={"C": [1.0]}, cv=2,
-    refit=False, weights=None, input_size=96, cache=None,
-)
+if keep:
+    for backbone in backbones:
+        ImageFeaturizer(backbone, weights=None, input_size=96, cache=None).transform(
+            paths
+        )
+else:
+    results, _ = compare_models(
+        paths, labels, backbones=backbones, param_grid={"C": [1.0]}, cv=2,
+        refit=False, weights=None, input_size=96, cache=None,
+    )
 print(json.dumps({
     "backbones": len(backbones), "kept": keep,
     "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),

@@ -232,6 +232,13 @@ def get_forward(
         return forward
 
 
+def forget_models() -> None:
+    """Drop every held model and compiled function (the framework's caches stay)."""
+    with _LOCK:
+        _FORWARDS.clear()
+        clear_model_cache()
+
+
 def release_models() -> None:
     """Release every model and compiled function featurize holds in this process.
 
@@ -243,9 +250,7 @@ def release_models() -> None:
 
     import keras
 
-    with _LOCK:
-        _FORWARDS.clear()
-        clear_model_cache()
+    forget_models()
     backend = keras.backend.backend()
     if backend == "jax":
         import jax

@@ -9,6 +9,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Tests never touch the user's embedding cache; subprocesses inherit this.
 os.environ["FEATURIZE_CACHE_DIR"] = tempfile.mkdtemp(prefix="featurize-cache-")
+# Tests go through many (backbone, input size) pairs: keep their models, as the test
+# of the bound sets its own.
+os.environ["FEATURIZE_MAX_MODELS"] = "64"
 
 import numpy as np
 import pytest
