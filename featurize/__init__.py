@@ -23,6 +23,8 @@ from featurize._embeddings import Embeddings
 from featurize._featurizer import ImageFeaturizer
 from featurize._fine_tuned import FineTunedClassifier
 from featurize._inference import release_models
+from featurize._text_encoders import TextEncoder, get_text_encoder, list_text_encoders
+from featurize._text_featurizer import TextFeaturizer
 from featurize.errors import (
     CacheUnavailableError,
     CacheWarning,
@@ -32,7 +34,9 @@ from featurize.errors import (
     ImageReadError,
     ImageTooLargeError,
     InvalidParameterError,
+    TextError,
     UnknownBackboneError,
+    UnknownEncoderError,
     UnsafeWeightsFileError,
     WeightsUnavailableError,
 )
@@ -63,12 +67,18 @@ __all__ = [
     "ImageReadError",
     "ImageTooLargeError",
     "InvalidParameterError",
+    "TextEncoder",
+    "TextError",
+    "TextFeaturizer",
     "UnknownBackboneError",
+    "UnknownEncoderError",
     "UnsafeWeightsFileError",
     "WeightsUnavailableError",
     "__version__",
     "get_backbone",
+    "get_text_encoder",
     "list_backbones",
+    "list_text_encoders",
     "register_backbone",
     "release_models",
     "weights_dir",

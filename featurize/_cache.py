@@ -105,10 +105,14 @@ def content_digest(raw) -> bytes:
     """The cache key of one fetched input: its content, never its name.
 
     Encoded bytes are hashed as they are (so a renamed or copied file hits and an
-    edited one misses); arrays and PIL images by their pixels, shape and dtype/mode.
+    edited one misses); arrays and PIL images by their pixels, shape and dtype/mode;
+    texts by their UTF-8 encoding.
     """
     digest = hashlib.blake2b(digest_size=DIGEST_SIZE)
-    if isinstance(raw, bytes):
+    if isinstance(raw, str):
+        digest.update(b"text:")
+        digest.update(raw.encode("utf-8", "surrogatepass"))
+    elif isinstance(raw, bytes):
         digest.update(b"bytes:")
         digest.update(raw)
     elif isinstance(raw, np.ndarray):
@@ -119,22 +123,29 @@ def content_digest(raw) -> bytes:
         exif = raw.getexif().get(0x0112, 1) if hasattr(raw, "getexif") else 1
         digest.update(f"pil:{raw.mode}:{raw.size}:{exif}:".encode())
         digest.update(raw.tobytes())
-    else:  # pragma: no cover - fetch() only returns the three kinds above
+    else:  # pragma: no cover - fetch() and check_text() return only these kinds
         raise TypeError(f"cannot hash {type(raw).__name__}")
     return digest.digest()
 
 
-def installed_versions() -> dict:
-    """The version fields of a namespace that this installation produces.
+def installed_versions(kind: str = "image") -> dict:
+    """The version fields of an image (or ``"text"``) namespace that this
+    installation produces.
 
     A namespace recorded with other values can never be hit again (stale).
     """
     from importlib.metadata import version
 
-    from featurize._images import PIXEL_PIPELINE_VERSION
+    if kind == "image":
+        from featurize._images import PIXEL_PIPELINE_VERSION
 
+        pipeline = {"pixel_pipeline": PIXEL_PIPELINE_VERSION}
+    else:
+        from featurize._texts import TEXT_PIPELINE_VERSION
+
+        pipeline = {"text_pipeline": TEXT_PIPELINE_VERSION}
     return {
-        "pixel_pipeline": PIXEL_PIPELINE_VERSION,
+        **pipeline,
         "cache_entry": ENTRY_FORMAT,
         "keras": ".".join(version("keras").split(".")[:2]),
     }
@@ -511,11 +522,12 @@ class EmbeddingCache:
         Returns
         -------
         pandas.DataFrame
-            Columns ``namespace``, ``backbone``, ``layer``, ``pooling``,
-            ``input_size``, ``entries``, ``computed`` (forward passes stored, ever),
-            ``megabytes`` (embeddings and keys), ``created``, ``last_used`` and
-            ``stale``: why this installation can never hit the namespace again
-            (e.g. ``"keras 3.14 (installed 3.15)"``), empty when it can.
+            Columns ``namespace``, ``backbone`` (or text encoder), ``layer``,
+            ``pooling``, ``input_size``, ``entries``, ``computed`` (forward passes
+            stored, ever), ``megabytes`` (embeddings and keys), ``created``,
+            ``last_used`` and ``stale``: why this installation can never hit the
+            namespace again (e.g. ``"keras 3.14 (installed 3.15)"``), empty when it
+            can.
         """
         import pandas as pd
 
@@ -529,14 +541,14 @@ class EmbeddingCache:
             )
             .fetchall()
         )
-        installed = installed_versions()
+        installed = installed_versions("image") | installed_versions("text")
         records = []
         for namespace, description, computed, created, used, size, entries in rows:
             settings = json.loads(description)
             records.append(
                 {
                     "namespace": namespace,
-                    "backbone": settings.get("backbone"),
+                    "backbone": settings.get("backbone", settings.get("encoder")),
                     "layer": settings.get("layer"),
                     "pooling": settings.get("pooling"),
                     "input_size": settings.get("input_size"),

@@ -268,7 +268,7 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                 )
             except CacheUnavailableError as error:
                 plan.drop_cache(error)
-        with _progress(len(items), params["verbose"], settings.backbone.name) as bar:
+        with ProgressBar(len(items), params["verbose"], settings.backbone.name) as bar:
             result = embed(items, plan, bar)
         if plan.cache_error is not None:
             warnings.warn(str(plan.cache_error), CacheWarning, stacklevel=2)
@@ -368,7 +368,7 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
 
 def warn_failures(
-    failures, n_images: int, report="featurizer.embed(X).failures"
+    failures, n_images: int, report="featurizer.embed(X).failures", noun="images"
 ) -> None:
     shown = "; ".join(
         f"input {row.index} {row.input!r}: {row.reason}"
@@ -376,7 +376,7 @@ def warn_failures(
     )
     more = f"; and {len(failures) - 3} more" if len(failures) > 3 else ""
     warnings.warn(
-        f"{len(failures)} of {n_images} images could not be used and gave rows of "
+        f"{len(failures)} of {n_images} {noun} could not be used and gave rows of "
         f"NaN ({shown}{more}). {report} lists them all.",
         UserWarning,
         stacklevel=3,
@@ -395,17 +395,15 @@ def native_or(value, backbone: Backbone) -> tuple[int, int]:
     return tuple(backbone.input_size)
 
 
-class _progress:
+class ProgressBar:
     """A tqdm bar that only appears on runs longer than two seconds."""
 
-    def __init__(self, total: int, verbose, name: str):
+    def __init__(self, total: int, verbose, name: str, unit: str = "img"):
         self.bar = None
         if verbose:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(
-                total=total, unit="img", desc=f"embedding ({name})", delay=2
-            )
+            self.bar = tqdm(total=total, unit=unit, desc=f"embedding ({name})", delay=2)
 
     def __enter__(self):
         return self

@@ -234,9 +234,12 @@ def get_forward(
 
 def forget_models() -> None:
     """Drop every held model and compiled function (the framework's caches stay)."""
+    from featurize._text_encoders import forget_text_encoders
+
     with _LOCK:
         _FORWARDS.clear()
         clear_model_cache()
+    forget_text_encoders()
 
 
 def release_models() -> None:

@@ -12,7 +12,10 @@ import os
 from dataclasses import dataclass
 from numbers import Integral, Real
 
+import numpy as np
+
 from featurize._backbones import get_backbone
+from featurize._text_encoders import get_text_encoder
 from featurize.errors import InvalidParameterError
 
 
@@ -174,6 +177,42 @@ class BackboneName:
 
     def from_text(self, text: str):
         return text
+
+    choices = None
+
+
+@dataclass(frozen=True)
+class EncoderName:
+    """A name in the text-encoder registry (case and separators ignored)."""
+
+    help: str = ""
+
+    def check(self, name: str, value):
+        return get_text_encoder(value).name
+
+    def from_text(self, text: str):
+        return text
+
+    choices = None
+
+
+@dataclass(frozen=True)
+class Boolean:
+    """True or False (numpy booleans included)."""
+
+    help: str = ""
+
+    def check(self, name: str, value):
+        if not isinstance(value, (bool, np.bool_)):
+            raise InvalidParameterError(
+                f"`{name}` must be True or False; received {value!r}."
+            )
+        return bool(value)
+
+    def from_text(self, text: str):
+        if text.lower() not in ("true", "false", "yes", "no", "1", "0"):
+            raise InvalidParameterError(f"expected true or false; received {text!r}.")
+        return text.lower() in ("true", "yes", "1")
 
     choices = None
 
@@ -389,3 +428,24 @@ def validate(estimator, rules: dict) -> dict:
     """
     params = estimator.get_params(deep=False)
     return {name: rule.check(name, params[name]) for name, rule in rules.items()}
+
+
+LONG_TEXT_POLICIES = ("truncate", "chunks")
+
+TEXT_FEATURIZER_RULES = {
+    "encoder": EncoderName(help="a name from `featurize encoders`"),
+    "batch_size": Integer(1, help="texts (token windows) per forward pass"),
+    "max_length": Integer(
+        3, allow_none=True, help="tokens read per text ('none': the encoder's limit)"
+    ),
+    "long_text": Options(
+        LONG_TEXT_POLICIES,
+        help="longer texts are truncated, or embedded by windows and averaged",
+    ),
+    "normalize": Boolean(help="L2-normalise the embeddings"),
+    "on_error": Options(
+        ON_ERROR, help="a missing or non-text value raises, or gives a NaN row"
+    ),
+    "cache": Anything(help="embedding cache folder, or 'none' (off)"),
+    "verbose": Anything(help="a progress bar when true"),
+}

@@ -17,7 +17,10 @@ __all__ = [
     "ImageTooLargeError",
     "InvalidInputError",
     "InvalidParameterError",
+    "ItemError",
+    "TextError",
     "UnknownBackboneError",
+    "UnknownEncoderError",
     "UnsafeWeightsFileError",
     "UnsupportedImageTypeError",
     "WeightsUnavailableError",
@@ -37,18 +40,22 @@ class UnknownBackboneError(InvalidParameterError):
     """A backbone name that is not in the registry."""
 
 
+class UnknownEncoderError(InvalidParameterError):
+    """A text encoder name that is not in the registry."""
+
+
 class InvalidInputError(FeaturizeError, ValueError):
     """The container passed as ``X`` is not a collection of images."""
 
 
-class ImageError(FeaturizeError):
-    """One image of a batch could not be used.
+class ItemError(FeaturizeError):
+    """One item of a batch (an image, a text) could not be used.
 
     Attributes
     ----------
     source : object
         The offending input as given (a path, or a short description of an
-        in-memory image).
+        in-memory item).
     index : int or None
         Its position in the batch, when known.
     reason : str
@@ -73,13 +80,30 @@ class ImageError(FeaturizeError):
 
     def __reduce__(self):
         return (
-            _rebuild_image_error,
+            _rebuild_item_error,
             (type(self), self.reason, self.source, self.index),
         )
 
 
-def _rebuild_image_error(cls, reason, source, index):
+def _rebuild_item_error(cls, reason, source, index):
     return cls(reason, source=source, index=index)
+
+
+class ImageError(ItemError):
+    """One image of a batch could not be used (see :class:`ItemError`)."""
+
+
+class TextError(ItemError, ValueError):
+    """A text value that cannot be embedded: None, NaN, or not a string.
+
+    ``source`` is the row's pandas index label, where it differs from ``index``.
+    """
+
+    def _message(self) -> str:
+        where = f"row {self.index}"
+        if self.source is not None:
+            where += f" (index label {self.source!r})"
+        return f"{where}: {self.reason}"
 
 
 class ImageReadError(ImageError, OSError):

@@ -1,4 +1,5 @@
-"""One chunk of the batch job: paths in, embeddings, digests and failures out.
+"""One chunk of the batch job: paths (or texts) in; embeddings, digests and failures
+out.
 
 Both engines (local and Ray) embed through this, so that their output is the same.
 """
@@ -35,8 +36,9 @@ def read_url(url: str) -> bytes:
         return handle.read()
 
 
-def embed_chunk(featurizer, paths: list[str]) -> Chunk:
-    """Embed one chunk of paths, never raising for a bad one.
+def embed_chunk(featurizer, paths: list) -> Chunk:
+    """Embed one chunk of paths (or texts, with a TextFeaturizer), never raising for
+    a bad one.
 
     Paths and fsspec URLs go to the featurizer as they are, so its decode threads
     read them (once: the same bytes are hashed for the ``digest`` column and the

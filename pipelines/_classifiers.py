@@ -7,7 +7,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, LinearSVC
 
-from featurize import ImageFeaturizer
+from featurize import ImageFeaturizer, TextFeaturizer
 
 CLASSIFIERS = {
     "logreg": lambda: LogisticRegression(max_iter=5000),
@@ -65,6 +65,46 @@ def make_image_classifier(
     ['featurizer', 'scaler', 'classifier']
     """
     steps = [("featurizer", ImageFeaturizer(backbone, **featurizer_params))]
+    if scale:
+        steps.append(("scaler", StandardScaler()))
+    steps.append(("classifier", make_classifier(classifier)))
+    return Pipeline(steps)
+
+
+def make_text_classifier(
+    encoder: str = "minilm_l6",
+    classifier="logreg",
+    *,
+    scale: bool = True,
+    **featurizer_params,
+) -> Pipeline:
+    """Build ``Pipeline([featurizer, (scaler,) classifier])`` for texts.
+
+    Parameters
+    ----------
+    encoder : str
+        A name from :func:`featurize.list_text_encoders`.
+    classifier : {"logreg", "linear_svm", "svm"} or estimator, default="logreg"
+    scale : bool, default=True
+        Standardise the embeddings before the classifier.
+    **featurizer_params
+        Passed to :class:`featurize.TextFeaturizer` (``max_length``,
+        ``long_text``, ``cache``, ...).
+
+    Returns
+    -------
+    sklearn.pipeline.Pipeline
+        Steps ``featurizer``, ``scaler`` (if ``scale``) and ``classifier``.
+
+    Examples
+    --------
+    >>> from pipelines import make_text_classifier
+    >>> clf = make_text_classifier("glove_50d", cache=None)
+    >>> clf.fit(["win a prize now", "see you at 6"], ["spam", "ham"]).predict(
+    ...     ["claim your prize"]).tolist()
+    ['spam']
+    """
+    steps = [("featurizer", TextFeaturizer(encoder, **featurizer_params))]
     if scale:
         steps.append(("scaler", StandardScaler()))
     steps.append(("classifier", make_classifier(classifier)))

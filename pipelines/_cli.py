@@ -20,12 +20,18 @@ from featurize import (
     FeaturizeError,
     FineTunedClassifier,
     ImageFeaturizer,
+    TextFeaturizer,
     list_backbones,
+    list_text_encoders,
 )
 from pipelines._chunks import embed_chunk
-from pipelines._classifiers import CLASSIFIERS, make_image_classifier
+from pipelines._classifiers import (
+    CLASSIFIERS,
+    make_image_classifier,
+    make_text_classifier,
+)
 from pipelines._data import IMAGE_EXTENSIONS, list_splits, load_image_folder
-from pipelines._embed import embed_dataset, read_manifest
+from pipelines._embed import embed_dataset, read_manifest, read_text_table
 from pipelines._ray import RAY_CACHES
 from pipelines._selection import compare_models
 
@@ -36,6 +42,9 @@ FEATURIZER_OPTIONS = (
     "backbone", "weights", "layer", "pooling", "input_size", "resize", "precision",
     "batch_size", "decode_workers", "max_pixels", "cache",
 )  # fmt: skip
+# TextFeaturizer parameters offered with --text-column (batch_size and cache are the
+# featurizer options of the same names).
+TEXT_OPTIONS = ("encoder", "max_length", "long_text")
 # What `search` can compare several of (comma-separated); one each elsewhere.
 COMPARABLE = ("backbone", "layer", "pooling")
 # What defines a saved model's embeddings: `predict` may not change these.
@@ -86,13 +95,15 @@ def _metavar(name: str, rule) -> str:
     return name.upper()
 
 
-def _featurizer_options() -> argparse.ArgumentParser:
-    """The featurizer's options, declared once for every command that embeds."""
+def _featurizer_options(
+    estimator=ImageFeaturizer, names=FEATURIZER_OPTIONS, title="featurizer options"
+) -> argparse.ArgumentParser:
+    """An estimator's options, declared once for every command that embeds."""
     parent = argparse.ArgumentParser(add_help=False)
-    group = parent.add_argument_group("featurizer options")
-    defaults = ImageFeaturizer().get_params()
-    for name in FEATURIZER_OPTIONS:
-        rule = ImageFeaturizer.parameter_rules[name]
+    group = parent.add_argument_group(title)
+    defaults = estimator().get_params()
+    for name in names:
+        rule = estimator.parameter_rules[name]
         comparable = name in COMPARABLE
         flags = [f"--{name.replace('_', '-')}"]
         if comparable:
@@ -103,6 +114,8 @@ def _featurizer_options() -> argparse.ArgumentParser:
             shown = "the default folder"
         if name == "input_size":
             shown = "the backbone's native size"
+        if name == "max_length":
+            shown = "the encoder's limit"
         more = "; comma-separated to compare several (search)" if comparable else ""
         group.add_argument(
             *flags,
@@ -142,6 +155,13 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = _common_options()
     featurizer = _featurizer_options()
+    text = _featurizer_options(
+        TextFeaturizer, TEXT_OPTIONS, "text options (with --text-column)"
+    )
+    text.add_argument(
+        "--text-column", default=None,
+        help="embed this column of a CSV/Parquet table as text (TextFeaturizer)",
+    )  # fmt: skip
     manifest = argparse.ArgumentParser(add_help=False)
     manifest.add_argument(
         "--path-column", default="path", help="manifest column holding the paths"
@@ -162,15 +182,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     weights.add_argument("--missing", action="store_true", help="only missing ones")
 
+    command("encoders", _encoders, help="list the text encoders")
+
     train = command(
         "train",
         _train,
-        [featurizer],
-        help="train and evaluate a classifier on an image folder",
+        [featurizer, text],
+        help="train and evaluate a classifier on an image folder or a text column",
         description="Train on DIR/<class>/* (holding out a stratified part for "
-        "evaluation) or on DIR/train/<class>/*, evaluating on DIR/val (or test).",
+        "evaluation) or on DIR/train/<class>/*, evaluating on DIR/val (or test). "
+        "With --text-column, DIR is a CSV/Parquet table: its text column embedded "
+        "by a TextFeaturizer, its --label-column the classes, a stratified part "
+        "held out.",
     )
     train.add_argument("directory", metavar="DIR")
+    train.add_argument(
+        "--label-column", default="label",
+        help="with --text-column: the column holding the classes",
+    )  # fmt: skip
     train.add_argument("--classifier", default="logreg", choices=list(CLASSIFIERS))
     train.add_argument("--C", type=float, default=1.0, dest="C", help="regularisation")
     train.add_argument(
@@ -218,11 +247,12 @@ def _parser() -> argparse.ArgumentParser:
     embed = command(
         "embed",
         _embed,
-        [featurizer, manifest],
+        [featurizer, manifest, text],
         help="embed a whole collection to Parquet (resumable; local or Ray)",
         description="Embed every image of INPUT (a folder, a glob, a text file of "
         "paths, or a CSV/Parquet manifest) into OUT.parquet, with failures in "
-        "OUT.failures.parquet. Killed and re-run, it recomputes nothing it stored.",
+        "OUT.failures.parquet. Killed and re-run, it recomputes nothing it stored. "
+        "With --text-column, the texts of that column of a CSV/Parquet INPUT.",
     )
     embed.add_argument("input", metavar="INPUT")
     embed.add_argument("--out", required=True, help="the Parquet file to write")
@@ -239,7 +269,7 @@ def _parser() -> argparse.ArgumentParser:
     predict = command(
         "predict",
         _predict,
-        [featurizer, manifest],
+        [featurizer, manifest, text],
         help="predict images with a saved pipeline",
         description="Predict the images of INPUT (image files, or one folder, glob, "
         "text file of paths or CSV/Parquet manifest) with a pipeline saved by "
@@ -249,7 +279,8 @@ def _parser() -> argparse.ArgumentParser:
         "x.csv) or Parquet (--out x.parquet). Unreadable images get an error and "
         "no label; the exit code is then 1. Featurizer options may change how "
         "images are read (batch size, threads, cache), not what defines the "
-        "model's embeddings.",
+        "model's embeddings. A text model (`train TABLE --text-column`) predicts "
+        "the --text-column of one CSV/Parquet table.",
     )
     predict.add_argument("model", metavar="MODEL")
     predict.add_argument("inputs", metavar="INPUT", nargs="+")
@@ -284,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        if args.command in ("train", "search", "embed", "predict"):
+        if args.command in ("train", "search", "embed", "predict", "encoders"):
             _import_framework(show_logs=args.framework_logs)
         return args.handler(args)
     except BrokenPipeError:  # e.g. piped into `head`
@@ -345,6 +376,31 @@ def _featurizer_params(args, *, comparable: bool = False) -> dict:
     return params
 
 
+def _text_params(args) -> dict:
+    """The TextFeaturizer options given on the command line (defaults stay out)."""
+    names = (*TEXT_OPTIONS, "batch_size", "cache")
+    given = {name: getattr(args, name) for name in names if hasattr(args, name)}
+    image_only = [
+        f"--{name.replace('_', '-')}"
+        for name in FEATURIZER_OPTIONS
+        if hasattr(args, name) and name not in given
+    ]
+    if image_only:
+        verb = "applies" if len(image_only) == 1 else "apply"
+        raise UsageError(
+            f"{', '.join(image_only)} {verb} to images, not to --text-column; the "
+            f"text options are --encoder, --max-length and --long-text."
+        )
+    return given
+
+
+def _check_no_text_options(args) -> None:
+    given = [f"--{n.replace('_', '-')}" for n in TEXT_OPTIONS if hasattr(args, n)]
+    if given:
+        verb = "needs" if len(given) == 1 else "need"
+        raise UsageError(f"{', '.join(given)} {verb} --text-column.")
+
+
 # -- commands
 
 
@@ -366,6 +422,11 @@ def _backbones(args) -> int:
         "stages",
     ]
     print(table[columns].to_string(index=False))
+    return 0
+
+
+def _encoders(args) -> int:
+    print(list_text_encoders().to_string(index=False))
     return 0
 
 
@@ -424,6 +485,9 @@ def _train(args) -> int:
     import joblib
     from sklearn.metrics import accuracy_score, classification_report
 
+    if args.text_column is not None:
+        return _train_text(args)
+    _check_no_text_options(args)
     params = _featurizer_params(args)
     train_x, train_y, test_x, test_y, how = _split_folder(
         args.directory, args.seed, args.test_size
@@ -466,6 +530,60 @@ def _train(args) -> int:
         joblib.dump(model, args.out)
         size = os.path.getsize(args.out)
         print(f"saved the fitted {kind} to {args.out} ({size / 1024:.0f} KiB)")
+    return 0
+
+
+def _train_text(args) -> int:
+    """A TextFeaturizer + classifier on a table's text and label columns."""
+    import joblib
+    from sklearn.metrics import accuracy_score, classification_report
+    from sklearn.model_selection import train_test_split
+
+    if args.fine_tune:
+        raise UsageError("--fine-tune applies to images, not to --text-column.")
+    params = _text_params(args)
+    table = read_text_table(args.directory, args.text_column)
+    if args.label_column not in table.columns:
+        raise UserError(
+            f"{args.directory!r} has no column {args.label_column!r}; its columns "
+            f"are {list(table.columns)}. Pass --label-column."
+        )
+    pipeline = make_text_classifier(
+        classifier=args.classifier, verbose=0 if args.quiet else 1, **params
+    )
+    pipeline.set_params(classifier__C=args.C)
+    featurizer, head = pipeline["featurizer"], pipeline[1:]
+    featurizer.fit()
+    labelled = table[table[args.label_column].notna()]
+    result = featurizer.embed(labelled[args.text_column], on_error="nan")
+    for row in result.failures.itertuples():
+        print(
+            f"featurize: skipped row {labelled.index[row.index]}: {row.reason}",
+            file=sys.stderr,
+        )
+    keep = np.flatnonzero(result.ok)
+    features = result.array[keep]
+    labels = labelled[args.label_column].to_numpy()[keep]
+    train_x, test_x, train_y, test_y = train_test_split(
+        features, labels, test_size=args.test_size, stratify=labels,
+        random_state=args.seed,
+    )  # fmt: skip
+    print(
+        f"Training {args.classifier} on {featurizer.encoder_} text embeddings "
+        f"({featurizer.n_features_out_} per text); {len(train_y)} training and "
+        f"{len(test_y)} held-out texts (stratified {1 - args.test_size:.0%}/"
+        f"{args.test_size:.0%} split).",
+        flush=True,
+    )
+    head.fit(train_x, train_y)
+    predictions = head.predict(test_x)
+    accuracy = accuracy_score(test_y, predictions)
+    print(f"accuracy: {accuracy:.4f} ({len(test_y)} held-out texts)")
+    print(classification_report(test_y, predictions, digits=4))
+    if args.out:
+        joblib.dump(pipeline, args.out)
+        size = os.path.getsize(args.out)
+        print(f"saved the fitted pipeline to {args.out} ({size / 1024:.0f} KiB)")
     return 0
 
 
@@ -513,22 +631,54 @@ def _predict(args) -> int:
         pipeline = joblib.load(args.model)
     except FileNotFoundError:
         raise UserError(f"model file {args.model!r} not found") from None
+    text_model = not isinstance(pipeline, FineTunedClassifier) and isinstance(
+        pipeline["featurizer"], TextFeaturizer
+    )
+    if text_model != (args.text_column is not None):
+        raise UserError(
+            f"{args.model!r} classifies texts: pass a CSV/Parquet table and its "
+            f"--text-column."
+            if text_model
+            else f"{args.model!r} classifies images: --text-column does not apply."
+        )
     if isinstance(pipeline, FineTunedClassifier):
         return _predict_fine_tuned(pipeline, args)
     featurizer, head = pipeline["featurizer"], pipeline[1:]
-    params = _featurizer_params(args)
-    saved = featurizer.get_params()
-    for name in DEFINING:
-        rule = ImageFeaturizer.parameter_rules[name]
-        if name in params and params[name] != rule.check(name, saved[name]):
-            raise UserError(
-                f"--{name.replace('_', '-')} {params[name]!r} differs from the "
-                f"model's {saved[name]!r}: the classifier was trained on those "
-                f"embeddings. Leave it out, or train a new model."
+    if text_model:
+        if len(args.inputs) != 1:
+            raise UserError("With --text-column, pass one CSV/Parquet table.")
+        given = _text_params(args)
+        for name in TEXT_OPTIONS:
+            saved = TextFeaturizer.parameter_rules[name].check(
+                name, featurizer.get_params()[name]
             )
-    featurizer.set_params(**{k: v for k, v in params.items() if k not in DEFINING})
-    frame = _predict_sources(args)
-    chunk = embed_chunk(featurizer.fit(), frame.path.astype(str).tolist())
+            if name in given and given[name] != saved:
+                raise UserError(
+                    f"--{name.replace('_', '-')} {given[name]!r} differs from the "
+                    f"model's {saved!r}: the classifier was trained on those "
+                    f"embeddings. Leave it out, or train a new model."
+                )
+        featurizer.set_params(
+            **{k: v for k, v in given.items() if k not in TEXT_OPTIONS}
+        )
+        frame = read_text_table(args.inputs[0], args.text_column)
+        items = frame[args.text_column].tolist()
+    else:
+        _check_no_text_options(args)
+        params = _featurizer_params(args)
+        saved = featurizer.get_params()
+        for name in DEFINING:
+            rule = ImageFeaturizer.parameter_rules[name]
+            if name in params and params[name] != rule.check(name, saved[name]):
+                raise UserError(
+                    f"--{name.replace('_', '-')} {params[name]!r} differs from the "
+                    f"model's {saved[name]!r}: the classifier was trained on those "
+                    f"embeddings. Leave it out, or train a new model."
+                )
+        featurizer.set_params(**{k: v for k, v in params.items() if k not in DEFINING})
+        frame = _predict_sources(args)
+        items = frame.path.astype(str).tolist()
+    chunk = embed_chunk(featurizer.fit(), items)
     usable = [i for i in range(len(frame)) if i not in chunk.failures]
     out = frame.reset_index(drop=True).copy()
     out["label"] = None
@@ -675,15 +825,20 @@ def _cache(args) -> int:
 
 
 def _embed(args) -> int:
+    if args.text_column is None:
+        _check_no_text_options(args)
     summary = embed_dataset(
         args.input,
         args.out,
         path_column=args.path_column,
+        text_column=args.text_column,
         engine=args.engine,
         address=args.address,
         ray_cache=args.ray_cache,
         progress=not args.quiet,
-        **_featurizer_params(args),
+        **(
+            _featurizer_params(args) if args.text_column is None else _text_params(args)
+        ),
     )
     print(summary)
     return 1 if args.strict and summary.failed else 0

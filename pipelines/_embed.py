@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from featurize import EmbeddingCache, ImageFeaturizer, __version__
+from featurize import EmbeddingCache, ImageFeaturizer, TextFeaturizer, __version__
 from pipelines._chunks import embed_chunk, read_url
 from pipelines._data import IMAGE_EXTENSIONS
 from pipelines._ray import run_on_ray
@@ -37,6 +37,8 @@ _MAGIC = (
     b"MM\x00*",
 )
 FAILURE_COLUMNS = ["path", "error", "message"]
+# A text's failure is named by its row in the manifest (0-based, header excluded).
+TEXT_FAILURE_COLUMNS = ["row", "error", "message"]
 
 
 def is_image_file(path) -> bool:
@@ -98,6 +100,28 @@ def read_manifest(source, path_column: str = "path"):
     return pd.DataFrame({"path": [line.strip() for line in lines if line.strip()]})
 
 
+def read_text_table(source, text_column: str):
+    """The rows of a CSV/Parquet manifest (or a URL to one) with a ``text_column``."""
+    import pandas as pd
+
+    text = os.fspath(source)
+    suffix = Path(text.split("?")[0]).suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise ValueError(
+            f"Texts are read from a column of a CSV or Parquet table; received "
+            f"{text!r}. Pass a .csv or .parquet file and its text column."
+        )
+    if "://" not in text and not os.path.exists(text):
+        raise FileNotFoundError(f"Input {text!r} does not exist.")
+    table = pd.read_csv(text) if suffix == ".csv" else pd.read_parquet(text)
+    if text_column not in table.columns:
+        raise ValueError(
+            f"Table {text!r} has no column {text_column!r}; its columns are "
+            f"{list(table.columns)}. Pass text_column=... (--text-column)."
+        )
+    return table.reset_index(drop=True)  # failures are named by row number
+
+
 def _check_url_manifest(url: str) -> None:
     """A manifest at a URL must be a file (a table or a list): folders and globs are
     walked on local disks only."""
@@ -120,15 +144,17 @@ class Summary:
     seconds: float = 0.0
     output: str = ""
     failures: str = ""
+    unit: str = "images"
 
     @property
     def images_per_second(self) -> float:
+        """Rows (images or texts) per second of wall time."""
         return self.rows / self.seconds if self.seconds else 0.0
 
     def __str__(self) -> str:
         return (
             f"{self.rows} rows: {self.embedded} embedded, {self.from_cache} from the "
-            f"cache, {self.failed} failed; {self.images_per_second:.1f} images/s, "
+            f"cache, {self.failed} failed; {self.images_per_second:.1f} {self.unit}/s, "
             f"{self.seconds:.1f} s wall time. Output: {self.output}"
             + (f"; failures: {self.failures}" if self.failed else "")
         )
@@ -188,10 +214,10 @@ class _AtomicParquet:
             os.unlink(self.temporary)
 
 
-def _write_failures(path: str, records: list) -> None:
+def _write_failures(path: str, records: list, columns=FAILURE_COLUMNS) -> None:
     import pandas as pd
 
-    frame = pd.DataFrame(records, columns=FAILURE_COLUMNS)
+    frame = pd.DataFrame(records, columns=columns)
     folder = os.path.dirname(os.path.abspath(path))
     handle, temporary = tempfile.mkstemp(prefix=".failures.", dir=folder)
     os.close(handle)
@@ -218,6 +244,7 @@ def embed_dataset(
     *,
     backbone: str = "efficientnet_lite0",
     path_column: str = "path",
+    text_column: str | None = None,
     engine: str = "local",
     address: str | None = None,
     ray_cache: str = "shared",
@@ -225,7 +252,8 @@ def embed_dataset(
     progress: bool = True,
     **featurizer_params,
 ) -> Summary:
-    """Embed every image of ``source`` into a Parquet file.
+    """Embed every image of ``source`` (or every text of its ``text_column``) into
+    a Parquet file.
 
     Parameters
     ----------
@@ -240,6 +268,12 @@ def embed_dataset(
         Any registry name; other featurizer settings go in ``featurizer_params``.
     path_column : str, default="path"
         The manifest column holding the paths.
+    text_column : str or None, default=None
+        Embed this column of a CSV/Parquet manifest as text, with
+        :class:`featurize.TextFeaturizer` (``featurizer_params`` are its parameters:
+        ``encoder``, ``max_length``, ...; ``backbone`` is not used). Every column
+        is kept; a missing or non-text value is a failure named by its ``row``.
+        Local engine only.
     engine : {"local", "ray"}, default="local"
         ``"ray"`` runs on a Ray cluster (``address``; a local one by default).
     ray_cache : {"shared", "node", "none"}, default="shared"
@@ -257,8 +291,20 @@ def embed_dataset(
         Rows, embedded, from cache, failed, images/s, wall time, output paths.
     """
     started = time.perf_counter()
-    manifest = read_manifest(source, path_column)
-    featurizer = ImageFeaturizer(backbone, **featurizer_params).fit()
+    if text_column is not None:
+        if engine != "local":
+            raise ValueError(
+                f"Text columns are embedded with engine='local' (received "
+                f"{engine!r}): the text encoders embed thousands of texts a second "
+                f"on one machine."
+            )
+        manifest = read_text_table(source, text_column)
+        featurizer = TextFeaturizer(**featurizer_params).fit()
+        items = manifest[text_column]
+    else:
+        manifest = read_manifest(source, path_column)
+        featurizer = ImageFeaturizer(backbone, **featurizer_params).fit()
+        items = manifest.path
     settings = featurizer.fingerprint()
     metadata = {
         "featurize": {
@@ -273,16 +319,18 @@ def embed_dataset(
             manifest, backbone, featurizer_params, address, chunk_rows, ray_cache
         )
     elif engine == "local":
-        chunks = _run_local(manifest, featurizer, chunk_rows)
+        chunks = _run_local(manifest, items, featurizer, chunk_rows)
     else:
         raise ValueError(f"`engine` must be 'local' or 'ray'; received {engine!r}.")
     summary = Summary(rows=len(manifest), output=out, failures=failures_path(out))
+    if text_column is not None:
+        summary.unit = "texts"
     import pyarrow as pa
 
     schema = pa.Schema.from_pandas(manifest, preserve_index=False)
     writer = _AtomicParquet(out, metadata)
     failures = []
-    bar = _bar(len(manifest), progress)
+    bar = _bar(len(manifest), progress, summary.unit)
     try:
         for frame, chunk in chunks:
             keep = [i for i in range(len(frame)) if i not in chunk.failures]
@@ -291,7 +339,8 @@ def embed_dataset(
                     _arrow_table(frame, chunk.digests, chunk.embeddings, keep, schema)
                 )
             for i, (error, message) in sorted(chunk.failures.items()):
-                failures.append((frame.path.iloc[i], error, message))
+                name = frame.path.iloc[i] if text_column is None else frame.index[i]
+                failures.append((name, error, message))
             summary.from_cache += chunk.cache_hits
             summary.embedded += chunk.computed
             bar.update(len(frame))
@@ -303,20 +352,24 @@ def embed_dataset(
         raise
     finally:
         bar.close()
-    _write_failures(summary.failures, failures)
+    columns = FAILURE_COLUMNS if text_column is None else TEXT_FAILURE_COLUMNS
+    _write_failures(summary.failures, failures, columns)
     summary.failed = len(failures)
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def _run_local(manifest, featurizer, chunk_rows: int):
+def _run_local(manifest, items, featurizer, chunk_rows: int):
+    images = isinstance(featurizer, ImageFeaturizer)
     for start in range(0, len(manifest), chunk_rows):
         frame = manifest.iloc[start : start + chunk_rows]
-        yield frame, embed_chunk(featurizer, frame.path.astype(str).tolist())
+        values = items.iloc[start : start + chunk_rows]
+        values = values.astype(str).tolist() if images else values.tolist()
+        yield frame, embed_chunk(featurizer, values)
 
 
-def _bar(total: int, enabled: bool):
+def _bar(total: int, enabled: bool, unit: str = "images"):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="img", desc="embedding", disable=not enabled,
+    return tqdm(total=total, unit=unit[:-1], desc="embedding", disable=not enabled,
                 smoothing=0.1)  # fmt: skip

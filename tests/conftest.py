@@ -28,6 +28,19 @@ def keras_backend() -> str:
     return keras.backend.backend()
 
 
+def pytest_collection_modifyitems(config, items):
+    """On other backends, leave out the variants marked ``tf_only``: the backend
+    subset checks each code path once there, not every backbone of a family."""
+    if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+        return
+    kept = [item for item in items if item.get_closest_marker("tf_only") is None]
+    if len(kept) < len(items):
+        config.hook.pytest_deselected(
+            items=[item for item in items if item not in kept]
+        )
+        items[:] = kept
+
+
 @pytest.fixture(scope="session")
 def photos() -> dict[str, np.ndarray]:
     """Real RGB photos: scikit-image's and scikit-learn's bundled samples."""

@@ -258,3 +258,96 @@ def test_framework_start_up_lines_stay_out_unless_asked(tmp_path):
         )
         assert loud.returncode == 0
         assert "absl" in loud.stderr or "oneDNN" in loud.stderr
+
+
+SMS = DATA.parent / "sms_spam_sample.csv"
+
+
+def test_train_and_embed_a_text_column(capsys, tmp_path):
+    """`train TABLE --text-column` fits TextFeaturizer + classifier; `embed` writes
+    the column's embeddings with the table's other columns, failures by row."""
+    import joblib
+
+    model_file = tmp_path / "text.joblib"
+    code, out, _ = run(
+        capsys, "train", str(SMS), "--text-column", "text", "--label-column",
+        "label", "--encoder", "glove_50d", "--quiet", "--out", str(model_file),
+    )  # fmt: skip
+    assert code == 0, out
+    assert "glove_50d text embeddings (50 per text); 225 training and 75" in out
+    accuracy = float(out.split("accuracy: ")[1].split()[0])
+    assert accuracy > 0.75  # two thirds are ham: above guessing the majority
+    pipeline = joblib.load(model_file)
+    predicted = pipeline.predict(
+        [
+            "URGENT! You have won a 1 week FREE membership in our £100,000 prize "
+            "Jackpot! Txt the word CLAIM to 81010",
+            "Ok lar, I will see you at home later",
+        ]
+    )
+    assert list(predicted) == ["spam", "ham"]
+    code, out, _ = run(
+        capsys, "predict", str(model_file), str(SMS), "--text-column", "text"
+    )
+    assert code == 0
+    rows = pd.read_csv(io.StringIO(out))
+    assert len(rows) == 300
+    assert {"label", "proba_spam", "error"} <= set(rows.columns)
+    assert (rows.label == pd.read_csv(SMS).label).mean() > 0.75
+    code, _, err = run(capsys, "predict", str(model_file), str(SMS))
+    assert code == 1
+    assert "classifies texts" in err
+    code, _, err = run(
+        capsys, "predict", str(model_file), str(SMS), "--text-column", "text",
+        "--encoder", "minilm_l6",
+    )  # fmt: skip
+    assert code == 1
+    assert "differs from the model's 'glove_50d'" in err
+
+    table = pd.DataFrame(
+        {"id": [7, 8, 9], "title": ["hello there", None, "free prize now"]}
+    )
+    table.to_csv(tmp_path / "titles.csv", index=False)
+    out_file = tmp_path / "titles.parquet"
+    code, out, _ = run(
+        capsys, "embed", str(tmp_path / "titles.csv"), "--text-column", "title",
+        "--encoder", "glove_50d", "--out", str(out_file), "--quiet",
+    )  # fmt: skip
+    assert code == 0
+    assert "3 rows: 2 embedded, 0 from the cache, 1 failed" in out
+    written = pd.read_parquet(out_file)
+    assert list(written.columns) == ["id", "title", "digest", "embedding"]
+    assert list(written.id) == [7, 9]
+    assert len(written.embedding[0]) == 50
+    failures = pd.read_parquet(tmp_path / "titles.failures.parquet")
+    assert list(failures.row) == [1]
+    assert "missing value" in failures.message[0]
+    # Run again: everything comes from the cache.
+    code, out, _ = run(
+        capsys, "embed", str(tmp_path / "titles.csv"), "--text-column", "title",
+        "--encoder", "glove_50d", "--out", str(out_file), "--quiet",
+    )  # fmt: skip
+    assert "2 from the cache" in out
+
+    for argv, message in [
+        (["embed", str(SMS), "--out", "x.parquet", "--max-length", "9"],
+         "--max-length needs --text-column"),
+        (["embed", str(SMS), "--out", "x.parquet", "--text-column", "text",
+          "--layer", "-2"], "--layer applies to images"),
+        (["train", str(SMS), "--text-column", "text", "--fine-tune"],
+         "--fine-tune applies to images"),
+    ]:  # fmt: skip
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+    code, _, err = run(capsys, "train", str(SMS), "--text-column", "body")
+    assert code == 1
+    assert "has no column 'body'" in err
+    code, _, err = run(capsys, "train", str(DATA), "--text-column", "text")
+    assert code == 1
+    assert "CSV or Parquet table" in err
+    code, out, _ = run(capsys, "encoders")
+    assert code == 0
+    assert "minilm_l6" in out
+    assert "glove_50d" in out

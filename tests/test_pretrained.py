@@ -32,7 +32,8 @@ from featurize.errors import UnsafeWeightsFileError
 
 from .conftest import DATA, SHARED
 
-# Everything here also runs on JAX (KERAS_BACKEND=jax pytest -m backend).
+# Everything here also runs on JAX (KERAS_BACKEND=jax pytest -m "backend and not slow"),
+# except the variants marked tf_only.
 pytestmark = pytest.mark.backend
 
 # ImageNet class indices used below.
@@ -75,7 +76,14 @@ def _resized(photo, size=224):
     return np.asarray(image, np.float32)[np.newaxis]
 
 
-@pytest.mark.parametrize("name", sorted(LITE))
+LARGER_LITES_TF_ONLY = [
+    "efficientnet_lite0",
+    pytest.param("efficientnet_lite1", marks=pytest.mark.tf_only),
+    pytest.param("efficientnet_lite2", marks=pytest.mark.tf_only),
+]
+
+
+@pytest.mark.parametrize("name", LARGER_LITES_TF_ONLY)
 def test_top5_imagenet_classes_are_sensible(photos, name):
     constructor, size = LITE[name]
     classifier = constructor(include_top=True, weights="imagenet")
@@ -305,6 +313,7 @@ def test_legacy_h5_with_the_head_loads_into_the_headless_backbone(tmp_path, phot
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.tf_only
 @pytest.mark.parametrize("name", ["efficientnet_lite1", "efficientnet_lite2"])
 def test_larger_lites_embed_offline_as_their_constructor_does(photos, name):
     constructor, size = LITE[name]
