@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Two test processes, a test file each: much of a test is single-threaded (building
+# Keras models, subprocesses, Ray start-up), so two share the 2 cores of CI well.
+PYTEST_WORKERS := -n 2 --dist loadfile
 
 .PHONY: demo test
 
@@ -20,5 +23,5 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check featurize pipelines tests benchmarks
 	$(BIN)/ruff format --check featurize pipelines tests benchmarks
-	$(BIN)/python -m pytest
-	KERAS_BACKEND=jax $(BIN)/python -m pytest -m "backend and not slow"
+	$(BIN)/python -m pytest $(PYTEST_WORKERS)
+	KERAS_BACKEND=jax $(BIN)/python -m pytest $(PYTEST_WORKERS) -m "backend and not slow"

@@ -36,6 +36,10 @@ PROBE_FOLDS = 5
 # enough to rank four values of C, and seconds of logistic regression at any size.
 PROBE_CV_ROWS = 2000
 LAYER_CANDIDATES = (None, -2)
+# learning_rate="auto": the peak rate by where the model is cut. Cut at the final
+# layer (the probe found ImageNet's top features fit the data), they move gently; cut
+# below it (the top stage's features did not fit), the top stage must move more.
+AUTO_LEARNING_RATES = {"final": 3e-4, "below": 1e-3}
 PROBE_COLUMNS = ["layer", "C", "cv_accuracy", "chosen"]
 HISTORY_COLUMNS = [
     "epoch", "phase", "unfrozen_stages", "lr_head", "lr_lowest", "loss",
@@ -79,10 +83,15 @@ precision, decode_workers, verbose
         How many stages, from the top, are fine-tuned (0: the head only).
     unfreeze_every : int, default=1
         Epochs before one more stage is unfrozen; 0 unfreezes them all at once.
-    learning_rate : float, default=1e-3
-        Peak learning rate of the head (on digits at 112 px, with light
-        augmentation: 0.979 test accuracy, vs 0.960 at 3e-4 and 0.951 for the
-        linear probe alone).
+    learning_rate : float or "auto", default="auto"
+        Peak learning rate of the head. ``"auto"``: 3e-4 when the model is cut at
+        the backbone's final layer, 1e-3 when it is cut below (with
+        ``layer="auto"``: when the probe found the penultimate stage better, the
+        final stage's ImageNet features not fitting the data). Measured on
+        EfficientNet-Lite0 at 224 px: dtd10 (final layer chosen) 0.8850 at 3e-4 vs
+        0.8700 at 1e-3, on a second split 0.8750 vs NUMBER; digits (penultimate
+        chosen) 0.9599 at 1e-3 vs 0.9452 at 3e-4, on a second split NUMBER vs
+        NUMBER.
     lr_decay : float, default=0.5
         Each stage's rate is the rate of the stage above it times this (the top
         stage's is ``learning_rate * lr_decay``).
@@ -142,6 +151,9 @@ default="light"
         The linear probe's choice: per candidate ``layer``, the best ``C`` and its
         ``cv_accuracy`` (5-fold, on at most 2,000 training images; NaN where a
         class has fewer than 2), and which was ``chosen``.
+    learning_rate_ : float
+        The head's peak learning rate (``learning_rate``, or what ``"auto"``
+        chose).
     stage_learning_rates_ : dict
         Peak learning rate of the head and of each fine-tuned stage.
     history_ : pandas.DataFrame
@@ -176,7 +188,7 @@ default="light"
         resize="stretch",
         unfreeze="all",
         unfreeze_every=1,
-        learning_rate=1e-3,
+        learning_rate="auto",
         lr_decay=0.5,
         warmup=0.1,
         weight_decay=0.01,
@@ -340,8 +352,12 @@ default="light"
         n_stages = len(model.stages)
         target = n_stages if params["unfreeze"] == "all" else params["unfreeze"]
         target = min(target, n_stages)
+        self.learning_rate_ = params["learning_rate"]
+        if self.learning_rate_ == "auto":
+            cut = "final" if model.at_final_layer else "below"
+            self.learning_rate_ = AUTO_LEARNING_RATES[cut]
         rates = [
-            params["learning_rate"] * params["lr_decay"] ** depth
+            self.learning_rate_ * params["lr_decay"] ** depth
             for depth in range(n_stages + 1)
         ]
         self.stage_learning_rates_ = {"head": rates[0]} | {

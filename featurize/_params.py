@@ -272,6 +272,27 @@ class Number:
 
 
 @dataclass(frozen=True)
+class LearningRate:
+    """``"auto"`` or a positive number."""
+
+    help: str = ""
+
+    def check(self, name: str, value):
+        if isinstance(value, str) and value == "auto":
+            return value
+        if isinstance(value, Real) and not isinstance(value, bool) and value > 0:
+            return float(value)
+        raise InvalidParameterError(
+            f"`{name}` must be 'auto' or a positive number; received {value!r}."
+        )
+
+    def from_text(self, text: str):
+        return text if text == "auto" else float(text)
+
+    choices = None
+
+
+@dataclass(frozen=True)
 class StagesToUnfreeze:
     """``"all"`` or how many stages, counted from the top, to train."""
 
@@ -392,7 +413,9 @@ FINE_TUNED_RULES = {
     "unfreeze_every": Integer(
         0, help="epochs before one more stage is unfrozen (0: all at once)"
     ),
-    "learning_rate": Number(0.0, help="peak learning rate of the head"),
+    "learning_rate": LearningRate(
+        help="peak learning rate of the head ('auto': by the cut layer)"
+    ),
     "lr_decay": Number(
         0.0,
         1.0,

@@ -242,15 +242,22 @@ class TextFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 text for index, text in texts.items() if digests[index] not in found
             )
         )
-        counts = {"truncated": 0, "chunked": 0, "computed": 0}
         hits = sum(1 for index in texts if digests[index] in found)
+        # Cached texts are tokenized too (fast): the counts of long texts are the
+        # same on a warm cache.
+        cached = list(dict.fromkeys(texts[i] for i in texts if digests[i] in found))
+        long = {
+            text
+            for text, tokens in zip(cached, encoder.token_ids(cached))
+            if _too_long(row, tokens, length)
+        }
         with ProgressBar(len(missing), params["verbose"], row.name, "text") as bar:
             for start in range(0, len(missing), CHUNK_TEXTS):
                 chunk = missing[start : start + CHUNK_TEXTS]
-                vectors = _encode(encoder, row, chunk, length, params, counts)
+                vectors, too_long = _encode(encoder, row, chunk, length, params)
+                long.update(text for text, flag in zip(chunk, too_long) if flag)
                 computed = dict(zip((content_digest(t) for t in chunk), vectors))
                 found.update(computed)
-                counts["computed"] += len(chunk)
                 if cache is not None:
                     try:
                         with cache.lock(namespace):
@@ -260,6 +267,8 @@ class TextFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 bar.update(len(chunk))
         for index in texts:
             out[index] = found[digests[index]]
+        n_long = sum(1 for text in texts.values() if text in long)
+        chunks = params["long_text"] == "chunks"
         if cache_error is not None:
             warnings.warn(str(cache_error), CacheWarning, stacklevel=2)
         return Embeddings(
@@ -271,8 +280,10 @@ class TextFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             stats={
                 "texts": len(values),
                 "cache_hits": hits,
-                **counts,
+                "computed": len(missing),
                 "failed": len(failures),
+                "truncated": 0 if chunks else n_long,
+                "chunked": n_long if chunks else 0,
                 "max_length": length,
                 "seconds": round(time.perf_counter() - started, 4),
             },
@@ -319,27 +330,31 @@ class TextFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         return tags
 
 
-def _encode(encoder, row: TextEncoder, texts: list, length, params, counts) -> list:
-    """Embed distinct texts; count the ones longer than ``length`` tokens."""
+def _too_long(row: TextEncoder, tokens: list, length) -> bool:
+    """Whether a text has more tokens than the encoder reads at once."""
+    if length is None:
+        return False
+    room = length if row.kind == "word_vectors" else length - 2  # [CLS], [SEP]
+    return len(tokens) > room
+
+
+def _encode(encoder, row: TextEncoder, texts: list, length, params):
+    """Embed distinct texts; return their vectors and which ones were too long."""
     chunks = params["long_text"] == "chunks"
     ids = encoder.token_ids(texts)
+    long = [_too_long(row, tokens, length) for tokens in ids]
     if row.kind == "word_vectors":
-        vectors = []
-        for words in ids:
-            if length is not None and len(words) > length:
-                counts["chunked" if chunks else "truncated"] += 1
-                if not chunks:
-                    words = words[:length]
-            vectors.append(encoder.mean(words))
+        vectors = [
+            encoder.mean(words if chunks or not too_long else words[:length])
+            for words, too_long in zip(ids, long)
+        ]
         vectors = np.stack(vectors) if vectors else np.empty((0, row.dimension))
     else:
         windows, owners, sizes = [], [], []
         for k, tokens in enumerate(ids):
             pieces = encoder.windows(tokens, length)
-            if len(pieces) > 1:
-                counts["chunked" if chunks else "truncated"] += 1
-                if not chunks:
-                    pieces = pieces[:1]
+            if not chunks:
+                pieces = pieces[:1]
             windows += pieces
             owners += [k] * len(pieces)
             sizes += [len(p) - 2 for p in pieces]
@@ -356,4 +371,4 @@ def _encode(encoder, row: TextEncoder, texts: list, length, params, counts) -> l
     if params["normalize"]:
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         vectors = vectors / np.where(norms > 0, norms, 1)
-    return list(vectors)
+    return list(vectors), long

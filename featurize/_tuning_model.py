@@ -41,6 +41,8 @@ class TuningModel:
         Stage outputs up to the cut layer, shallowest first.
     stage_layers : list of list
         The backbone layers of each stage.
+    at_final_layer : bool
+        Whether the cut is the backbone's final feature map.
     """
 
     backbone: object
@@ -48,6 +50,7 @@ class TuningModel:
     layer: str
     stages: list
     stage_layers: list
+    at_final_layer: bool = True
 
     @property
     def head(self):
@@ -127,7 +130,8 @@ def build(
         x
     )
     classifier = keras.Model(inputs, outputs, name=f"{backbone.name}_fine_tuned")
-    return TuningModel(full, classifier, cut, stages, stage_layers)
+    final = resolve_layer(None, tuple(find_stages(full)), names, backbone.name)
+    return TuningModel(full, classifier, cut, stages, stage_layers, cut == final)
 
 
 def _preprocess_layer(backbone: Backbone):

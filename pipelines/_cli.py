@@ -555,6 +555,12 @@ def _train_text(args) -> int:
     featurizer, head = pipeline["featurizer"], pipeline[1:]
     featurizer.fit()
     labelled = table[table[args.label_column].notna()]
+    if len(labelled) < len(table):
+        print(
+            f"featurize: skipped {len(table) - len(labelled)} rows without a label "
+            f"in {args.label_column!r}",
+            file=sys.stderr,
+        )
     result = featurizer.embed(labelled[args.text_column], on_error="nan")
     for row in result.failures.itertuples():
         print(
@@ -564,6 +570,8 @@ def _train_text(args) -> int:
     keep = np.flatnonzero(result.ok)
     features = result.array[keep]
     labels = labelled[args.label_column].to_numpy()[keep]
+    if len(set(labels)) < 2:
+        raise UserError("Training needs texts of at least two classes.")
     train_x, test_x, train_y, test_y = train_test_split(
         features, labels, test_size=args.test_size, stratify=labels,
         random_state=args.seed,

@@ -347,6 +347,12 @@ def test_train_and_embed_a_text_column(capsys, tmp_path):
     code, _, err = run(capsys, "train", str(DATA), "--text-column", "text")
     assert code == 1
     assert "CSV or Parquet table" in err
+    code, _, err = run(
+        capsys, "embed", str(SMS), "--text-column", "text", "--engine", "ray",
+        "--out", str(tmp_path / "ray.parquet"),
+    )  # fmt: skip
+    assert code == 1
+    assert "engine='local'" in err
     code, out, _ = run(capsys, "encoders")
     assert code == 0
     assert "minilm_l6" in out

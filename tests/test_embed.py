@@ -251,6 +251,7 @@ def test_a_manifest_at_a_url_with_url_items_read_by_the_decode_threads(
     assert threading.main_thread().name not in readers  # ... by the decode threads
 
 
+@pytest.mark.slow  # two Ray nodes start in minutes; the local Ray test runs by default
 def test_ray_on_two_nodes_shares_the_cache_and_matches_the_local_engine(tmp_path):
     pytest.importorskip("ray", reason="pip install '.[ray]'")
     import ray

@@ -156,6 +156,8 @@ def test_invalid_parameters_name_the_value(data):
         ({"batchnorm": "train"}, "batchnorm"),
         ({"augment": "heavy"}, "augment"),
         ({"validation_fraction": 1.0}, "validation_fraction"),
+        ({"learning_rate": "fast"}, "'auto' or a positive number"),
+        ({"learning_rate": 0}, "learning_rate"),
     ]:
         with pytest.raises(InvalidParameterError, match=text):
             tiny(**params).fit(images, labels)
@@ -231,6 +233,20 @@ def test_fit_reports_the_per_stage_rates(fitted):
     assert history.lr_head.iloc[-1] < 0.05 * rates["head"]
     ratio = history.lr_lowest[1:] / history.lr_head[1:]
     np.testing.assert_allclose(ratio, 0.5 ** history.unfrozen_stages[1:])
+
+
+def test_auto_learning_rate_follows_the_cut_layer(fitted, data):
+    from featurize._fine_tuned import AUTO_LEARNING_RATES
+
+    # Random weights: the final layer, so the gentler rate.
+    assert fitted.learning_rate_ == AUTO_LEARNING_RATES["final"]
+    assert fitted.stage_learning_rates_["head"] == AUTO_LEARNING_RATES["final"]
+    images, labels = data
+    below = tiny(layer=-2, epochs=1).fit(images, labels)
+    assert below.layer_ == "relu1"
+    assert below.learning_rate_ == AUTO_LEARNING_RATES["below"]
+    given = tiny(learning_rate=0.02, epochs=1).fit(images, labels)
+    assert given.stage_learning_rates_["head"] == given.learning_rate_ == 0.02
 
 
 def _bn_statistics(clf):

@@ -115,8 +115,19 @@ def test_held_models_are_bounded_least_recently_used_out_first(monkeypatch):
         ImageFeaturizer("net_a", weights=None).fit()
 
 
+def _first_of_each_family_then_slow(backbones):
+    """Every backbone; beyond the first of each family (its code path, at the
+    smallest size) marked slow: the larger ones take minutes of the default run."""
+    seen, params = set(), []
+    for backbone in backbones:
+        marks = [pytest.mark.slow] if backbone.family in seen else []
+        seen.add(backbone.family)
+        params.append(pytest.param(backbone, marks=marks, id=backbone.name))
+    return params
+
+
 @pytest.mark.usefixtures("_release_models")
-@pytest.mark.parametrize("backbone", BUILT_IN, ids=lambda b: b.name)
+@pytest.mark.parametrize("backbone", _first_of_each_family_then_slow(BUILT_IN))
 def test_every_backbone_builds_and_matches_the_table(backbone):
     size = MIN_SIZE.get(backbone.family, 32)
     featurizer = ImageFeaturizer(backbone.name, weights=None, input_size=size).fit()

@@ -142,7 +142,7 @@ def test_bad_values_under_both_policies():
         featurizer.embed(values, on_error="raise")
 
 
-def test_long_texts_truncated_or_chunked():
+def test_long_texts_truncated_or_chunked(tmp_path):
     featurizer = TextFeaturizer(max_length=8, cache=None).fit()
     encoder_ids = __import__("featurize._text_encoders", fromlist=["x"]).load_encoder(
         __import__("featurize").get_text_encoder("minilm_l6")
@@ -152,6 +152,11 @@ def test_long_texts_truncated_or_chunked():
     assert len(ids) == 13  # three windows of at most 6 tokens: 6, 6, 1
     with pytest.warns(UserWarning, match="1 of 2 texts were longer than max_length=8"):
         truncated = featurizer.transform([text, "short one"])
+    cached = TextFeaturizer(max_length=8, cache=tmp_path)
+    cached.embed([text, "short one"])
+    warm = cached.embed([text, "short one", text])
+    assert warm.stats["cache_hits"] == 3
+    assert warm.stats["truncated"] == 2  # counted on cache hits too, per row
     head = TextFeaturizer(cache=None).transform([" ".join(text.split()[:6])])
     np.testing.assert_allclose(truncated[0], head[0], atol=1e-5)
     chunked = TextFeaturizer(max_length=8, long_text="chunks", cache=None)
