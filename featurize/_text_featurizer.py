@@ -227,6 +227,7 @@ class TextFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         encoder = load_encoder(row)
         out = np.full((len(values), row.dimension), np.nan, np.float32)
         digests = {index: content_digest(text) for index, text in texts.items()}
+        digest_of = {texts[index]: digest for index, digest in digests.items()}
         cache, namespace, cache_error = resolve_cache(params["cache"]), None, None
         settings = self._cache_settings(params, row, length)
         found = {}
@@ -256,7 +257,7 @@ class TextFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 chunk = missing[start : start + CHUNK_TEXTS]
                 vectors, too_long = _encode(encoder, row, chunk, length, params)
                 long.update(text for text, flag in zip(chunk, too_long) if flag)
-                computed = dict(zip((content_digest(t) for t in chunk), vectors))
+                computed = {digest_of[text]: v for text, v in zip(chunk, vectors)}
                 found.update(computed)
                 if cache is not None:
                     try:

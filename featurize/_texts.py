@@ -79,14 +79,11 @@ def check_text(value, index: int, label=None) -> str:
 
 
 def _is_missing(value) -> bool:
+    import pandas as pd
+
     if isinstance(value, float):
         return math.isnan(value)
-    try:
-        import pandas as pd
-
-        return value is pd.NA or value is pd.NaT
-    except ImportError:  # pragma: no cover - pandas is a dependency
-        return False
+    return value is pd.NA or value is pd.NaT
 
 
 def _short(value, limit: int = 40) -> str:
