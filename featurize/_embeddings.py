@@ -11,7 +11,8 @@ FAILURE_COLUMNS = ["index", "input", "error", "reason"]
 
 @dataclass(frozen=True)
 class Embeddings:
-    """The result of :meth:`ImageFeaturizer.embed`: one call's embeddings and report.
+    """The result of :meth:`ImageFeaturizer.embed` and :meth:`TextFeaturizer.embed`:
+    one call's embeddings and report.
 
     Attributes
     ----------
@@ -19,16 +20,17 @@ class Embeddings:
         One row per input, in input order; rows of NaN where an input failed.
     failures : pandas.DataFrame
         The inputs that could not be embedded (with ``on_error="nan"``), in input
-        order: ``index`` (position in the call), ``input`` (a path, or a short
-        description of an in-memory image), ``error`` (the exception's class name)
-        and ``reason``.
+        order: ``index`` (position in the call), ``input`` (a path, a short
+        description of an in-memory image, or the value's repr for a text),
+        ``error`` (the exception's class name) and ``reason``.
     digests : tuple of (str or None)
-        Per input, the BLAKE2b digest of its content (of a file's bytes, or of an
-        array's pixels, shape and dtype) as the embedding cache keys it; None where
-        the input could not be read.
+        Per input, the BLAKE2b digest of its content (of a file's bytes, of an
+        array's pixels, shape and dtype, or of a text's UTF-8) as the embedding
+        cache keys it; None where the input could not be read.
     stats : dict
-        ``images``, ``cache_hits``, ``computed`` (forward passes), ``failed`` and
-        ``seconds``.
+        ``images`` (or ``texts``), ``cache_hits``, ``computed`` (forward passes),
+        ``failed`` and ``seconds``; for texts also ``truncated``, ``chunked`` and
+        ``max_length``.
 
     Examples
     --------
