@@ -22,7 +22,9 @@ from featurize._converted_weights import weights_dir
 from featurize._embeddings import Embeddings
 from featurize._featurizer import ImageFeaturizer
 from featurize._fine_tuned import FineTunedClassifier
-from featurize._inference import release_models
+from featurize._labels import check_labels, missing_labels
+from featurize._memory import release_models
+from featurize._model_files import load_model
 from featurize._text_encoders import TextEncoder, get_text_encoder, list_text_encoders
 from featurize._text_featurizer import TextFeaturizer
 from featurize.errors import (
@@ -33,11 +35,19 @@ from featurize.errors import (
     ImageError,
     ImageReadError,
     ImageTooLargeError,
+    InvalidInputError,
+    InvalidLabelsError,
     InvalidParameterError,
+    InvalidParameterTypeError,
+    MissingDependencyError,
+    ModelFileError,
+    TableReadError,
     TextError,
     UnknownBackboneError,
     UnknownEncoderError,
+    UnsafeModelFileError,
     UnsafeWeightsFileError,
+    WeightsMismatchError,
     WeightsUnavailableError,
 )
 
@@ -66,19 +76,30 @@ __all__ = [
     "ImageFeaturizer",
     "ImageReadError",
     "ImageTooLargeError",
+    "InvalidInputError",
+    "InvalidLabelsError",
     "InvalidParameterError",
+    "InvalidParameterTypeError",
+    "MissingDependencyError",
+    "ModelFileError",
+    "TableReadError",
     "TextEncoder",
     "TextError",
     "TextFeaturizer",
     "UnknownBackboneError",
     "UnknownEncoderError",
+    "UnsafeModelFileError",
     "UnsafeWeightsFileError",
+    "WeightsMismatchError",
     "WeightsUnavailableError",
     "__version__",
+    "check_labels",
     "get_backbone",
     "get_text_encoder",
     "list_backbones",
     "list_text_encoders",
+    "load_model",
+    "missing_labels",
     "register_backbone",
     "release_models",
     "weights_dir",

@@ -10,13 +10,14 @@ from __future__ import annotations
 from featurize._backbones import get_backbone
 from featurize._efficientnet_lite import efficientnet_lite
 from featurize._weights import load_file
+from featurize.errors import InvalidParameterError
 
 
 def _pretrained_lite(
     name, include_top, weights, input_shape, classes, classifier_activation
 ):
     if weights is not None and include_top and classes != 1000:
-        raise ValueError(
+        raise InvalidParameterError(
             f"Pretrained weights have a 1000-class head; received classes={classes}. "
             f"Use include_top=False and fit your own head."
         )

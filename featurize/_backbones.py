@@ -26,7 +26,11 @@ from featurize._pretrained import (
     LocalFile,
     ModelWeights,
 )
-from featurize.errors import UnknownBackboneError
+from featurize.errors import (
+    InvalidParameterError,
+    InvalidParameterTypeError,
+    UnknownBackboneError,
+)
 
 PREPROCESSING_MODES = ("caffe", "tf", "torch", "none")
 
@@ -415,7 +419,7 @@ def _add(backbone: Backbone, *, overwrite: bool = False) -> Backbone:
     key = normalize_name(backbone.name)
     with _LOCK:
         if key in _REGISTRY and not overwrite:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"A backbone named {backbone.name!r} is already registered. Pass "
                 f"overwrite=True to replace it, or choose another name."
             )
@@ -507,20 +511,22 @@ def register_backbone(
     """
     if preprocess is not None:
         if not callable(preprocess):
-            raise TypeError(f"`preprocess` must be callable; received {preprocess!r}.")
+            raise InvalidParameterTypeError(
+                f"`preprocess` must be callable; received {preprocess!r}."
+            )
         mode, function = "custom", preprocess
     elif preprocessing in (None, "none"):
         mode, function = "none", None
     elif preprocessing in PREPROCESSING_MODES:
         mode, function = preprocessing, _imagenet_preprocess(preprocessing)
     else:
-        raise ValueError(
+        raise InvalidParameterError(
             f"`preprocessing` must be one of {list(PREPROCESSING_MODES)}; received "
             f"{preprocessing!r}. Pass preprocess=callable for anything else."
         )
     is_model = hasattr(model, "layers") and hasattr(model, "inputs")
     if not is_model and not callable(model):
-        raise TypeError(
+        raise InvalidParameterTypeError(
             f"`model` must be a keras.Model or a callable building one; received "
             f"{type(model).__name__}."
         )
@@ -532,14 +538,14 @@ def register_backbone(
         if input_size is None and None not in shape:
             input_size = tuple(int(d) for d in shape)
         if len(model.output_shape) != 4:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"Backbone {name!r} must output a 4-D (batch, height, width, "
                 f"channels) feature map; its output shape is {model.output_shape}."
             )
         if None not in model.output_shape[1:]:
             feature_shape = tuple(int(d) for d in model.output_shape[1:])
     if is_model and weights_file is not None:
-        raise ValueError(
+        raise InvalidParameterError(
             f"`weights_file` is for builders; the model registered as {name!r} "
             f"already holds its weights. Load them into it first, or register a "
             f"builder."

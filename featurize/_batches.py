@@ -23,10 +23,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from featurize._cache import EmbeddingCache, content_digest
+from featurize._cache_session import CacheSession
+from featurize._digests import content_digest
+from featurize._embeddings import Failure
 from featurize._images import describe, fetch, load_image
 from featurize._inference import Forward
-from featurize.errors import CacheUnavailableError, ImageError
+from featurize.errors import ImageError
 
 PREFETCH_BATCHES = 2
 
@@ -41,20 +43,13 @@ class Plan:
     max_pixels: int | None
     batch_size: int
     on_error: str
+    session: CacheSession
     workers: int = 0
-    cache: EmbeddingCache | None = None
-    namespace: int | None = None
-    cache_error: CacheUnavailableError | None = None
-
-    def drop_cache(self, error: CacheUnavailableError) -> None:
-        """Go on without the cache; keep the first reason (worker threads race)."""
-        self.cache = None
-        self.cache_error = self.cache_error or error
 
 
 @dataclass
 class Result:
-    """The embeddings, the failures ``(index, input, error, reason)`` and counts."""
+    """The embeddings, the :class:`Failure` records and counts."""
 
     embeddings: np.ndarray
     digests: list = field(default_factory=list)  # content digest per row, or None
@@ -89,18 +84,9 @@ def _prepare(items, index: int, position: int, buffer, plan: Plan) -> _Outcome:
     try:
         raw = fetch(items[index], index=index)
         outcome.digest = content_digest(raw)
-        cache = plan.cache
-        if cache is not None:
-            try:
-                found = cache.get_many(
-                    plan.namespace, [outcome.digest], plan.forward.n_features
-                )
-            except CacheUnavailableError as error:
-                plan.drop_cache(error)
-            else:
-                outcome.vector = found.get(outcome.digest)
-                if outcome.vector is not None:
-                    return outcome
+        outcome.vector = plan.session.lookup([outcome.digest]).get(outcome.digest)
+        if outcome.vector is not None:
+            return outcome
         buffer[position] = load_image(
             raw,
             size=plan.input_size,
@@ -164,7 +150,7 @@ def embed(items, plan: Plan, progress) -> Result:
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-    result.failures.sort(key=lambda failure: failure[0])
+    result.failures.sort(key=lambda failure: failure.index)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -174,7 +160,7 @@ def _fail(result: Result, plan: Plan, index: int, item, error: ImageError) -> No
         # Raised once the rest of the batch is embedded and stored: no work is lost.
         result.error = result.error or error
         return
-    result.failures.append((index, describe(item), type(error).__name__, error.reason))
+    result.failures.append(Failure(index, describe(item), error))
 
 
 def _finish(items, batch: range, outcomes, buffer, plan: Plan, result: Result) -> None:
@@ -191,34 +177,14 @@ def _finish(items, batch: range, outcomes, buffer, plan: Plan, result: Result) -
             groups.setdefault(outcome.digest, []).append(outcome.index)
     if not groups:
         return
-    cache, computed = plan.cache, False
-    if cache is not None:
-        try:
-            with cache.lock(plan.namespace):
-                # Another process may have computed some while we decoded them.
-                late = cache.get_many(
-                    plan.namespace, list(groups), plan.forward.n_features
-                )
-                for digest in late:
-                    rows = groups.pop(digest)
-                    result.embeddings[rows] = late[digest]
-                    result.cache_hits += len(rows)
-                if groups:
-                    vectors = _compute(groups, batch, buffer, plan, result)
-                    computed = True
-                    cache.put_many(plan.namespace, zip(groups, vectors))
-            return
-        except CacheUnavailableError as error:
-            plan.drop_cache(error)
-            if computed:
-                return
-    _compute(groups, batch, buffer, plan, result)
 
+    def compute(digests: list):
+        positions = [groups[digest][0] - batch.start for digest in digests]
+        return plan.forward(buffer[positions])
 
-def _compute(groups: dict, batch: range, buffer, plan: Plan, result: Result):
-    positions = [rows[0] - batch.start for rows in groups.values()]
-    vectors = plan.forward(buffer[positions])
-    for rows, vector in zip(groups.values(), vectors):
-        result.embeddings[rows] = vector
-    result.computed += len(positions)
-    return vectors
+    vectors, computed = plan.session.fill(list(groups), compute)
+    for digest, rows in groups.items():
+        result.embeddings[rows] = vectors[digest]
+    result.computed += len(computed)
+    fresh = set(computed)
+    result.cache_hits += sum(len(r) for d, r in groups.items() if d not in fresh)

@@ -17,9 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-# Sequences are padded to a multiple of this many tokens, and batches to a power of
-# two: jax.jit compiles once per shape, so this bounds the compilations (at most
-# max_tokens / 8 lengths) at the cost of a few padded positions.
+from featurize._compiled import compile_inference
+from featurize.errors import WeightsMismatchError
+
+# Sequences are padded to a multiple of this many tokens (and, on JAX, batches to a
+# power of two): jax.jit compiles once per shape, so this bounds the compilations (at
+# most max_tokens / 8 lengths) at the cost of a few padded positions.
 LENGTH_STEP = 8
 
 
@@ -164,50 +167,11 @@ def load_checkpoint(model, tensors: dict) -> None:
     for variable, name, transpose in pairs:
         value = tensors[name].T if transpose else tensors[name]
         if tuple(variable.shape) != value.shape:
-            raise ValueError(
+            raise WeightsMismatchError(
                 f"checkpoint tensor {name} has shape {value.shape}; the model "
                 f"expects {tuple(variable.shape)}"
             )
         variable.assign(value)
-
-
-def _compile(model):
-    """A numpy -> numpy function running ``model`` in inference mode, compiled."""
-    import keras
-
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        spec = tf.TensorSpec([None, None], tf.int32)
-
-        @tf.function(input_signature=[spec, spec])
-        def run(ids, mask):
-            return model([ids, mask], training=False)
-
-        return lambda ids, mask: run(tf.constant(ids), tf.constant(mask)).numpy()
-    if backend == "jax":
-        import jax
-
-        trainable = [v.value for v in model.trainable_variables]
-        frozen = [v.value for v in model.non_trainable_variables]
-
-        @jax.jit
-        def stateless(trainable, frozen, ids, mask):
-            return model.stateless_call(trainable, frozen, [ids, mask])[0]
-
-        def call(ids, mask):
-            n = ids.shape[0]
-            padded = 1 << max(n - 1, 0).bit_length()
-            if padded != n:
-                extra = np.zeros((padded - n, ids.shape[1]), ids.dtype)
-                ids, mask = np.concatenate([ids, extra]), np.concatenate([mask, extra])
-            return np.asarray(stateless(trainable, frozen, ids, mask))[:n]
-
-        return call
-    return lambda ids, mask: keras.ops.convert_to_numpy(
-        model([ids, mask], training=False)
-    )
 
 
 class BertEncoder:
@@ -215,6 +179,11 @@ class BertEncoder:
 
     Thread-safe: one forward pass at a time.
     """
+
+    @classmethod
+    def from_files(cls, folder: Path, row) -> BertEncoder:
+        """The encoder of a registry row whose files are in ``folder``."""
+        return cls(folder, row.vocabulary)
 
     def __init__(self, folder: Path, vocabulary: str = "tokenizer.json"):
         from safetensors.numpy import load_file
@@ -230,13 +199,41 @@ class BertEncoder:
         self.positions = config["max_position_embeddings"]
         self.model = build_encoder(config)
         load_checkpoint(self.model, load_file(str(folder / "model.safetensors")))
-        self._run = _compile(self.model)
+        self._run = compile_inference(self.model, [((None,), "int32")] * 2)
         self._lock = threading.Lock()
 
     def token_ids(self, texts: list[str]) -> list[list[int]]:
         """Each text's word-piece ids, without the special tokens."""
         encodings = self.tokenizer.encode_batch(texts, add_special_tokens=False)
         return [encoding.ids for encoding in encodings]
+
+    def too_long(self, ids: list[list[int]], max_length: int) -> list[bool]:
+        """Whether each text's tokens, with [CLS] and [SEP], exceed ``max_length``."""
+        return [len(tokens) > max_length - 2 for tokens in ids]
+
+    def encode(
+        self, texts: list[str], max_length: int, chunks: bool, batch_size: int
+    ) -> tuple[np.ndarray, list[bool]]:
+        """Mean-pooled embeddings of ``texts`` (not normalised), and which were too
+        long: truncated, or with ``chunks`` the token-weighted mean of windows."""
+        ids = self.token_ids(texts)
+        windows, owners, sizes = [], [], []
+        for k, tokens in enumerate(ids):
+            pieces = self.windows(tokens, max_length)
+            if not chunks:
+                pieces = pieces[:1]
+            windows += pieces
+            owners += [k] * len(pieces)
+            sizes += [len(p) - 2 for p in pieces]
+        pooled = self.forward(windows, batch_size)
+        vectors = np.zeros((len(texts), pooled.shape[1]), np.float32)
+        weights = np.zeros(len(texts), np.float32)
+        for k, size, vector in zip(owners, sizes, pooled):
+            # A window's weight is its token count: the mean over windows is then
+            # close to one mean over all of the text's tokens.
+            vectors[k] += max(size, 1) * vector
+            weights[k] += max(size, 1)
+        return vectors / np.maximum(weights, 1)[:, None], self.too_long(ids, max_length)
 
     def windows(self, ids: list[int], max_length: int) -> list[list[int]]:
         """Consecutive pieces of at most ``max_length`` tokens, [CLS] and [SEP]

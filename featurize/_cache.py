@@ -35,8 +35,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
+from featurize._versions import installed_versions
 from featurize.errors import CacheUnavailableError, InvalidParameterError
 
 CACHE_DIR_ENV = "FEATURIZE_CACHE_DIR"
@@ -50,12 +50,10 @@ DEFAULT_MAX_BYTES = 10 * 2**30
 USED_RESOLUTION = 60.0
 READS_PER_WRITE = 256
 DATABASE = "embeddings.sqlite3"
-DIGEST_SIZE = 20
 # Each stored vector is followed by a BLAKE2b checksum of its bytes: SQLite checks its
 # own structure, not the data, so a damaged data page would otherwise read as a valid
 # but wrong embedding. Part of every namespace, so other layouts are never misread.
 CHECKSUM_SIZE = 8
-ENTRY_FORMAT = 2
 # SQLite's words for a file that is not a sound database (anything else, such as
 # "locked", "readonly" or "disk is full", is a condition of the machine, not the file).
 _DAMAGED = ("malformed", "not a database", "disk i/o error", "file is encrypted")
@@ -99,56 +97,6 @@ def default_cache_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("featurize")) / "embeddings"
-
-
-def content_digest(raw) -> bytes:
-    """The cache key of one fetched input: its content, never its name.
-
-    Encoded bytes are hashed as they are (so a renamed or copied file hits and an
-    edited one misses); arrays and PIL images by their pixels, shape and dtype/mode;
-    texts by their UTF-8 encoding.
-    """
-    digest = hashlib.blake2b(digest_size=DIGEST_SIZE)
-    if isinstance(raw, str):
-        digest.update(b"text:")
-        digest.update(raw.encode("utf-8", "surrogatepass"))
-    elif isinstance(raw, bytes):
-        digest.update(b"bytes:")
-        digest.update(raw)
-    elif isinstance(raw, np.ndarray):
-        array = np.ascontiguousarray(raw)
-        digest.update(f"array:{array.dtype.str}:{array.shape}:".encode())
-        digest.update(array.data)
-    elif isinstance(raw, Image.Image):
-        exif = raw.getexif().get(0x0112, 1) if hasattr(raw, "getexif") else 1
-        digest.update(f"pil:{raw.mode}:{raw.size}:{exif}:".encode())
-        digest.update(raw.tobytes())
-    else:  # pragma: no cover - fetch() and check_text() return only these kinds
-        raise TypeError(f"cannot hash {type(raw).__name__}")
-    return digest.digest()
-
-
-def installed_versions(kind: str = "image") -> dict:
-    """The version fields of an image (or ``"text"``) namespace that this
-    installation produces.
-
-    A namespace recorded with other values can never be hit again (stale).
-    """
-    from importlib.metadata import version
-
-    if kind == "image":
-        from featurize._images import PIXEL_PIPELINE_VERSION
-
-        pipeline = {"pixel_pipeline": PIXEL_PIPELINE_VERSION}
-    else:
-        from featurize._texts import TEXT_PIPELINE_VERSION
-
-        pipeline = {"text_pipeline": TEXT_PIPELINE_VERSION}
-    return {
-        **pipeline,
-        "cache_entry": ENTRY_FORMAT,
-        "keras": ".".join(version("keras").split(".")[:2]),
-    }
 
 
 def parse_bytes(text) -> int | None:
@@ -679,6 +627,10 @@ class _transaction:
         return False
 
 
+# Strings that mean a setting, not a folder: `cache="none"` once made ./none.
+_NOT_FOLDERS = ("none", "null", "false", "true", "off", "no", "")
+
+
 def resolve_cache(cache) -> EmbeddingCache | None:
     """Turn the ``cache`` parameter into a cache (or None when caching is off)."""
     if cache is None or cache is False:
@@ -687,6 +639,12 @@ def resolve_cache(cache) -> EmbeddingCache | None:
         return _default_cache()
     if isinstance(cache, EmbeddingCache):
         return cache
+    if isinstance(cache, str) and cache.strip().lower() in _NOT_FOLDERS:
+        raise InvalidParameterError(
+            f"`cache={cache!r}` would be a folder of that name; pass cache=None to "
+            f"turn the cache off, cache=True for the default folder, or a path such "
+            f"as './{cache}' for a folder really named so."
+        )
     if isinstance(cache, (str, os.PathLike)):
         return _cache_at(os.path.abspath(os.fspath(cache)))
     raise InvalidParameterError(

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from featurize._torch_pickle import load_state_dict
-from featurize.errors import WeightsUnavailableError
+from featurize.errors import WeightsMismatchError, WeightsUnavailableError
 
 WEIGHTS_DIR_ENV = "FEATURIZE_WEIGHTS_DIR"
 FORMAT_VERSION = 1
@@ -139,9 +139,9 @@ def assign(model, arrays: dict[str, np.ndarray], source: str) -> None:
             key = f"{layer.name}/{variable.name}"
             value = arrays.get(key)
             if value is None:
-                raise ValueError(f"{source!r} has no weights for {key!r}.")
+                raise WeightsMismatchError(f"{source!r} has no weights for {key!r}.")
             if tuple(value.shape) != tuple(variable.shape):
-                raise ValueError(
+                raise WeightsMismatchError(
                     f"{source!r}: {key!r} has shape {value.shape}, the model expects "
                     f"{tuple(variable.shape)}."
                 )

@@ -17,7 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from featurize.errors import UnsafeWeightsFileError
+from featurize.errors import (
+    InvalidParameterError,
+    UnknownBackboneError,
+    UnsafeWeightsFileError,
+)
 
 STEM_FILTERS = 32
 HEAD_FILTERS = 1280
@@ -122,7 +126,7 @@ def _variant(name: str) -> Variant:
     try:
         return VARIANTS[name]
     except KeyError:
-        raise ValueError(
+        raise UnknownBackboneError(
             f"Unknown EfficientNet-Lite variant {name!r}; known: {sorted(VARIANTS)}."
         ) from None
 
@@ -231,7 +235,7 @@ def efficientnet_lite(
     from keras import layers
 
     if weights is not None:
-        raise ValueError(
+        raise InvalidParameterError(
             f"efficientnet_lite() builds the architecture only; received "
             f"weights={weights!r}. Use featurize.EfficientNetLite0/1/2(weights=...)."
         )

@@ -13,8 +13,9 @@ from sklearn.base import (
 
 from featurize._backbones import Backbone, get_backbone
 from featurize._batches import Plan, embed
-from featurize._cache import installed_versions, resolve_cache
-from featurize._embeddings import Embeddings, failures_frame
+from featurize._cache import resolve_cache
+from featurize._cache_session import CacheSession
+from featurize._embeddings import Embeddings, embeddings
 from featurize._images import DEFAULT_MAX_PIXELS, as_image_list
 from featurize._inference import (
     Forward,
@@ -22,13 +23,12 @@ from featurize._inference import (
     default_decode_workers,
     get_forward,
 )
+from featurize._inputs import index_labels
 from featurize._params import IMAGE_FEATURIZER_RULES, validate
+from featurize._reporting import ProgressBar, warn_failures
+from featurize._versions import installed_versions
 from featurize._weights import weights_identity
-from featurize.errors import (
-    CacheUnavailableError,
-    CacheWarning,
-    InvalidParameterError,
-)
+from featurize.errors import InvalidParameterError
 
 FLATTEN_WARNING_FEATURES = 100_000
 
@@ -249,6 +249,11 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         forward = self._forward(settings)
         params = settings.params
         workers = params["decode_workers"]
+        identity = weights_identity(settings.backbone, params["weights"])
+        cache = resolve_cache(params["cache"]) if identity is not None else None
+        session = CacheSession(
+            cache, self._cache_settings(settings, forward, identity), forward.n_features
+        )
         plan = Plan(
             forward=forward,
             input_size=settings.input_size,
@@ -256,27 +261,18 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             max_pixels=params["max_pixels"],
             batch_size=params["batch_size"] or default_batch_size(),
             on_error=on_error or params["on_error"],
+            session=session,
             workers=default_decode_workers() if workers is None else workers,
         )
-        identity = weights_identity(settings.backbone, params["weights"])
-        plan.cache = resolve_cache(params["cache"]) if identity is not None else None
-        if plan.cache is not None:
-            try:
-                plan.namespace = plan.cache.namespace(
-                    self._cache_settings(settings, forward, identity),
-                    forward.n_features,
-                )
-            except CacheUnavailableError as error:
-                plan.drop_cache(error)
         with ProgressBar(len(items), params["verbose"], settings.backbone.name) as bar:
             result = embed(items, plan, bar)
-        if plan.cache_error is not None:
-            warnings.warn(str(plan.cache_error), CacheWarning, stacklevel=2)
-        return Embeddings(
-            array=result.embeddings,
-            failures=failures_frame(result.failures),
-            digests=tuple(d.hex() if d else None for d in result.digests),
-            stats=result.stats(),
+        session.warn()
+        return embeddings(
+            result.embeddings,
+            result.failures,
+            [d.hex() if d else None for d in result.digests],
+            result.stats(),
+            index_labels(X),
         )
 
     def keras_model(self):
@@ -367,22 +363,6 @@ class ImageFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         return tags
 
 
-def warn_failures(
-    failures, n_images: int, report="featurizer.embed(X).failures", noun="images"
-) -> None:
-    shown = "; ".join(
-        f"input {row.index} {row.input!r}: {row.reason}"
-        for row in failures.head(3).itertuples()
-    )
-    more = f"; and {len(failures) - 3} more" if len(failures) > 3 else ""
-    warnings.warn(
-        f"{len(failures)} of {n_images} {noun} could not be used and gave rows of "
-        f"NaN ({shown}{more}). {report} lists them all.",
-        UserWarning,
-        stacklevel=3,
-    )
-
-
 def native_or(value, backbone: Backbone) -> tuple[int, int]:
     """The checked ``input_size``, or the backbone's native one."""
     if value is not None:
@@ -393,25 +373,3 @@ def native_or(value, backbone: Backbone) -> tuple[int, int]:
             f"input_size=(height, width)."
         )
     return tuple(backbone.input_size)
-
-
-class ProgressBar:
-    """A tqdm bar that only appears on runs longer than two seconds."""
-
-    def __init__(self, total: int, verbose, name: str, unit: str = "img"):
-        self.bar = None
-        if verbose:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=total, unit=unit, desc=f"embedding ({name})", delay=2)
-
-    def __enter__(self):
-        return self
-
-    def update(self, n: int) -> None:
-        if self.bar is not None:
-            self.bar.update(n)
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.close()

@@ -18,13 +18,19 @@ from featurize import errors
 from featurize._backbones import get_backbone
 from featurize._cache import resolve_cache
 from featurize._converted_weights import weights_dir
-from featurize._embeddings import failures_frame
-from featurize._featurizer import ImageFeaturizer, native_or, warn_failures
+from featurize._embeddings import failure_records, failures_frame, merge_failures
+from featurize._featurizer import ImageFeaturizer, native_or
 from featurize._images import DEFAULT_MAX_PIXELS, as_image_list
 from featurize._inference import default_decode_workers
+from featurize._labels import check_labels
 from featurize._models import feature_model
-from featurize._params import FINE_TUNED_RULES, validate
+from featurize._params import (
+    FINE_TUNED_RULES,
+    NOT_SHARED_WITH_FINE_TUNING,
+    validate,
+)
 from featurize._pixels import Batches, PixelSource
+from featurize._reporting import warn_failures
 from featurize._weights import weights_identity
 
 # The linear probe is tuned as the frozen baseline a careful user would fit:
@@ -258,21 +264,11 @@ default="light"
 
         items = as_image_list(X)
         params = validate(self, self.parameter_rules)
-        y = np.asarray(y)
-        if y.ndim != 1 or len(y) != len(items):
-            raise errors.InvalidInputError(
-                f"y must be 1-D with one label per image: received {len(items)} "
-                f"images and y of shape {y.shape}."
-            )
+        y = check_labels(y, len(items), what="images")
         check_classification_targets(y)
         encoder = LabelEncoder().fit(y)
         self.classes_ = encoder.classes_
         codes = encoder.transform(y)
-        if len(self.classes_) < 2:
-            raise errors.InvalidInputError(
-                f"Fine-tuning needs at least 2 classes; y has only "
-                f"{list(self.classes_)}."
-            )
         backbone = get_backbone(params["backbone"])
         resolve_cache(params["cache"])  # validates
         size = native_or(params["input_size"], backbone)
@@ -292,14 +288,14 @@ default="light"
         pixels, failures = None, list(probe[1]) if probe else []
         if preload:
             pixels, decode_failures = source.decode(items, range(len(items)))
-            failures = _merge(failures, decode_failures)
+            failures = merge_failures(failures, decode_failures)
         elif probe is None:  # find bad images before training, not during
             for _, _, bad in source.chunks(items):
-                failures = _merge(failures, bad)
+                failures = merge_failures(failures, bad)
         if failures and params["on_error"] == "raise":
             raise _as_error(failures, "training")
         self.fit_failures_ = failures_frame(failures)
-        usable = np.setdiff1d(np.arange(len(items)), [f[0] for f in failures])
+        usable = np.setdiff1d(np.arange(len(items)), [f.index for f in failures])
         if len(np.unique(codes[usable])) < 2:
             raise errors.InvalidInputError(
                 "Fewer than 2 classes are left after skipping the images that "
@@ -436,7 +432,9 @@ default="light"
         self.best_epoch_ = best[2] if val_data else len(history) - 1
         if batches.late_failures:
             self.fit_failures_ = failures_frame(
-                _merge(failures, _reindex(batches.late_failures, train))
+                merge_failures(
+                    failures, [f.at(train[f.index]) for f in batches.late_failures]
+                )
             )
         import pandas as pd
 
@@ -462,22 +460,17 @@ default="light"
         found, failures = {}, []
         for layer in layers:
             featurizer = ImageFeaturizer(
-                params["backbone"],
-                weights=params["weights"],
-                layer=layer,
-                input_size=params["input_size"],
-                resize=params["resize"],
-                max_pixels=params["max_pixels"],
-                cache=params["cache"],
-                precision=params["precision"],
-                decode_workers=params["decode_workers"],
-                verbose=params["verbose"],
+                **{
+                    n: v
+                    for n, v in params.items()
+                    if n in ImageFeaturizer.parameter_rules
+                    and n not in NOT_SHARED_WITH_FINE_TUNING
+                }
+                | {"layer": layer}
             )
             result = featurizer.embed(items, on_error="nan")
             found[featurizer.fit().layer_] = result.array
-            failures = _merge(
-                failures, list(result.failures.itertuples(index=False, name=None))
-            )
+            failures = merge_failures(failures, failure_records(result))
         return found, failures
 
     def _probe_row(self, model, val_data, val_codes, seconds) -> dict:
@@ -548,8 +541,8 @@ default="light"
         for k, label in enumerate(self.classes_):
             frame[f"proba_{label}"] = proba[:, k]
         errors_ = [""] * len(proba)
-        for index, _, _, reason in failures:
-            errors_[index] = reason
+        for failure in failures:
+            errors_[failure.index] = failure.reason
         frame["error"] = errors_
         return frame
 
@@ -569,7 +562,7 @@ default="light"
                 pixels.astype(np.float32), batch_size=self.batch_size, verbose=0
             )
         if failures:
-            out[[f[0] for f in failures]] = np.nan
+            out[[f.index for f in failures]] = np.nan
         return out, failures
 
     def predict(self, X) -> np.ndarray:
@@ -629,13 +622,15 @@ default="light"
             partial = folder / f".{path.name}.{os.getpid()}.weights.h5"
             model.backbone.save_weights(partial)
             os.replace(partial, path)
+        # What reads the inputs carries over; what defines the model is the tuned one.
+        defined_here = ("backbone", "weights", "layer", "input_size", "resize")
         shared = {
-            name: getattr(self, name)
-            for name in (
-                "on_error", "max_pixels", "cache", "precision", "decode_workers",
-                "verbose",
-            )
-        }  # fmt: skip
+            name: value
+            for name, value in self.get_params().items()
+            if name in ImageFeaturizer.parameter_rules
+            and name not in defined_here
+            and name not in NOT_SHARED_WITH_FINE_TUNING
+        }
         return ImageFeaturizer(
             backbone.name,
             weights=str(path),
@@ -696,30 +691,23 @@ default="light"
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.string = True
-        tags.input_tags.two_d_array = False
+        tags.input_tags.two_d_array = True  # a single column of paths
         tags.non_deterministic = self.random_state is None
         return tags
 
 
-def _merge(failures: list, more: list) -> list:
-    seen = {f[0] for f in failures}
-    return sorted(failures + [f for f in more if f[0] not in seen])
-
-
-def _reindex(failures: list, rows) -> list:
-    return [(int(rows[i]), *rest) for i, *rest in failures]
-
-
-def _as_error(failures: list, what: str) -> errors.ImageError:
-    index, source, name, reason = failures[0]
-    cls = getattr(errors, name, errors.ImageError)
+def _as_error(failures: list, what: str) -> errors.ItemError:
+    """The first failure's error, saying how many more there were."""
+    error = failures[0].error
     more = len(failures) - 1
-    if more:
-        reason += (
-            f" (and {more} more {what} images failed: on_error='nan' skips them "
-            f"with a report)"
-        )
-    return cls(reason, source=source, index=index)
+    if not more:
+        return error
+    return type(error)(
+        f"{error.reason} (and {more} more {what} images failed: on_error='nan' skips "
+        f"them with a report)",
+        source=error.source,
+        index=error.index,
+    )
 
 
 def _split(rows, codes, fraction, seed):

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from featurize._inputs import refuse_unordered
 from featurize.errors import (
     ImageDecodeError,
     ImageReadError,
@@ -30,8 +31,8 @@ DEFAULT_MAX_PIXELS = 89_478_485
 _RESAMPLE = Image.Resampling.BILINEAR  # PIL filters with antialiasing when shrinking
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
-# Bump when a change here changes pixels: it is part of every embedding's cache key.
-PIXEL_PIPELINE_VERSION = 2
+# A change here that changes pixels bumps PIXEL_PIPELINE_VERSION
+# (featurize/_versions.py).
 
 
 def _short(value, limit: int = 80) -> str:
@@ -58,6 +59,7 @@ def as_image_list(X) -> Sequence:
             f"Expected a collection of images, received a single {kind} "
             f"{_short(X, 60)}. Wrap it in a list: [{_short(X, 40)}]."
         )
+    refuse_unordered(X, "images")
     if hasattr(X, "iloc") and hasattr(X, "columns"):  # pandas DataFrame
         if X.shape[1] != 1:
             raise InvalidInputError(

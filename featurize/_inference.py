@@ -1,8 +1,7 @@
 """Compiled forward passes: preprocessing, backbone and pooling in one function.
 
-One function is compiled per (model, pooling) and shared in-process. The backend decides
-how: ``tf.function`` on TensorFlow (no XLA: it slows depthwise convolutions on CPU),
-``jax.jit`` over ``stateless_call`` on JAX, plain eager calls elsewhere.
+One function is compiled per (model, pooling) and shared in-process, by the compile
+path text encoders use too (:mod:`featurize._compiled`).
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ import warnings
 import numpy as np
 
 from featurize._backbones import Backbone
+from featurize._compiled import compile_inference
 from featurize._models import FeatureModel, clear_model_cache, feature_model, is_held
 
 GEM_POWER = 3.0
@@ -63,11 +63,13 @@ class Forward:
         preprocess = backbone.preprocess_function()
         model = features.model
 
-        def graph(x, call=model):
+        def graph(call, x):
             x = preprocess(keras.ops.cast(x, "float32"))
             return keras.ops.cast(_pool(call(x), pooling), "float32")
 
-        self._run = _compile(graph, model)
+        self._run = compile_inference(
+            model, [(model.input_shape[1:], "float32")], graph
+        )
         self.max_batch: int | None = None  # lowered when the device runs out of memory
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
@@ -108,56 +110,6 @@ def _is_out_of_memory(error: BaseException) -> bool:
         or "RESOURCE_EXHAUSTED" in str(error)
         or "out of memory" in str(error).lower()
     )
-
-
-def _compile(graph, model):
-    import keras
-
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        return _compile_tensorflow(graph, model)
-    if backend == "jax":
-        return _compile_jax(graph, model)
-    return lambda x: keras.ops.convert_to_numpy(
-        graph(x, lambda t: model(t, training=False))
-    )
-
-
-def _compile_tensorflow(graph, model):
-    import tensorflow as tf
-
-    shape = [None, *model.input_shape[1:]]
-
-    @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32)], jit_compile=False)
-    def run(x):
-        return graph(x, lambda t: model(t, training=False))
-
-    return lambda x: run(tf.constant(x)).numpy()
-
-
-def _compile_jax(graph, model):
-    import jax
-
-    trainable = [v.value for v in model.trainable_variables]
-    frozen = [v.value for v in model.non_trainable_variables]
-
-    def stateless(trainable, frozen, x):
-        def call(t):
-            return model.stateless_call(trainable, frozen, t, training=False)[0]
-
-        return graph(x, call)
-
-    run = jax.jit(stateless)
-
-    def call(x):
-        # jit compiles once per shape: pad to a power of two to bound recompiles.
-        n = x.shape[0]
-        padded = 1 << max(n - 1, 0).bit_length()
-        if padded != n:
-            x = np.concatenate([x, np.zeros((padded - n, *x.shape[1:]), x.dtype)])
-        return np.asarray(run(trainable, frozen, x))[:n]
-
-    return call
 
 
 CPU_BATCH_SIZE = 8
@@ -232,41 +184,8 @@ def get_forward(
         return forward
 
 
-def forget_models() -> None:
-    """Drop every held model and compiled function (the framework's caches stay)."""
-    from featurize._text_encoders import forget_text_encoders
-
+def forget_forwards() -> None:
+    """Drop every compiled function and held model (the framework's caches stay)."""
     with _LOCK:
         _FORWARDS.clear()
         clear_model_cache()
-    forget_text_encoders()
-
-
-def release_models() -> None:
-    """Release every model and compiled function featurize holds in this process.
-
-    Featurizers keep working: the next embedding builds its model again. Memory
-    held by models is otherwise bounded by ``FEATURIZE_MAX_MODELS`` backbones
-    (default 2), least recently used out first.
-    """
-    import gc
-
-    import keras
-
-    forget_models()
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
-
-        jax.clear_caches()  # compiled functions hold their model's constants
-    elif backend == "tensorflow":
-        # What keras.backend.clear_session() does for TensorFlow, without resetting
-        # Keras's global settings (a user's dtype policy): the eager kernel cache
-        # keeps every traced model's kernels (measured over 10 backbones in a row:
-        # the process grew by 200 MB when it was kept, 135 MB when it was cleared).
-        import tensorflow as tf
-        from tensorflow.python.eager import context
-
-        context.context().clear_kernel_cache()
-        tf.compat.v1.reset_default_graph()
-    gc.collect()

@@ -168,7 +168,7 @@ def is_held(features: FeatureModel) -> bool:
 def _shape(tensor) -> tuple[int, int, int]:
     shape = tuple(tensor.shape[1:])
     if len(shape) != 3 or any(d is None for d in shape):
-        raise ValueError(
+        raise InvalidParameterError(
             f"Expected a 4-D (batch, height, width, channels) feature map with a known "
             f"size; the layer's output has shape {tuple(tensor.shape)}."
         )

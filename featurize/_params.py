@@ -19,12 +19,41 @@ from featurize._text_encoders import get_text_encoder
 from featurize.errors import InvalidParameterError
 
 
+@dataclass(frozen=True, kw_only=True)
+class Rule:
+    """What every rule knows besides its values: its help, and the facts the
+    command line and the estimators read off it.
+
+    Attributes
+    ----------
+    help : str
+        One line for ``--help``.
+    cli : bool
+        Offered as a command-line option (where the command embeds).
+    comparable : bool
+        ``featurize search`` takes several comma-separated values to compare.
+    shown : str or None
+        How ``--help`` shows the default, where its value says little (None:
+        the value itself).
+    """
+
+    help: str = ""
+    cli: bool = True
+    comparable: bool = False
+    shown: str | None = None
+
+    choices = None
+
+    def from_text(self, text: str):
+        """Command-line text to a value (checked by :meth:`check`)."""
+        return text
+
+
 @dataclass(frozen=True)
-class Options:
+class Options(Rule):
     """One of a fixed set of values (None among them where it is allowed)."""
 
     values: tuple
-    help: str = ""
 
     def check(self, name: str, value):
         if isinstance(value, bool) or value not in self.values:
@@ -43,12 +72,11 @@ class Options:
 
 
 @dataclass(frozen=True)
-class Integer:
+class Integer(Rule):
     """An integer of at least ``minimum``, or None where ``allow_none``."""
 
     minimum: int
     allow_none: bool = False
-    help: str = ""
 
     def check(self, name: str, value):
         if value is None and self.allow_none:
@@ -72,14 +100,10 @@ class Integer:
             return None
         return int(text)
 
-    choices = None
-
 
 @dataclass(frozen=True)
-class InputSize:
+class InputSize(Rule):
     """None (the backbone's native size), an int, or ``(height, width)``."""
-
-    help: str = ""
 
     def check(self, name: str, value):
         if value is None:
@@ -105,17 +129,14 @@ class InputSize:
         height, _, width = text.lower().partition("x")
         return (int(height), int(width)) if width else int(height)
 
-    choices = None
-
 
 @dataclass(frozen=True)
-class Layer:
+class Layer(Rule):
     """None (the final feature map), a layer name, or a negative stage index.
 
     With ``auto``, also "auto": the estimator picks among its candidate layers.
     """
 
-    help: str = ""
     auto: bool = False
 
     def check(self, name: str, value):
@@ -143,14 +164,10 @@ class Layer:
         except ValueError:
             return text
 
-    choices = None
-
 
 @dataclass(frozen=True)
-class Weights:
+class Weights(Rule):
     """``"imagenet"``, None (random), or the path of a weights file."""
-
-    help: str = ""
 
     def check(self, name: str, value):
         if value is None or isinstance(value, (str, os.PathLike)):
@@ -163,44 +180,26 @@ class Weights:
     def from_text(self, text: str):
         return None if text.lower() == "none" else text
 
-    choices = None
-
 
 @dataclass(frozen=True)
-class BackboneName:
+class BackboneName(Rule):
     """A name in the backbone registry (case and separators ignored)."""
-
-    help: str = ""
 
     def check(self, name: str, value):
         return get_backbone(value).name
 
-    def from_text(self, text: str):
-        return text
-
-    choices = None
-
 
 @dataclass(frozen=True)
-class EncoderName:
+class EncoderName(Rule):
     """A name in the text-encoder registry (case and separators ignored)."""
-
-    help: str = ""
 
     def check(self, name: str, value):
         return get_text_encoder(value).name
 
-    def from_text(self, text: str):
-        return text
-
-    choices = None
-
 
 @dataclass(frozen=True)
-class Boolean:
+class Boolean(Rule):
     """True or False (numpy booleans included)."""
-
-    help: str = ""
 
     def check(self, name: str, value):
         if not isinstance(value, (bool, np.bool_)):
@@ -214,14 +213,10 @@ class Boolean:
             raise InvalidParameterError(f"expected true or false; received {text!r}.")
         return text.lower() in ("true", "yes", "1")
 
-    choices = None
-
 
 @dataclass(frozen=True)
-class Anything:
+class Anything(Rule):
     """A value its own resolver checks (``cache``: True, None, a folder, a cache)."""
-
-    help: str = ""
 
     def check(self, name: str, value):
         return value
@@ -229,11 +224,9 @@ class Anything:
     def from_text(self, text: str):
         return None if text.lower() == "none" else text
 
-    choices = None
-
 
 @dataclass(frozen=True)
-class Number:
+class Number(Rule):
     """A number in ``[minimum, maximum]`` (``maximum`` excluded unless
     ``include_maximum``), or None where ``allow_none``."""
 
@@ -241,7 +234,6 @@ class Number:
     maximum: float = float("inf")
     include_maximum: bool = False
     allow_none: bool = False
-    help: str = ""
 
     def check(self, name: str, value):
         if value is None and self.allow_none:
@@ -268,14 +260,10 @@ class Number:
             return None
         return float(text)
 
-    choices = None
-
 
 @dataclass(frozen=True)
-class LearningRate:
+class LearningRate(Rule):
     """``"auto"`` or a positive number."""
-
-    help: str = ""
 
     def check(self, name: str, value):
         if isinstance(value, str) and value == "auto":
@@ -289,14 +277,10 @@ class LearningRate:
     def from_text(self, text: str):
         return text if text == "auto" else float(text)
 
-    choices = None
-
 
 @dataclass(frozen=True)
-class StagesToUnfreeze:
+class StagesToUnfreeze(Rule):
     """``"all"`` or how many stages, counted from the top, to train."""
-
-    help: str = ""
 
     def check(self, name: str, value):
         if isinstance(value, str) and value == "all":
@@ -311,15 +295,12 @@ class StagesToUnfreeze:
     def from_text(self, text: str):
         return text if text == "all" else int(text)
 
-    choices = None
-
 
 @dataclass(frozen=True)
-class Augmentation:
+class Augmentation(Rule):
     """A named recipe, None, or a list of Keras preprocessing layers."""
 
     values: tuple
-    help: str = ""
 
     def check(self, name: str, value):
         if value is None or (isinstance(value, str) and value in self.values):
@@ -342,10 +323,8 @@ class Augmentation:
 
 
 @dataclass(frozen=True)
-class ClassWeight:
+class ClassWeight(Rule):
     """None, ``"balanced"``, or a dict from class label to weight."""
-
-    help: str = ""
 
     def check(self, name: str, value):
         if value is None or value == "balanced" or isinstance(value, dict):
@@ -358,8 +337,6 @@ class ClassWeight:
     def from_text(self, text: str):
         return None if text.lower() == "none" else text
 
-    choices = None
-
 
 POOLINGS = ("avg", "max", "gem", None)
 RESIZE_POLICIES = ("stretch", "center_crop")
@@ -367,25 +344,34 @@ RESIZE_POLICIES = ("stretch", "center_crop")
 PRECISION_POLICIES = {"float32": "float32", "mixed": "mixed_bfloat16"}
 ON_ERROR = ("raise", "nan")
 
+# In the order the command line lists them.
 IMAGE_FEATURIZER_RULES = {
-    "backbone": BackboneName(help="a name from `featurize backbones`"),
+    "backbone": BackboneName(help="a name from `featurize backbones`", comparable=True),
     "weights": Weights(help="'imagenet', 'none' (random) or a weights file"),
     "layer": Layer(
         help="'none' (final feature map), a layer name, or -k: the k-th stage "
-        "output from the end"
+        "output from the end",
+        comparable=True,
     ),
-    "pooling": Options(POOLINGS, help="spatial pooling ('none' flattens)"),
-    "input_size": InputSize(help="N or HxW pixels"),
+    "pooling": Options(
+        POOLINGS, help="spatial pooling ('none' flattens)", comparable=True
+    ),
+    "input_size": InputSize(help="N or HxW pixels", shown="the backbone's native size"),
     "resize": Options(RESIZE_POLICIES, help="how images are fitted to the input"),
-    "batch_size": Integer(1, allow_none=True, help="images per forward pass"),
-    "on_error": Options(ON_ERROR, help="a bad image raises, or gives a NaN row"),
-    "max_pixels": Integer(1, allow_none=True, help="refuse larger images"),
-    "cache": Anything(help="embedding cache folder, or 'none' (off)"),
     "precision": Options(
         tuple(PRECISION_POLICIES), help="'mixed': bfloat16 compute (GPUs)"
     ),
+    "batch_size": Integer(1, allow_none=True, help="images per forward pass"),
     "decode_workers": Integer(0, allow_none=True, help="image decoding threads"),
-    "verbose": Anything(help="a progress bar when true"),
+    "max_pixels": Integer(1, allow_none=True, help="refuse larger images"),
+    "cache": Anything(
+        help="embedding cache folder, or 'none' (off)", shown="the default folder"
+    ),
+    # The commands decide these themselves (a bad image is reported, never fatal).
+    "on_error": Options(
+        ON_ERROR, help="a bad image raises, or gives a NaN row", cli=False
+    ),
+    "verbose": Anything(help="a progress bar when true", cli=False),
 }
 
 
@@ -393,15 +379,16 @@ AUGMENTATIONS = ("light", "light_flip", "strong")
 BATCHNORM_MODES = ("adapt", "frozen")
 HEAD_INITS = ("linear_probe", "random")
 
-# The featurizer's rules that a fine-tuned classifier shares (not pooling: its head
-# sits on average-pooled features; not batch_size: training sets its own).
-_SHARED = (
-    "backbone", "weights", "layer", "input_size", "resize", "on_error", "max_pixels",
-    "cache", "precision", "decode_workers", "verbose",
-)  # fmt: skip
+# A fine-tuned classifier shares the featurizer's rules but these: its head sits on
+# average-pooled features, and training sets its own batch size.
+NOT_SHARED_WITH_FINE_TUNING = ("pooling", "batch_size")
 
 FINE_TUNED_RULES = {
-    **{name: IMAGE_FEATURIZER_RULES[name] for name in _SHARED},
+    **{
+        name: rule
+        for name, rule in IMAGE_FEATURIZER_RULES.items()
+        if name not in NOT_SHARED_WITH_FINE_TUNING
+    },
     "layer": Layer(
         auto=True,
         help="'auto' (final or penultimate stage, by the linear probe's "
@@ -450,7 +437,10 @@ def validate(estimator, rules: dict) -> dict:
         Naming the parameter, what it received and what it accepts.
     """
     params = estimator.get_params(deep=False)
-    return {name: rule.check(name, params[name]) for name, rule in rules.items()}
+    try:
+        return {name: rule.check(name, params[name]) for name, rule in rules.items()}
+    except InvalidParameterError as error:
+        raise type(error)(f"{type(estimator).__name__}: {error}") from None
 
 
 LONG_TEXT_POLICIES = ("truncate", "chunks")
@@ -459,16 +449,23 @@ TEXT_FEATURIZER_RULES = {
     "encoder": EncoderName(help="a name from `featurize encoders`"),
     "batch_size": Integer(1, help="texts (token windows) per forward pass"),
     "max_length": Integer(
-        3, allow_none=True, help="tokens read per text ('none': the encoder's limit)"
+        3,
+        allow_none=True,
+        help="tokens read per text ('none': the encoder's limit)",
+        shown="the encoder's limit",
     ),
     "long_text": Options(
         LONG_TEXT_POLICIES,
         help="longer texts are truncated, or embedded by windows and averaged",
     ),
-    "normalize": Boolean(help="L2-normalise the embeddings"),
+    "normalize": Boolean(help="L2-normalise the embeddings", cli=False),
     "on_error": Options(
-        ON_ERROR, help="a missing or non-text value raises, or gives a NaN row"
+        ON_ERROR,
+        help="a missing or non-text value raises, or gives a NaN row",
+        cli=False,
     ),
-    "cache": Anything(help="embedding cache folder, or 'none' (off)"),
-    "verbose": Anything(help="a progress bar when true"),
+    "cache": Anything(
+        help="embedding cache folder, or 'none' (off)", shown="the default folder"
+    ),
+    "verbose": Anything(help="a progress bar when true", cli=False),
 }

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from featurize._embeddings import Failure
 from featurize._images import describe, load_image
 from featurize.errors import ImageError
 
@@ -35,9 +36,8 @@ class PixelSource:
     def decode(self, items, indices) -> tuple[np.ndarray, list]:
         """Decode ``items[i]`` for ``i`` in ``indices``.
 
-        Returns the batch (black where an image failed) and the failures as
-        ``(index, input, error, reason)`` tuples, ``index`` being the position in
-        ``items``.
+        Returns the batch (black where an image failed) and the
+        :class:`Failure` records, ``index`` being the position in ``items``.
         """
         indices = list(indices)
         batch = np.zeros((len(indices), *self.size, 3), np.uint8)
@@ -54,9 +54,7 @@ class PixelSource:
                     index=index,
                 )
             except ImageError as error:
-                failures.append(
-                    (index, describe(items[index]), type(error).__name__, error.reason)
-                )
+                failures.append(Failure(index, describe(items[index]), error))
                 return
             if pixels.dtype != np.uint8:
                 pixels = np.clip(np.rint(pixels), 0, 255)
@@ -68,7 +66,7 @@ class PixelSource:
         else:
             for position in range(len(indices)):
                 one(position)
-        failures.sort(key=lambda failure: failure[0])
+        failures.sort(key=lambda failure: failure.index)
         return batch, failures
 
     def chunks(self, items, size: int = CHUNK):
@@ -116,6 +114,6 @@ class Batches:
             pixels, failures = self.source.decode(self.pixels, rows)
             if failures:
                 self.late_failures.extend(failures)
-                failed = {failure[0] for failure in failures}
+                failed = {failure.index for failure in failures}
                 weights = np.where(np.isin(rows, list(failed)), 0.0, weights)
         return pixels.astype(np.float32), self.labels[rows], weights

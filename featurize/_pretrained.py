@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from featurize import _converted_weights as converted
-from featurize.errors import WeightsUnavailableError
+from featurize.errors import WeightsMismatchError, WeightsUnavailableError
 
 WEIGHT_SUFFIXES = (".weights.h5", ".h5", ".hdf5", ".keras")
 
@@ -240,7 +240,7 @@ def load_weights_file(model, path: str) -> None:
     except ValueError:
         missing = _layers_missing_from_h5(model, path)
         if missing:
-            raise ValueError(
+            raise WeightsMismatchError(
                 f"The weights file {path!r} does not match this backbone: it has no "
                 f"weights for layers {missing[:5]}{' ...' if len(missing) > 5 else ''}."
                 f" Was it saved from a different architecture?"

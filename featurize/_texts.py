@@ -7,11 +7,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from featurize._inputs import refuse_unordered
 from featurize.errors import InvalidInputError, TextError
 
-# Bump when a change here or in the encoders changes embeddings: it is part of every
-# text embedding's cache key.
-TEXT_PIPELINE_VERSION = 1
+# A change here or in the encoders that changes embeddings bumps
+# TEXT_PIPELINE_VERSION (featurize/_versions.py).
 
 
 def as_text_list(X) -> tuple[Sequence, Sequence | None]:
@@ -26,6 +26,7 @@ def as_text_list(X) -> tuple[Sequence, Sequence | None]:
             f"Expected a collection of texts, received a single "
             f"{type(X).__name__} {_short(X)}. Wrap it in a list: [{_short(X)}]."
         )
+    refuse_unordered(X, "texts")
     if hasattr(X, "iloc") and hasattr(X, "columns"):  # pandas DataFrame
         if X.shape[1] != 1:
             raise InvalidInputError(
@@ -59,14 +60,17 @@ def as_text_list(X) -> tuple[Sequence, Sequence | None]:
         ) from None
 
 
-def check_text(value, index: int, label=None) -> str:
-    """``value`` as a ``str``, or a :class:`TextError` naming the row.
+def check_text(value, index: int, label=None) -> tuple[str, bool]:
+    """``value`` as a ``str`` that encodes to UTF-8, and whether it had to be
+    repaired; or a :class:`TextError` naming the row.
 
     Missing values (None, NaN, pandas NA) and non-strings are errors, never an
     empty text: an embedding of "" would silently stand for data that is not there.
+    Lone surrogates (what ``errors="surrogateescape"`` makes of undecodable bytes),
+    which no tokenizer can read, are replaced by U+FFFD, and the repair is counted.
     """
     if isinstance(value, str):
-        return str(value)
+        return repair(str(value))
     if value is None or _is_missing(value):
         reason = f"a missing value ({value!r}), not a text"
     elif isinstance(value, bytes):
@@ -89,3 +93,14 @@ def _is_missing(value) -> bool:
 def _short(value, limit: int = 40) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def repair(text: str) -> tuple[str, bool]:
+    """``text`` with lone surrogates replaced by U+FFFD (surrogate pairs joined)."""
+    try:
+        text.encode("utf-8")
+        return text, False
+    except UnicodeEncodeError:
+        pass
+    joined = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return joined, True

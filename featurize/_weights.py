@@ -12,7 +12,7 @@ import os
 from featurize._backbones import Backbone, all_backbones
 from featurize._converted_weights import PYTORCH_SUFFIXES
 from featurize._pretrained import WEIGHT_SUFFIXES, file_sha256, load_weights_file
-from featurize.errors import WeightsUnavailableError
+from featurize.errors import WeightsMismatchError, WeightsUnavailableError
 
 
 def _is_imagenet(weights) -> bool:
@@ -87,7 +87,7 @@ def load_file(model, backbone: Backbone, weights) -> None:
             accepting = [
                 b.name for b in all_backbones() if hasattr(b.pretrained, "load_pytorch")
             ]
-            raise ValueError(
+            raise WeightsMismatchError(
                 f"PyTorch weights ({path!r}) can only be loaded into {accepting}, "
                 f"whose weights are converted from PyTorch; backbone "
                 f"{backbone.name!r} takes Keras weights files "

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from featurize.errors import WeightsMismatchError
+
 # GloVe 6B was trained on lowercased text split by the Stanford tokenizer, which keeps
 # punctuation as tokens and splits clitics ("don't" -> "do", "n't"; "it's" -> "it",
 # "'s"): the vocabulary has those pieces, so the same split finds them.
@@ -21,13 +23,18 @@ def words(text: str) -> list[str]:
 class WordVectors:
     """A vocabulary and its vectors; a text is the mean of its known words'."""
 
+    @classmethod
+    def from_files(cls, folder: Path, row) -> WordVectors:
+        """The vectors of a registry row whose files are in ``folder``."""
+        return cls(folder / row.weights_file, folder / row.vocabulary)
+
     def __init__(self, vectors: Path, vocabulary: Path):
         import pandas as pd
 
         self.vectors = np.load(vectors)
         tokens = pd.read_parquet(vocabulary).iloc[:, 0].tolist()
         if len(tokens) != len(self.vectors):
-            raise ValueError(
+            raise WeightsMismatchError(
                 f"{vocabulary} lists {len(tokens)} words for {len(self.vectors)} "
                 f"vectors in {vectors}"
             )
@@ -37,6 +44,25 @@ class WordVectors:
         """Each text's known words as vocabulary rows (unknown words dropped)."""
         index = self.index
         return [[index[w] for w in words(text) if w in index] for text in texts]
+
+    def too_long(self, ids: list[list[int]], max_length) -> list[bool]:
+        """Whether each text has more known words than ``max_length``."""
+        return [max_length is not None and len(words) > max_length for words in ids]
+
+    def encode(
+        self, texts: list[str], max_length, chunks: bool, batch_size: int
+    ) -> tuple[np.ndarray, list[bool]]:
+        """Mean word vectors of ``texts`` (not normalised), and which were too long
+        (their first ``max_length`` words only, unless ``chunks``)."""
+        ids = self.token_ids(texts)
+        long = self.too_long(ids, max_length)
+        vectors = [
+            self.mean(words if chunks or not cut else words[:max_length])
+            for words, cut in zip(ids, long)
+        ]
+        if not vectors:
+            return np.empty((0, self.vectors.shape[1]), np.float32), long
+        return np.stack(vectors).astype(np.float32), long
 
     def mean(self, ids: list[int]) -> np.ndarray:
         """The mean vector of ``ids``; zeros when there are none."""

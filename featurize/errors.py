@@ -16,13 +16,20 @@ __all__ = [
     "ImageReadError",
     "ImageTooLargeError",
     "InvalidInputError",
+    "InvalidLabelsError",
     "InvalidParameterError",
+    "InvalidParameterTypeError",
     "ItemError",
+    "MissingDependencyError",
+    "ModelFileError",
+    "TableReadError",
     "TextError",
     "UnknownBackboneError",
     "UnknownEncoderError",
+    "UnsafeModelFileError",
     "UnsafeWeightsFileError",
     "UnsupportedImageTypeError",
+    "WeightsMismatchError",
     "WeightsUnavailableError",
 ]
 
@@ -36,6 +43,11 @@ class InvalidParameterError(FeaturizeError, ValueError):
     parameter, the value received and the values accepted."""
 
 
+class InvalidParameterTypeError(InvalidParameterError, TypeError):
+    """A parameter of the wrong type (a model that is not a Keras model, a
+    preprocessing that is not callable)."""
+
+
 class UnknownBackboneError(InvalidParameterError):
     """A backbone name that is not in the registry."""
 
@@ -46,6 +58,11 @@ class UnknownEncoderError(InvalidParameterError):
 
 class InvalidInputError(FeaturizeError, ValueError):
     """The container passed as ``X`` is not a collection of images."""
+
+
+class InvalidLabelsError(InvalidInputError):
+    """Class labels that cannot be trained on: missing values (None, NaN, pandas NA)
+    or too few; the message names the rows."""
 
 
 class ItemError(FeaturizeError):
@@ -136,5 +153,29 @@ class WeightsUnavailableError(FeaturizeError, OSError):
     """Pretrained weights are not on this machine and could not be downloaded."""
 
 
+class WeightsMismatchError(FeaturizeError, ValueError):
+    """A weights file (or checkpoint) that does not fit the model it is loaded into:
+    a missing variable, another shape, another architecture."""
+
+
+class MissingDependencyError(FeaturizeError, ImportError):
+    """An optional package a feature needs is not installed; the message says
+    which, and how to install it."""
+
+
 class UnsafeWeightsFileError(FeaturizeError, ValueError):
     """A weights file asked to run code, or is not the format it claims to be."""
+
+
+class ModelFileError(FeaturizeError, ValueError):
+    """A model file that cannot be loaded: missing, damaged, or not a model."""
+
+
+class UnsafeModelFileError(ModelFileError):
+    """A model file that names a Python global outside the types a featurize model is
+    made of: loading it could run code, so it is refused before anything runs."""
+
+
+class TableReadError(FeaturizeError, ValueError):
+    """A CSV or Parquet table that cannot be read as asked: the message names the
+    file, what is wrong and how to fix it."""

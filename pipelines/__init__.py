@@ -2,10 +2,16 @@
 
 from pipelines._classifiers import make_image_classifier, make_text_classifier
 from pipelines._data import list_splits, load_image_folder
-from pipelines._embed import embed_dataset, read_manifest
+from pipelines._embed import embed_dataset
+from pipelines._manifests import read_manifest, read_text_table
+from pipelines._predict import Predictions, predict_rows, read_model
 from pipelines._selection import compare_models, plot_comparison
+from pipelines._tables import read_table
+from pipelines._train import Trained, train_images, train_texts
 
 __all__ = [
+    "Predictions",
+    "Trained",
     "compare_models",
     "embed_dataset",
     "list_splits",
@@ -13,5 +19,11 @@ __all__ = [
     "make_image_classifier",
     "make_text_classifier",
     "plot_comparison",
+    "predict_rows",
     "read_manifest",
+    "read_model",
+    "read_table",
+    "read_text_table",
+    "train_images",
+    "train_texts",
 ]

@@ -21,6 +21,7 @@ class Chunk:
     failures: dict = field(default_factory=dict)
     cache_hits: int = 0
     computed: int = 0
+    truncated: int = 0
 
 
 def read_url(url: str) -> bytes:
@@ -56,7 +57,22 @@ def embed_chunk(featurizer, paths: list) -> Chunk:
     chunk.embeddings[:] = result.array
     chunk.cache_hits = result.stats["cache_hits"]
     chunk.computed = result.stats["computed"]
+    chunk.truncated = result.stats.get("truncated", 0)
     chunk.digests = list(result.digests)
     for row in result.failures.itertuples():
         chunk.failures[row.index] = (row.error, row.reason)
     return chunk
+
+
+def free_names(wanted, taken, prefix: str) -> dict:
+    """Names for added columns that collide with none of ``taken``: each wanted
+    name as it is where free, else with ``prefix`` (repeated until it is)."""
+    used = {str(name) for name in taken}
+    names = {}
+    for name in wanted:
+        chosen = name
+        while chosen in used:
+            chosen = prefix + chosen
+        used.add(chosen)
+        names[name] = chosen
+    return names

@@ -11,138 +11,43 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
-
-import numpy as np
 
 from featurize import (
     EmbeddingCache,
     FeaturizeError,
-    FineTunedClassifier,
     ImageFeaturizer,
     TextFeaturizer,
     list_backbones,
     list_text_encoders,
 )
-from pipelines._chunks import embed_chunk
-from pipelines._classifiers import (
-    CLASSIFIERS,
-    make_image_classifier,
-    make_text_classifier,
-)
+from pipelines._classifiers import CLASSIFIERS
 from pipelines._data import IMAGE_EXTENSIONS, list_splits, load_image_folder
-from pipelines._embed import embed_dataset, read_manifest, read_text_table
+from pipelines._embed import embed_dataset
+from pipelines._files import (
+    OverwritesInputError,
+    check_output,
+    dump_model,
+    write_table,
+)
+from pipelines._manifests import read_manifest, read_text_table
+from pipelines._options import (
+    TEXT_OPTIONS,
+    UsageError,
+    UserError,
+    add_common,
+    check_no_text_options,
+    common_options,
+    featurizer_options,
+    featurizer_params,
+    text_params,
+)
+from pipelines._predict import check_options, predict_rows, read_model
 from pipelines._ray import RAY_CACHES
 from pipelines._selection import compare_models
+from pipelines._tables import separator
+from pipelines._train import TRAIN_SPLITS, train_images, train_texts
 
-TRAIN_SPLITS = ("train", "training")
-EVAL_SPLITS = ("val", "valid", "validation", "test", "testing")
-# Featurizer parameters offered as options, in the order --help lists them.
-FEATURIZER_OPTIONS = (
-    "backbone", "weights", "layer", "pooling", "input_size", "resize", "precision",
-    "batch_size", "decode_workers", "max_pixels", "cache",
-)  # fmt: skip
-# TextFeaturizer parameters offered with --text-column (batch_size and cache are the
-# featurizer options of the same names).
-TEXT_OPTIONS = ("encoder", "max_length", "long_text")
-# What `search` can compare several of (comma-separated); one each elsewhere.
-COMPARABLE = ("backbone", "layer", "pooling")
-# What defines a saved model's embeddings: `predict` may not change these.
-DEFINING = ("backbone", "weights", "layer", "pooling", "input_size", "resize",
-            "precision")  # fmt: skip
-
-
-class UserError(Exception):
-    """A problem the user can fix; printed as one line, exit code 1."""
-
-
-class UsageError(Exception):
-    """Options that do not go together; exit code 2, like argparse's own errors."""
-
-
-# -- the parts
-
-
-def _option_type(name: str, rule, comparable: bool):
-    """argparse ``type=``: text to checked value(s), from the parameter's rule."""
-
-    def convert(text: str):
-        parts = (
-            [p.strip() for p in text.split(",") if p.strip()] if comparable else [text]
-        )
-        values = []
-        for part in parts:
-            try:
-                value = rule.check(name, rule.from_text(part))
-            except FeaturizeError as error:
-                raise argparse.ArgumentTypeError(str(error)) from None
-            except ValueError:
-                raise argparse.ArgumentTypeError(
-                    f"expected {_metavar(name, rule)}; received {part!r}"
-                ) from None
-            values.append(value)
-        if not values:
-            raise argparse.ArgumentTypeError(f"no value in {text!r}")
-        return values if comparable else values[0]
-
-    convert.__name__ = name  # argparse names the type in its messages
-    return convert
-
-
-def _metavar(name: str, rule) -> str:
-    if rule.choices:
-        return "{" + ",".join(rule.choices) + "}"
-    return name.upper()
-
-
-def _featurizer_options(
-    estimator=ImageFeaturizer, names=FEATURIZER_OPTIONS, title="featurizer options"
-) -> argparse.ArgumentParser:
-    """An estimator's options, declared once for every command that embeds."""
-    parent = argparse.ArgumentParser(add_help=False)
-    group = parent.add_argument_group(title)
-    defaults = estimator().get_params()
-    for name in names:
-        rule = estimator.parameter_rules[name]
-        comparable = name in COMPARABLE
-        flags = [f"--{name.replace('_', '-')}"]
-        if comparable:
-            flags.append(f"--{name.replace('_', '-')}s")
-        default = defaults[name]
-        shown = "none" if default is None else default
-        if name == "cache":
-            shown = "the default folder"
-        if name == "input_size":
-            shown = "the backbone's native size"
-        if name == "max_length":
-            shown = "the encoder's limit"
-        more = "; comma-separated to compare several (search)" if comparable else ""
-        group.add_argument(
-            *flags,
-            dest=name,
-            type=_option_type(name, rule, comparable),
-            default=argparse.SUPPRESS,
-            metavar=_metavar(name, rule),
-            help=f"{rule.help}{more} (default: {shown})",
-        )
-    return parent
-
-
-def _common_options() -> argparse.ArgumentParser:
-    parent = argparse.ArgumentParser(add_help=False)
-    _add_common(parent, default=argparse.SUPPRESS)
-    return parent
-
-
-def _add_common(parser, default) -> None:
-    parser.add_argument(
-        "--traceback", action="store_true", default=default,
-        help="on failure, print the whole error, not one line",
-    )  # fmt: skip
-    parser.add_argument(
-        "--framework-logs", action="store_true", default=default,
-        help="let TensorFlow print its start-up log lines",
-    )  # fmt: skip
+PREDICTION_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -151,11 +56,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Image embeddings from frozen pretrained Keras backbones, and "
         "classifiers trained on them.",
     )
-    _add_common(parser, default=False)
+    add_common(parser, default=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    common = _common_options()
-    featurizer = _featurizer_options()
-    text = _featurizer_options(
+    common = common_options()
+    featurizer = featurizer_options()
+    text = featurizer_options(
         TextFeaturizer, TEXT_OPTIONS, "text options (with --text-column)"
     )
     text.add_argument(
@@ -164,8 +69,20 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     manifest = argparse.ArgumentParser(add_help=False)
     manifest.add_argument(
-        "--path-column", default="path", help="manifest column holding the paths"
-    )
+        "--path-column", default=None,
+        help="manifest column holding the image paths (default: path)",
+    )  # fmt: skip
+    tables = argparse.ArgumentParser(add_help=False)
+    group = tables.add_argument_group("table options (CSV manifests and text tables)")
+    group.add_argument(
+        "--encoding", default=None,
+        help="the CSV's text encoding, e.g. latin-1 (default: UTF-8)",
+    )  # fmt: skip
+    group.add_argument(
+        "--sep", default=None, type=_separator,
+        help="the CSV's separator: one character, or 'tab' (default: sniffed from "
+        "the header among , tab ; |)",
+    )  # fmt: skip
 
     def command(name, handler, parents=(), **kwargs):
         sub = commands.add_parser(name, parents=[common, *parents], **kwargs)
@@ -187,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     train = command(
         "train",
         _train,
-        [featurizer, text],
+        [featurizer, text, tables],
         help="train and evaluate a classifier on an image folder or a text column",
         description="Train on DIR/<class>/* (holding out a stratified part for "
         "evaluation) or on DIR/train/<class>/*, evaluating on DIR/val (or test). "
@@ -209,7 +126,10 @@ def _parser() -> argparse.ArgumentParser:
         help="held-out fraction when DIR has no split folders",
     )
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--out", default=None, help="save the fitted pipeline (joblib)")
+    train.add_argument(
+        "--out", default=None,
+        help="save the fitted pipeline (joblib); checked before training",
+    )  # fmt: skip
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.add_argument(
         "--fine-tune", action="store_true",
@@ -219,8 +139,8 @@ def _parser() -> argparse.ArgumentParser:
         "--epochs", type=int, default=None, help="with --fine-tune: training epochs"
     )
     train.add_argument(
-        "--keep", choices=("better", "frozen", "fine-tuned"), default="better",
-        help="with --fine-tune: the model --out saves",
+        "--keep", choices=("better", "frozen", "fine-tuned"), default=None,
+        help="with --fine-tune: the model --out saves (default: better)",
     )  # fmt: skip
 
     search = command(
@@ -240,14 +160,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     search.add_argument("--cv", type=int, default=5)
     search.add_argument("--scoring", default="accuracy")
-    search.add_argument("--out", default=None, help="write the results table (CSV)")
+    search.add_argument(
+        "--out", default=None, help="write the results table (CSV or Parquet)"
+    )
     search.add_argument("--model", default=None, help="save the best pipeline (joblib)")
     search.add_argument("--quiet", action="store_true")
 
     embed = command(
         "embed",
         _embed,
-        [featurizer, manifest, text],
+        [featurizer, manifest, text, tables],
         help="embed a whole collection to Parquet (resumable; local or Ray)",
         description="Embed every image of INPUT (a folder, a glob, a text file of "
         "paths, or a CSV/Parquet manifest) into OUT.parquet, with failures in "
@@ -255,7 +177,10 @@ def _parser() -> argparse.ArgumentParser:
         "With --text-column, the texts of that column of a CSV/Parquet INPUT.",
     )
     embed.add_argument("input", metavar="INPUT")
-    embed.add_argument("--out", required=True, help="the Parquet file to write")
+    embed.add_argument(
+        "--out", required=True,
+        help="the Parquet file to write (never an input; checked before any work)",
+    )  # fmt: skip
     embed.add_argument("--engine", choices=("local", "ray"), default="local")
     embed.add_argument("--address", default=None, help="Ray cluster address")
     embed.add_argument(
@@ -269,14 +194,18 @@ def _parser() -> argparse.ArgumentParser:
     predict = command(
         "predict",
         _predict,
-        [featurizer, manifest, text],
+        [featurizer, manifest, text, tables],
         help="predict images with a saved pipeline",
         description="Predict the images of INPUT (image files, or one folder, glob, "
         "text file of paths or CSV/Parquet manifest) with a pipeline saved by "
         "`featurize train --out` or `search --model`. Writes the manifest's "
-        "columns, `label`, one `proba_<class>` column per class (when the "
-        "classifier has predict_proba) and `error`, as CSV (stdout, or --out "
-        "x.csv) or Parquet (--out x.parquet). Unreadable images get an error and "
+        "columns unchanged, then `label`, one `proba_<class>` column per class "
+        "(when the classifier has predict_proba) and `error` (each named "
+        "`predicted_<name>` where the input has a column of that name), as CSV "
+        "(stdout, or --out x.csv) or Parquet (--out x.parquet). The model file "
+        "is loaded without running code: only the types a featurize model is "
+        "made of are admitted (--trust lifts that). Unreadable images get an "
+        "error and "
         "no label; the exit code is then 1. Featurizer options may change how "
         "images are read (batch size, threads, cache), not what defines the "
         "model's embeddings. A text model (`train TABLE --text-column`) predicts "
@@ -284,7 +213,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("model", metavar="MODEL")
     predict.add_argument("inputs", metavar="INPUT", nargs="+")
-    predict.add_argument("--out", default=None, help="CSV or Parquet file to write")
+    predict.add_argument(
+        "--out", default=None,
+        help="CSV, TSV or Parquet file to write (by its name; never an input)",
+    )  # fmt: skip
+    predict.add_argument(
+        "--trust", action="store_true",
+        help="load a model file that names types outside those a featurize model "
+        "is made of (it can run code: only for files you trust)",
+    )  # fmt: skip
 
     cache = command(
         "cache", _cache, help="inspect, clear or shrink the embedding cache"
@@ -321,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. piped into `head`
         sys.stderr.close()
         return 0
-    except UsageError as error:
+    except (UsageError, OverwritesInputError) as error:
         parser.error(str(error))
     except (UserError, FeaturizeError, OSError, ValueError, ImportError) as error:
         if args.traceback:
@@ -354,51 +291,6 @@ def _import_framework(*, show_logs: bool) -> None:
     finally:
         os.dup2(saved, 2)
         os.close(saved)
-
-
-# -- option values
-
-
-def _featurizer_params(args, *, comparable: bool = False) -> dict:
-    """The featurizer options given on the command line (defaults stay out)."""
-    params = {name: getattr(args, name) for name in FEATURIZER_OPTIONS
-              if hasattr(args, name)}  # fmt: skip
-    if not comparable:
-        for name in COMPARABLE:
-            if name in params:
-                if len(params[name]) > 1:
-                    raise UsageError(
-                        f"`{args.command}` takes one --{name}; received "
-                        f"{len(params[name])}. Compare several with `featurize "
-                        f"search`."
-                    )
-                params[name] = params[name][0]
-    return params
-
-
-def _text_params(args) -> dict:
-    """The TextFeaturizer options given on the command line (defaults stay out)."""
-    names = (*TEXT_OPTIONS, "batch_size", "cache")
-    given = {name: getattr(args, name) for name in names if hasattr(args, name)}
-    image_only = [
-        f"--{name.replace('_', '-')}"
-        for name in FEATURIZER_OPTIONS
-        if hasattr(args, name) and name not in given
-    ]
-    if image_only:
-        verb = "applies" if len(image_only) == 1 else "apply"
-        raise UsageError(
-            f"{', '.join(image_only)} {verb} to images, not to --text-column; the "
-            f"text options are --encoder, --max-length and --long-text."
-        )
-    return given
-
-
-def _check_no_text_options(args) -> None:
-    given = [f"--{n.replace('_', '-')}" for n in TEXT_OPTIONS if hasattr(args, n)]
-    if given:
-        verb = "needs" if len(given) == 1 else "need"
-        raise UsageError(f"{', '.join(given)} {verb} --text-column.")
 
 
 # -- commands
@@ -441,207 +333,63 @@ def _weights(args) -> int:
     return 0
 
 
-def _split_folder(directory: str, seed: int, test_size: float):
-    from sklearn.model_selection import train_test_split
-
-    splits = list_splits(directory)
-    train = [s for s in splits if s.lower() in TRAIN_SPLITS]
-    held_out = [s for s in splits if s.lower() in EVAL_SPLITS]
-    if train and held_out:
-        return (
-            *load_image_folder(directory, train[0]),
-            *load_image_folder(directory, held_out[0]),
-            f"{train[0]}/ vs {held_out[0]}/",
-        )
-    if splits:
-        raise UserError(
-            f"{directory!r} has split folders {splits} but not both a training "
-            f"({'/'.join(TRAIN_SPLITS)}) and an evaluation "
-            f"({'/'.join(EVAL_SPLITS)}) one."
-        )
-    paths, labels = load_image_folder(directory)
-    train_x, test_x, train_y, test_y = train_test_split(
-        paths, labels, test_size=test_size, stratify=labels, random_state=seed
-    )
-    return (
-        train_x,
-        train_y,
-        test_x,
-        test_y,
-        f"stratified {1 - test_size:.0%}/{test_size:.0%} split",
-    )
-
-
-def _embed_usable(featurizer, paths, labels):
-    """Embed ``paths``, dropping (and reporting on stderr) the unreadable ones."""
-    result = featurizer.embed(paths, on_error="nan")
-    for row in result.failures.itertuples():
-        print(f"featurize: skipped {row.input!r}: {row.reason}", file=sys.stderr)
-    keep = np.flatnonzero(result.ok)
-    return result.array[keep], [labels[i] for i in keep]
-
-
 def _train(args) -> int:
-    import joblib
-    from sklearn.metrics import accuracy_score, classification_report
-
+    out = args.out and check_output(args.out, inputs=[args.directory], what="model")
+    if args.fine_tune is False and (args.epochs is not None or args.keep):
+        given = "--epochs" if args.epochs is not None else "--keep"
+        raise UsageError(f"{given} needs --fine-tune.")
+    quiet = {"verbose": 0 if args.quiet else 1, "say": _say}
     if args.text_column is not None:
-        return _train_text(args)
-    _check_no_text_options(args)
-    params = _featurizer_params(args)
-    train_x, train_y, test_x, test_y, how = _split_folder(
-        args.directory, args.seed, args.test_size
-    )
-    pipeline = make_image_classifier(
-        classifier=args.classifier, verbose=0 if args.quiet else 1, **params
-    )
-    pipeline.set_params(classifier__C=args.C)
-    featurizer, head = pipeline["featurizer"], pipeline[1:]
-    featurizer.fit()
-    print(
-        f"Training {args.classifier} on {featurizer.backbone_} features "
-        f"({featurizer.n_features_out_} per image, layer {featurizer.layer_!r}); "
-        f"{len(train_x)} training and {len(test_x)} held-out images ({how}).",
-        flush=True,
-    )
-    features, labels = _embed_usable(featurizer, train_x, train_y)
-    if len(set(labels)) < 2:
-        raise UserError("Training needs images of at least two classes.")
-    head.fit(features, labels)
-    test_features, test_labels = _embed_usable(featurizer, test_x, test_y)
-    predictions = head.predict(test_features)
-    accuracy = accuracy_score(test_labels, predictions)
-    print(f"accuracy: {accuracy:.4f} ({len(test_labels)} held-out images)")
-    print(classification_report(test_labels, predictions, digits=4))
-    model, kind = pipeline, "pipeline"
-    if args.fine_tune:
-        tuned, tuned_accuracy = _fine_tune(
-            args, params, train_x, train_y, test_x, test_y
-        )
-        print(
-            f"held-out accuracy: frozen {args.classifier} {accuracy:.4f}, "
-            f"fine-tuned {tuned_accuracy:.4f}"
-        )
-        if args.keep == "fine-tuned" or (
-            args.keep == "better" and tuned_accuracy > accuracy
-        ):
-            model, kind = tuned, "fine-tuned classifier"
-    if args.out:
-        joblib.dump(model, args.out)
-        size = os.path.getsize(args.out)
-        print(f"saved the fitted {kind} to {args.out} ({size / 1024:.0f} KiB)")
+        if args.fine_tune:
+            raise UsageError("--fine-tune applies to images, not to --text-column.")
+        trained = train_texts(
+            args.directory, args.text_column, label_column=args.label_column,
+            classifier=args.classifier, C=args.C, test_size=args.test_size,
+            seed=args.seed, encoding=args.encoding, sep=args.sep, **quiet,
+            **text_params(args),
+        )  # fmt: skip
+    else:
+        check_no_text_options(args)
+        _check_no_table_options(args, "an image folder")
+        trained = train_images(
+            args.directory, classifier=args.classifier, C=args.C,
+            test_size=args.test_size, seed=args.seed, fine_tune=args.fine_tune,
+            epochs=args.epochs, keep=args.keep or "better", **quiet,
+            **featurizer_params(args),
+        )  # fmt: skip
+    if out:
+        size = dump_model(trained.model, out)
+        print(f"saved the fitted {trained.kind} to {out} ({size / 1024:.0f} KiB)")
     return 0
 
 
-def _train_text(args) -> int:
-    """A TextFeaturizer + classifier on a table's text and label columns."""
-    import joblib
-    from sklearn.metrics import accuracy_score, classification_report
-    from sklearn.model_selection import train_test_split
-
-    if args.fine_tune:
-        raise UsageError("--fine-tune applies to images, not to --text-column.")
-    params = _text_params(args)
-    table = read_text_table(args.directory, args.text_column)
-    if args.label_column not in table.columns:
-        raise UserError(
-            f"{args.directory!r} has no column {args.label_column!r}; its columns "
-            f"are {list(table.columns)}. Pass --label-column."
-        )
-    pipeline = make_text_classifier(
-        classifier=args.classifier, verbose=0 if args.quiet else 1, **params
-    )
-    pipeline.set_params(classifier__C=args.C)
-    featurizer, head = pipeline["featurizer"], pipeline[1:]
-    featurizer.fit()
-    labelled = table[table[args.label_column].notna()]
-    if len(labelled) < len(table):
-        print(
-            f"featurize: skipped {len(table) - len(labelled)} rows without a label "
-            f"in {args.label_column!r}",
-            file=sys.stderr,
-        )
-    result = featurizer.embed(labelled[args.text_column], on_error="nan")
-    for row in result.failures.itertuples():
-        print(
-            f"featurize: skipped row {labelled.index[row.index]}: {row.reason}",
-            file=sys.stderr,
-        )
-    keep = np.flatnonzero(result.ok)
-    features = result.array[keep]
-    labels = labelled[args.label_column].to_numpy()[keep]
-    if len(set(labels)) < 2:
-        raise UserError("Training needs texts of at least two classes.")
-    train_x, test_x, train_y, test_y = train_test_split(
-        features, labels, test_size=args.test_size, stratify=labels,
-        random_state=args.seed,
-    )  # fmt: skip
-    print(
-        f"Training {args.classifier} on {featurizer.encoder_} text embeddings "
-        f"({featurizer.n_features_out_} per text); {len(train_y)} training and "
-        f"{len(test_y)} held-out texts (stratified {1 - args.test_size:.0%}/"
-        f"{args.test_size:.0%} split).",
-        flush=True,
-    )
-    head.fit(train_x, train_y)
-    predictions = head.predict(test_x)
-    accuracy = accuracy_score(test_y, predictions)
-    print(f"accuracy: {accuracy:.4f} ({len(test_y)} held-out texts)")
-    print(classification_report(test_y, predictions, digits=4))
-    if args.out:
-        joblib.dump(pipeline, args.out)
-        size = os.path.getsize(args.out)
-        print(f"saved the fitted pipeline to {args.out} ({size / 1024:.0f} KiB)")
-    return 0
+def _say(message: str) -> None:
+    print(message, flush=True)
 
 
-def _fine_tune(args, params, train_x, train_y, test_x, test_y):
-    """Fit a FineTunedClassifier on the same split; its held-out accuracy."""
-    from sklearn.metrics import accuracy_score
-
-    shared = {
-        k: v for k, v in params.items() if k in FineTunedClassifier.parameter_rules
-    }
-    shared.pop("batch_size", None)  # the featurizer's inference batch, not training's
-    if args.epochs is not None:
-        shared["epochs"] = args.epochs
-    tuned = FineTunedClassifier(
-        **shared, on_error="nan", random_state=args.seed, verbose=0 if args.quiet else 1
-    )
-    print("Fine-tuning (linear probe first, then stages from the top)...", flush=True)
-    tuned.fit(train_x, train_y)
-    for row in tuned.fit_failures_.itertuples():
-        print(f"featurize: skipped {row.input!r}: {row.reason}", file=sys.stderr)
-    frame = tuned.predict_frame(test_x)
-    ok = (frame["error"] == "").to_numpy()
-    labels = [y for y, good in zip(test_y, ok) if good]
-    accuracy = accuracy_score(labels, frame["label"][ok].tolist())
-    print(
-        f"fine-tuned accuracy: {accuracy:.4f} ({ok.sum()} held-out images; best "
-        f"epoch {tuned.best_epoch_} of {int(tuned.history_.epoch.max())})"
-    )
-    return tuned, accuracy
-
-
-def _predict_sources(args):
-    """The rows to predict: image files, or one manifest (folder, glob, list, table)."""
+def _predict_rows(args, text_model: bool):
+    """The rows to predict: a text table, image files, or one manifest."""
     import pandas as pd
 
-    if len(args.inputs) == 1 and not args.inputs[0].lower().endswith(IMAGE_EXTENSIONS):
-        return read_manifest(args.inputs[0], args.path_column)
+    tables = {"encoding": args.encoding, "sep": args.sep}
+    if text_model:
+        if len(args.inputs) != 1:
+            raise UserError("With --text-column, pass one CSV/Parquet table.")
+        return read_text_table(args.inputs[0], args.text_column, **tables)
+    first = args.inputs[0]
+    if len(args.inputs) == 1 and not first.lower().endswith(IMAGE_EXTENSIONS):
+        return read_manifest(first, args.path_column or "path", **tables)
+    _check_no_table_options(args, "image files")
     return pd.DataFrame({"path": args.inputs})
 
 
 def _predict(args) -> int:
-    import joblib
-
-    try:
-        pipeline = joblib.load(args.model)
-    except FileNotFoundError:
-        raise UserError(f"model file {args.model!r} not found") from None
-    text_model = not isinstance(pipeline, FineTunedClassifier) and isinstance(
-        pipeline["featurizer"], TextFeaturizer
-    )
+    out = args.out and check_output(
+        args.out, inputs=[args.model, *args.inputs], what="predictions file",
+        suffixes=PREDICTION_SUFFIXES,
+    )  # fmt: skip
+    model, modality = read_model(args.model, trust=args.trust)
+    text_model = modality == "text"
     if text_model != (args.text_column is not None):
         raise UserError(
             f"{args.model!r} classifies texts: pass a CSV/Parquet table and its "
@@ -649,90 +397,35 @@ def _predict(args) -> int:
             if text_model
             else f"{args.model!r} classifies images: --text-column does not apply."
         )
-    if isinstance(pipeline, FineTunedClassifier):
-        return _predict_fine_tuned(pipeline, args)
-    featurizer, head = pipeline["featurizer"], pipeline[1:]
     if text_model:
-        if len(args.inputs) != 1:
-            raise UserError("With --text-column, pass one CSV/Parquet table.")
-        given = _text_params(args)
-        for name in TEXT_OPTIONS:
-            saved = TextFeaturizer.parameter_rules[name].check(
-                name, featurizer.get_params()[name]
-            )
-            if name in given and given[name] != saved:
-                raise UserError(
-                    f"--{name.replace('_', '-')} {given[name]!r} differs from the "
-                    f"model's {saved!r}: the classifier was trained on those "
-                    f"embeddings. Leave it out, or train a new model."
-                )
-        featurizer.set_params(
-            **{k: v for k, v in given.items() if k not in TEXT_OPTIONS}
+        if args.path_column is not None:
+            raise UsageError("--path-column names image paths: not with --text-column.")
+        options = text_params(args)
+        column = args.text_column
+    else:
+        check_no_text_options(args)
+        options, column = featurizer_params(args), "path"
+    check_options(model, options)
+    rows = _predict_rows(args, text_model)
+    predictions = predict_rows(model, rows, column, options)
+    for name, used in predictions.renamed.items():
+        print(
+            f"featurize: the input has a column {name!r}: the prediction's is "
+            f"{used!r} (input columns are never overwritten)",
+            file=sys.stderr,
         )
-        frame = read_text_table(args.inputs[0], args.text_column)
-        items = frame[args.text_column].tolist()
-    else:
-        _check_no_text_options(args)
-        params = _featurizer_params(args)
-        saved = featurizer.get_params()
-        for name in DEFINING:
-            rule = ImageFeaturizer.parameter_rules[name]
-            if name in params and params[name] != rule.check(name, saved[name]):
-                raise UserError(
-                    f"--{name.replace('_', '-')} {params[name]!r} differs from the "
-                    f"model's {saved[name]!r}: the classifier was trained on those "
-                    f"embeddings. Leave it out, or train a new model."
-                )
-        featurizer.set_params(**{k: v for k, v in params.items() if k not in DEFINING})
-        frame = _predict_sources(args)
-        items = frame.path.astype(str).tolist()
-    chunk = embed_chunk(featurizer.fit(), items)
-    usable = [i for i in range(len(frame)) if i not in chunk.failures]
-    out = frame.reset_index(drop=True).copy()
-    out["label"] = None
-    if usable:
-        features = chunk.embeddings[usable]
-        out.loc[usable, "label"] = head.predict(features)
-        if hasattr(head, "predict_proba"):
-            probabilities = head.predict_proba(features)
-            for k, label in enumerate(head.classes_):
-                column = np.full(len(frame), np.nan)
-                column[usable] = probabilities[:, k]
-                out[f"proba_{label}"] = column
-    out["error"] = [chunk.failures.get(i, ("", ""))[1] for i in range(len(frame))]
-    _write_table(out, args.out)
-    return 1 if chunk.failures else 0
-
-
-def _predict_fine_tuned(model, args) -> int:
-    params = _featurizer_params(args)
-    defining = [n for n in DEFINING if n in params and n in model.parameter_rules]
-    for name in defining:
-        rule = model.parameter_rules[name]
-        if params[name] != rule.check(name, getattr(model, name)):
-            raise UserError(
-                f"--{name.replace('_', '-')} {params[name]!r} differs from the "
-                f"fine-tuned model's {getattr(model, name)!r}. Leave it out."
-            )
-    runtime = ("decode_workers", "max_pixels", "verbose")
-    model.set_params(**{k: v for k, v in params.items() if k in runtime})
-    frame = _predict_sources(args)
-    paths = frame.path.astype(str).tolist()
-    result = model.predict_frame(paths)  # URLs too: read by the decode threads
-    import pandas as pd
-
-    out = pd.concat([frame.reset_index(drop=True), result], axis=1)
-    _write_table(out, args.out)
-    return 1 if (result["error"] != "").any() else 0
-
-
-def _write_table(frame, path: str | None) -> None:
-    if path is None:
-        frame.to_csv(sys.stdout, index=False, float_format="%.4f")
-    elif Path(path).suffix.lower() in (".parquet", ".pq"):
-        frame.to_parquet(path, index=False)
-    else:
-        frame.to_csv(path, index=False, float_format="%.6g")
+    if predictions.truncated:
+        print(
+            f"featurize: {predictions.truncated} texts were longer than max_length "
+            f"and were truncated",
+            file=sys.stderr,
+        )
+    frame = predictions.frame
+    for name in predictions.added:  # the input's own numbers are written as they came
+        if frame[name].dtype.kind == "f":
+            frame[name] = frame[name].round(6 if out else 4)
+    write_table(frame, out or None)
+    return 1 if predictions.failed else 0
 
 
 def _csv_list(text: str) -> list[str]:
@@ -740,9 +433,14 @@ def _csv_list(text: str) -> list[str]:
 
 
 def _search(args) -> int:
-    import joblib
-
-    params = _featurizer_params(args, comparable=True)
+    inputs = [args.directory]
+    if args.out:
+        check_output(
+            args.out, inputs=inputs, what="results table", suffixes=PREDICTION_SUFFIXES
+        )
+    if args.model:
+        check_output(args.model, inputs=[*inputs, args.out], what="model")
+    params = featurizer_params(args, comparable=True)
     backbones = params.pop("backbone", [ImageFeaturizer().backbone])
     layers = params.pop("layer", [None])
     poolings = params.pop("pooling", [ImageFeaturizer().pooling])
@@ -771,10 +469,10 @@ def _search(args) -> int:
                "std_score", "computed", "cache_hits"]  # fmt: skip
     print(results[columns].to_string(index=False, float_format="%.4f"))
     if args.out:
-        results.to_csv(args.out, index=False)
+        write_table(results, args.out)
         print(f"wrote {len(results)} rows to {args.out}")
     if args.model:
-        joblib.dump(best, args.model)
+        dump_model(best, args.model)
         print(f"saved the best pipeline to {args.model}")
     return 0
 
@@ -834,19 +532,41 @@ def _cache(args) -> int:
 
 def _embed(args) -> int:
     if args.text_column is None:
-        _check_no_text_options(args)
+        check_no_text_options(args)
+    elif args.path_column is not None:
+        raise UsageError("--path-column names image paths: not with --text-column.")
     summary = embed_dataset(
         args.input,
         args.out,
-        path_column=args.path_column,
+        path_column=args.path_column or "path",
         text_column=args.text_column,
         engine=args.engine,
         address=args.address,
         ray_cache=args.ray_cache,
         progress=not args.quiet,
-        **(
-            _featurizer_params(args) if args.text_column is None else _text_params(args)
-        ),
+        encoding=args.encoding,
+        sep=args.sep,
+        **(featurizer_params(args) if args.text_column is None else text_params(args)),
     )
     print(summary)
+    if summary.rows and summary.failed == summary.rows:
+        print(
+            f"featurize: error: none of the {summary.rows} rows could be embedded; "
+            f"see {summary.failures}",
+            file=sys.stderr,
+        )
+        return 1
     return 1 if args.strict and summary.failed else 0
+
+
+def _separator(text: str) -> str:
+    try:
+        return separator(text)
+    except FeaturizeError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _check_no_table_options(args, what: str) -> None:
+    given = [f"--{n}" for n in ("encoding", "sep") if getattr(args, n, None)]
+    if given:
+        raise UsageError(f"{', '.join(given)} applies to CSV tables, not to {what}.")

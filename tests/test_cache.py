@@ -324,13 +324,14 @@ def _fill(cache, settings, n, clock, monkeypatch, start=0):
 
 
 def _current(backbone="x"):
-    from featurize._cache import installed_versions
+    from featurize._versions import installed_versions
 
     return {"backbone": backbone, **installed_versions()}
 
 
 def _entry_bytes():
-    from featurize._cache import CHECKSUM_SIZE, DIGEST_SIZE
+    from featurize._cache import CHECKSUM_SIZE
+    from featurize._digests import DIGEST_SIZE
 
     return 4 * 4 + CHECKSUM_SIZE + DIGEST_SIZE
 

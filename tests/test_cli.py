@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines._cli import FEATURIZER_OPTIONS, _featurizer_params, _parser, main
+from pipelines._cli import _parser, main
+from pipelines._options import FEATURIZER_OPTIONS, featurizer_params
 
 from .conftest import DATA
 
@@ -143,7 +144,7 @@ def test_train_then_predict(capsys, tmp_path):
     code, _, err = run(capsys, "predict", str(model), str(manifest), "--pooling",
                        "max")  # fmt: skip
     assert code == 1
-    assert "--pooling 'max' differs from the model's 'avg'" in err
+    assert "pooling='max' (the model's: 'avg') would change the embeddings" in err
 
 
 def test_search_and_cache_commands(capsys, tmp_path, monkeypatch):
@@ -208,14 +209,14 @@ POSITIONAL = {
 def test_every_embedding_command_takes_the_same_featurizer_flags(command):
     parser = _parser()
     args = parser.parse_args([command, *POSITIONAL[command], *FLAGS])
-    params = _featurizer_params(args, comparable=command == "search")
+    params = featurizer_params(args, comparable=command == "search")
     if command == "search":
         params = {k: v[0] if isinstance(v, list) else v for k, v in params.items()}
     assert params == PARSED
     assert sorted(params) == sorted(FEATURIZER_OPTIONS)
     # Not given: not set, so the estimator's own defaults apply.
     bare = parser.parse_args([command, *POSITIONAL[command]])
-    assert _featurizer_params(bare) == {}
+    assert featurizer_params(bare) == {}
 
 
 def test_flag_values_are_checked_by_the_parameter_rules(capsys):
@@ -302,7 +303,7 @@ def test_train_and_embed_a_text_column(capsys, tmp_path):
         "--encoder", "minilm_l6",
     )  # fmt: skip
     assert code == 1
-    assert "differs from the model's 'glove_50d'" in err
+    assert "encoder='minilm_l6' (the model's: 'glove_50d') would change" in err
 
     table = pd.DataFrame(
         {"id": [7, 8, 9], "title": ["hello there", None, "free prize now"]}

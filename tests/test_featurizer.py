@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 from PIL import Image
 from sklearn.base import clone
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from featurize import ImageFeaturizer, ImageReadError
 from featurize._backbones import get_backbone
@@ -183,7 +182,13 @@ def test_bad_images_raise_or_become_nan(image_files, small):
     assert len(result.digests[0]) == 40
     assert result.stats["failed"] == 5
     failures = result.failures
-    assert list(failures.columns) == ["index", "input", "error", "reason"]
+    assert list(failures.columns) == [
+        "index",
+        "input",
+        "error",
+        "reason",
+        "index_label",
+    ]
     assert failures["index"].tolist() == [1, 2, 3, 4, 5]
     assert failures["input"].tolist() == [str(p) for p in bad]
     assert failures["error"].tolist() == [
@@ -270,46 +275,3 @@ def test_fitted_pipeline_pickle_is_small_and_reloads_in_a_fresh_process(tmp_path
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
-NUMERIC_X = "the check passes numeric feature columns as X, which are not images"
-WORDING = "the check wants scikit-learn's own wording; ours says what an image batch is"
-EXPECTED_FAILED_CHECKS = {
-    name: NUMERIC_X
-    for name in (
-        "check_dont_overwrite_parameters",
-        "check_dtype_object",
-        "check_estimators_dtypes",
-        "check_estimators_fit_returns_self",
-        "check_estimators_nan_inf",
-        "check_estimators_overwrite_params",
-        "check_estimators_pickle",
-        "check_f_contiguous_array_estimator",
-        "check_fit2d_1feature",
-        "check_fit2d_1sample",
-        "check_fit2d_predict1d",
-        "check_fit_check_is_fitted",
-        "check_fit_idempotent",
-        "check_fit_score_takes_y",
-        "check_methods_sample_order_invariance",
-        "check_methods_subset_invariance",
-        "check_pipeline_consistency",
-        "check_positive_only_tag_during_fit",
-        "check_readonly_memmap_input",
-        "check_transformer_data_not_an_array",
-        "check_transformer_general",
-        "check_transformers_unfitted_stateless",
-        "check_dict_unchanged",
-    )
-} | {
-    "check_complex_data": WORDING,
-    "check_estimators_empty_data_messages": WORDING,
-    "check_n_features_in": "inputs are images, so there is no n_features_in_",
-    "check_n_features_in_after_fitting": "inputs are images: no n_features_in_",
-}
-
-
-@parametrize_with_checks(
-    [ImageFeaturizer("mobilenet_v3_small", weights=None, input_size=32)],
-    expected_failed_checks=lambda estimator: EXPECTED_FAILED_CHECKS,
-)
-def test_sklearn_estimator_checks(estimator, check):
-    check(estimator)

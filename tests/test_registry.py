@@ -75,7 +75,7 @@ def test_list_backbones_table():
 @pytest.fixture
 def _release_models():
     yield
-    from featurize._inference import forget_models
+    from featurize._memory import forget_models
 
     forget_models()  # not release_models: 41 builds, framework caches kept warm
 

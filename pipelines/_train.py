@@ -1,0 +1,268 @@
+"""Train and evaluate: a frozen pipeline (and, if asked, a fine-tuned model) on an
+image folder or a text table, scored on a held-out part.
+
+The command line prints what these return; they print only through ``say``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from featurize import (
+    FineTunedClassifier,
+    InvalidLabelsError,
+    missing_labels,
+)
+from pipelines._classifiers import make_image_classifier, make_text_classifier
+from pipelines._data import list_splits, load_image_folder
+from pipelines._manifests import read_text_table
+
+TRAIN_SPLITS = ("train", "training")
+EVAL_SPLITS = ("val", "valid", "validation", "test", "testing")
+
+
+def _stderr(message: str) -> None:
+    print(f"featurize: {message}", file=sys.stderr)
+
+
+@dataclass
+class Trained:
+    """What training produced: the model to keep, and how each candidate scored."""
+
+    model: object
+    kind: str
+    accuracy: float
+    report: str
+    tuned_accuracy: float | None = None
+
+
+def holdout_split(items, labels, test_size: float, seed: int, noun: str):
+    """A stratified train / held-out split, or an error saying what is too few.
+
+    Returns ``train_items, held_items, train_labels, held_labels``.
+    """
+    from sklearn.model_selection import train_test_split
+
+    labels = np.asarray(labels)
+    classes, counts = np.unique(labels, return_counts=True)
+    n = len(labels)
+    n_held = math.ceil(test_size * n)
+    if len(classes) < 2:
+        raise InvalidLabelsError(
+            f"Training needs {noun} of at least 2 classes; the labels hold only "
+            f"{classes.tolist()}."
+        )
+    if counts.min() < 2 or n_held < len(classes) or n - n_held < len(classes):
+        rare = classes[counts.argmin()]
+        raise InvalidLabelsError(
+            f"Too few labelled {noun} to hold out a stratified {test_size:.0%} for "
+            f"evaluation: {n} {noun} in {len(classes)} classes, the smallest "
+            f"({rare!r}) with {counts.min()}. Each class needs at least 2, and the "
+            f"held-out part at least one per class ({len(classes)} of {n}: "
+            f"{n_held} now). Label more, or change --test-size."
+        )
+    return train_test_split(
+        items, labels, test_size=n_held, stratify=labels, random_state=seed
+    )
+
+
+def split_folder(directory: str, seed: int, test_size: float):
+    """``DIR/train`` and ``DIR/val`` (or test), or a stratified split of
+    ``DIR/<class>/``: ``train_x, train_y, test_x, test_y, how``."""
+    splits = list_splits(directory)
+    train = [s for s in splits if s.lower() in TRAIN_SPLITS]
+    held_out = [s for s in splits if s.lower() in EVAL_SPLITS]
+    if train and held_out:
+        return (
+            *load_image_folder(directory, train[0]),
+            *load_image_folder(directory, held_out[0]),
+            f"{train[0]}/ vs {held_out[0]}/",
+        )
+    if splits:
+        raise InvalidLabelsError(
+            f"{directory!r} has split folders {splits} but not both a training "
+            f"({'/'.join(TRAIN_SPLITS)}) and an evaluation "
+            f"({'/'.join(EVAL_SPLITS)}) one."
+        )
+    paths, labels = load_image_folder(directory)
+    train_x, test_x, train_y, test_y = holdout_split(
+        paths, labels, test_size, seed, "images"
+    )
+    how = f"stratified {1 - test_size:.0%}/{test_size:.0%} split"
+    return list(train_x), list(train_y), list(test_x), list(test_y), how
+
+
+def _embed_usable(featurizer, items, labels, noun: str):
+    """Embed ``items``, dropping (and reporting on stderr) the unusable ones."""
+    result = featurizer.embed(items, on_error="nan")
+    for row in result.failures.itertuples():
+        _stderr(f"skipped {row.input!r}: {row.reason}")
+    if result.stats.get("truncated"):
+        _stderr(
+            f"{result.stats['truncated']} of {len(items)} {noun} were longer than "
+            f"max_length={result.stats['max_length']} tokens and were truncated "
+            f"(--long-text chunks embeds them whole)"
+        )
+    keep = np.flatnonzero(result.ok)
+    return result.array[keep], [labels[i] for i in keep]
+
+
+def _evaluate(head, features, labels) -> tuple[float, str]:
+    from sklearn.metrics import accuracy_score, classification_report
+
+    predictions = head.predict(features)
+    return (
+        accuracy_score(labels, predictions),
+        classification_report(labels, predictions, digits=4),
+    )
+
+
+def train_images(
+    directory: str,
+    *,
+    classifier: str = "logreg",
+    C: float = 1.0,
+    test_size: float = 0.25,
+    seed: int = 0,
+    fine_tune: bool = False,
+    epochs: int | None = None,
+    keep: str = "better",
+    verbose: int = 1,
+    say=print,
+    **featurizer_params,
+) -> Trained:
+    """Train a frozen pipeline on an image folder (and a fine-tuned model, if
+    ``fine_tune``), evaluate on the held-out part, keep the better (or ``keep``)."""
+    train_x, train_y, test_x, test_y, how = split_folder(directory, seed, test_size)
+    pipeline = make_image_classifier(
+        classifier=classifier, verbose=verbose, **featurizer_params
+    )
+    pipeline.set_params(classifier__C=C)
+    featurizer, head = pipeline["featurizer"], pipeline[1:]
+    featurizer.fit()
+    say(
+        f"Training {classifier} on {featurizer.backbone_} features "
+        f"({featurizer.n_features_out_} per image, layer {featurizer.layer_!r}); "
+        f"{len(train_x)} training and {len(test_x)} held-out images ({how})."
+    )
+    features, labels = _embed_usable(featurizer, train_x, train_y, "images")
+    if len(set(labels)) < 2:
+        raise InvalidLabelsError("Training needs images of at least two classes.")
+    head.fit(features, labels)
+    test_features, test_labels = _embed_usable(featurizer, test_x, test_y, "images")
+    accuracy, report = _evaluate(head, test_features, test_labels)
+    say(f"accuracy: {accuracy:.4f} ({len(test_labels)} held-out images)")
+    say(report)
+    trained = Trained(pipeline, "pipeline", accuracy, report)
+    if fine_tune:
+        tuned, tuned_accuracy = _fine_tune(
+            featurizer_params, epochs, seed, verbose, train_x, train_y, test_x,
+            test_y, say,
+        )  # fmt: skip
+        say(
+            f"held-out accuracy: frozen {classifier} {accuracy:.4f}, "
+            f"fine-tuned {tuned_accuracy:.4f}"
+        )
+        trained.tuned_accuracy = tuned_accuracy
+        if keep == "fine-tuned" or (keep == "better" and tuned_accuracy > accuracy):
+            trained.model, trained.kind = tuned, "fine-tuned classifier"
+    return trained
+
+
+def _fine_tune(params, epochs, seed, verbose, train_x, train_y, test_x, test_y, say):
+    """Fit a FineTunedClassifier on the same split; its held-out accuracy."""
+    from sklearn.metrics import accuracy_score
+
+    shared = {
+        k: v for k, v in params.items() if k in FineTunedClassifier.parameter_rules
+    }
+    shared.pop("batch_size", None)  # the featurizer's inference batch, not training's
+    if epochs is not None:
+        shared["epochs"] = epochs
+    tuned = FineTunedClassifier(
+        **shared, on_error="nan", random_state=seed, verbose=verbose
+    )
+    say("Fine-tuning (linear probe first, then stages from the top)...")
+    tuned.fit(train_x, train_y)
+    for row in tuned.fit_failures_.itertuples():
+        _stderr(f"skipped {row.input!r}: {row.reason}")
+    frame = tuned.predict_frame(test_x)
+    ok = (frame["error"] == "").to_numpy()
+    labels = [y for y, good in zip(test_y, ok) if good]
+    accuracy = accuracy_score(labels, frame["label"][ok].tolist())
+    say(
+        f"fine-tuned accuracy: {accuracy:.4f} ({ok.sum()} held-out images; best "
+        f"epoch {tuned.best_epoch_} of {int(tuned.history_.epoch.max())})"
+    )
+    return tuned, accuracy
+
+
+def train_texts(
+    table: str,
+    text_column: str,
+    *,
+    label_column: str = "label",
+    classifier: str = "logreg",
+    C: float = 1.0,
+    test_size: float = 0.25,
+    seed: int = 0,
+    verbose: int = 1,
+    encoding: str | None = None,
+    sep: str | None = None,
+    say=print,
+    **featurizer_params,
+) -> Trained:
+    """A TextFeaturizer + classifier on a table's text and label columns, scored
+    on a stratified held-out part. Rows without a label are reported and left
+    out."""
+    frame = read_text_table(table, text_column, encoding=encoding, sep=sep)
+    if label_column not in frame.columns:
+        raise InvalidLabelsError(
+            f"{table!r} has no column {label_column!r}; its columns are "
+            f"{list(frame.columns)}. Pass --label-column."
+        )
+    unlabelled = missing_labels(frame[label_column])
+    if unlabelled.any():
+        rows = np.flatnonzero(unlabelled)
+        shown = ", ".join(map(str, rows[:10])) + (" ..." if len(rows) > 10 else "")
+        _stderr(
+            f"skipped {len(rows)} rows without a label in {label_column!r} "
+            f"(rows {shown})"
+        )
+    labelled = frame[~unlabelled]
+    pipeline = make_text_classifier(
+        classifier=classifier, verbose=verbose, **featurizer_params
+    )
+    pipeline.set_params(classifier__C=C)
+    featurizer, head = pipeline["featurizer"], pipeline[1:]
+    featurizer.fit()
+    result = featurizer.embed(labelled[text_column], on_error="nan")
+    for row in result.failures.itertuples():
+        _stderr(f"skipped row {labelled.index[row.index]}: {row.reason}")
+    if result.stats["truncated"]:
+        _stderr(
+            f"{result.stats['truncated']} of {len(labelled)} texts were longer than "
+            f"max_length={result.stats['max_length']} tokens and were truncated "
+            f"(--long-text chunks embeds them whole)"
+        )
+    keep = np.flatnonzero(result.ok)
+    features = result.array[keep]
+    labels = labelled[label_column].to_numpy()[keep]
+    train_x, test_x, train_y, test_y = holdout_split(
+        features, labels, test_size, seed, "texts"
+    )
+    say(
+        f"Training {classifier} on {featurizer.encoder_} text embeddings "
+        f"({featurizer.n_features_out_} per text); {len(train_y)} training and "
+        f"{len(test_y)} held-out texts (stratified {1 - test_size:.0%}/"
+        f"{test_size:.0%} split)."
+    )
+    head.fit(train_x, train_y)
+    accuracy, report = _evaluate(head, test_x, test_y)
+    say(f"accuracy: {accuracy:.4f} ({len(test_y)} held-out texts)")
+    say(report)
+    return Trained(pipeline, "pipeline", accuracy, report)
