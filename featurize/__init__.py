@@ -6,27 +6,27 @@ on first use.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from featurize._applications import (
+from featurize._backbones.applications import (
     EfficientNetLite0,
     EfficientNetLite1,
     EfficientNetLite2,
 )
-from featurize._backbones import (
+from featurize._backbones.converted import weights_dir
+from featurize._backbones.registry import (
     Backbone,
     get_backbone,
     list_backbones,
     register_backbone,
 )
-from featurize._cache import EmbeddingCache
-from featurize._converted_weights import weights_dir
-from featurize._embeddings import Embeddings
-from featurize._featurizer import ImageFeaturizer
-from featurize._fine_tuned import FineTunedClassifier
-from featurize._labels import check_labels, missing_labels
+from featurize._images.featurizer import ImageFeaturizer
 from featurize._memory import release_models
-from featurize._model_files import load_model
-from featurize._text_encoders import TextEncoder, get_text_encoder, list_text_encoders
-from featurize._text_featurizer import TextFeaturizer
+from featurize._shared.cache import EmbeddingCache
+from featurize._shared.labels import check_labels, missing_labels
+from featurize._shared.model_files import load_model
+from featurize._shared.results import Embeddings
+from featurize._texts.encoders import TextEncoder, get_text_encoder, list_text_encoders
+from featurize._texts.featurizer import TextFeaturizer
+from featurize._tuning.classifier import FineTunedClassifier
 from featurize.errors import (
     CacheUnavailableError,
     CacheWarning,

@@ -3,8 +3,8 @@ compiled functions, and loaded text encoders."""
 
 from __future__ import annotations
 
-from featurize._inference import forget_forwards
-from featurize._text_encoders import forget_text_encoders
+from featurize._images.forward import forget_forwards
+from featurize._texts.encoders import forget_text_encoders
 
 
 def forget_models() -> None:

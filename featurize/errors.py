@@ -7,32 +7,6 @@ either. Image errors carry the offending input and its position in the batch.
 
 from __future__ import annotations
 
-__all__ = [
-    "CacheUnavailableError",
-    "CacheWarning",
-    "FeaturizeError",
-    "ImageDecodeError",
-    "ImageError",
-    "ImageReadError",
-    "ImageTooLargeError",
-    "InvalidInputError",
-    "InvalidLabelsError",
-    "InvalidParameterError",
-    "InvalidParameterTypeError",
-    "ItemError",
-    "MissingDependencyError",
-    "ModelFileError",
-    "TableReadError",
-    "TextError",
-    "UnknownBackboneError",
-    "UnknownEncoderError",
-    "UnsafeModelFileError",
-    "UnsafeWeightsFileError",
-    "UnsupportedImageTypeError",
-    "WeightsMismatchError",
-    "WeightsUnavailableError",
-]
-
 
 class FeaturizeError(Exception):
     """Root of every error raised by featurize."""
@@ -179,3 +153,10 @@ class UnsafeModelFileError(ModelFileError):
 class TableReadError(FeaturizeError, ValueError):
     """A CSV or Parquet table that cannot be read as asked: the message names the
     file, what is wrong and how to fix it."""
+
+
+__all__ = sorted(
+    name
+    for name, value in dict(globals()).items()
+    if isinstance(value, type) and issubclass(value, (FeaturizeError, CacheWarning))
+)

@@ -64,37 +64,17 @@ def make_image_classifier(
     >>> [name for name, _ in clf.steps]
     ['featurizer', 'scaler', 'classifier']
     """
-    steps = [("featurizer", ImageFeaturizer(backbone, **featurizer_params))]
-    if scale:
-        steps.append(("scaler", StandardScaler()))
-    steps.append(("classifier", make_classifier(classifier)))
-    return Pipeline(steps)
+    return _pipeline(ImageFeaturizer(backbone, **featurizer_params), classifier, scale)
 
 
 def make_text_classifier(
-    encoder: str = "minilm_l6",
-    classifier="logreg",
-    *,
-    scale: bool = True,
-    **featurizer_params,
+    encoder: str = "minilm_l6", classifier="logreg", *, scale=True, **featurizer_params
 ) -> Pipeline:
-    """Build ``Pipeline([featurizer, (scaler,) classifier])`` for texts.
-
-    Parameters
-    ----------
-    encoder : str
-        A name from :func:`featurize.list_text_encoders`.
-    classifier : {"logreg", "linear_svm", "svm"} or estimator, default="logreg"
-    scale : bool, default=True
-        Standardise the embeddings before the classifier.
-    **featurizer_params
-        Passed to :class:`featurize.TextFeaturizer` (``max_length``,
-        ``long_text``, ``cache``, ...).
-
-    Returns
-    -------
-    sklearn.pipeline.Pipeline
-        Steps ``featurizer``, ``scaler`` (if ``scale``) and ``classifier``.
+    """The same pipeline as :func:`make_image_classifier`, for texts: a
+    :class:`featurize.TextFeaturizer` of ``encoder`` (a name from
+    :func:`featurize.list_text_encoders`; ``featurizer_params`` such as
+    ``max_length``, ``long_text`` or ``cache`` go to it), then ``scaler`` and
+    ``classifier``.
 
     Examples
     --------
@@ -104,7 +84,11 @@ def make_text_classifier(
     ...     ["claim your prize"]).tolist()
     ['spam']
     """
-    steps = [("featurizer", TextFeaturizer(encoder, **featurizer_params))]
+    return _pipeline(TextFeaturizer(encoder, **featurizer_params), classifier, scale)
+
+
+def _pipeline(featurizer, classifier, scale: bool) -> Pipeline:
+    steps = [("featurizer", featurizer)]
     if scale:
         steps.append(("scaler", StandardScaler()))
     steps.append(("classifier", make_classifier(classifier)))

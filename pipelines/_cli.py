@@ -39,6 +39,7 @@ from pipelines._options import (
     common_options,
     featurizer_options,
     featurizer_params,
+    model_options,
     text_params,
 )
 from pipelines._predict import check_options, predict_rows, read_model
@@ -194,7 +195,7 @@ def _parser() -> argparse.ArgumentParser:
     predict = command(
         "predict",
         _predict,
-        [featurizer, manifest, text, tables],
+        [featurizer, manifest, text, tables, model_options()],
         help="predict images with a saved pipeline",
         description="Predict the images of INPUT (image files, or one folder, glob, "
         "text file of paths or CSV/Parquet manifest) with a pipeline saved by "
@@ -216,11 +217,6 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--out", default=None,
         help="CSV, TSV or Parquet file to write (by its name; never an input)",
-    )  # fmt: skip
-    predict.add_argument(
-        "--trust", action="store_true",
-        help="load a model file that names types outside those a featurize model "
-        "is made of (it can run code: only for files you trust)",
     )  # fmt: skip
 
     cache = command(

@@ -95,6 +95,18 @@ def featurizer_options(
     return parent
 
 
+def model_options() -> argparse.ArgumentParser:
+    """The options of every command that loads a saved model."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--trust",
+        action="store_true",
+        help="load a model file that names types outside those a featurize model "
+        "is made of (it can run code: only for files you trust)",
+    )
+    return parent
+
+
 def common_options() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     add_common(parent, default=argparse.SUPPRESS)

@@ -104,7 +104,7 @@ def image_files(tmp_path_factory, photos) -> dict[str, Path]:
 @pytest.fixture
 def scratch_registry():
     """Backbones registered by a test are gone after it."""
-    from featurize import _backbones
+    from featurize._backbones import registry as _backbones
 
     saved = dict(_backbones._REGISTRY)
     yield

@@ -76,12 +76,12 @@ def test_keys_are_content_not_names(cache, paths, tmp_path):
 def test_a_hit_skips_decoding(cache, paths, monkeypatch):
     featurizer = ImageFeaturizer(cache=cache, **SMALL)
     featurizer.fit_transform(paths)
-    import featurize._batches
+    import featurize._images.batches
 
     def refuse(*args, **kwargs):
         raise AssertionError("decoded an image that was cached")
 
-    monkeypatch.setattr(featurize._batches, "load_image", refuse)
+    monkeypatch.setattr(featurize._images.batches, "load_image", refuse)
     assert featurizer.embed(paths).stats["cache_hits"] == 6
 
 
@@ -310,7 +310,7 @@ def test_registered_models_are_cached_by_their_weight_values(cache, tiny_images)
 def _fill(cache, settings, n, clock, monkeypatch, start=0):
     """``n`` 4-d entries, one per simulated minute; returns their digests."""
     monkeypatch.setattr(
-        "featurize._cache.time",
+        "featurize._shared.cache.time",
         SimpleNamespace(time=lambda: clock[0], strftime=time.strftime),
     )
     namespace = cache.namespace(settings, 4)
@@ -324,14 +324,14 @@ def _fill(cache, settings, n, clock, monkeypatch, start=0):
 
 
 def _current(backbone="x"):
-    from featurize._versions import installed_versions
+    from featurize._shared.versions import installed_versions
 
     return {"backbone": backbone, **installed_versions()}
 
 
 def _entry_bytes():
-    from featurize._cache import CHECKSUM_SIZE
-    from featurize._digests import DIGEST_SIZE
+    from featurize._shared.database import CHECKSUM_SIZE
+    from featurize._shared.digests import DIGEST_SIZE
 
     return 4 * 4 + CHECKSUM_SIZE + DIGEST_SIZE
 
@@ -393,7 +393,9 @@ def test_stale_namespaces_are_marked_and_cleared(tmp_path, monkeypatch):
 def test_a_database_from_the_first_release_gains_the_new_columns(tmp_path):
     import sqlite3
 
-    from featurize._cache import CHECKSUM_SIZE, _checksum, fingerprint
+    from featurize._shared.cache import fingerprint
+    from featurize._shared.database import CHECKSUM_SIZE
+    from featurize._shared.database import checksum as _checksum
 
     folder = tmp_path / "cache"
     folder.mkdir()

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from featurize import CacheWarning, EmbeddingCache, ImageFeaturizer
-from featurize import _cache as cache_module
+from featurize._shared import cache as cache_module
 
 IMAGES = np.random.default_rng(7).integers(0, 256, (5, 32, 32, 3), np.uint8)
 SETTINGS = {"input_size": 32, "batch_size": 2}
@@ -121,7 +121,7 @@ def test_a_full_disk_loses_nothing(filled, reference, monkeypatch):
     def full(self):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(cache_module._transaction, "__enter__", full)
+    monkeypatch.setattr(cache_module.transaction, "__enter__", full)
     with pytest.warns(CacheWarning, match="No space left on device") as caught:
         result = embed_with(filled)
     np.testing.assert_allclose(result.array, reference, rtol=1e-5, atol=2e-5)

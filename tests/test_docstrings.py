@@ -10,11 +10,11 @@ import pytest
 from .conftest import ROOT
 
 MODULES = [
-    "featurize._applications",
-    "featurize._backbones",
-    "featurize._cache",
-    "featurize._embeddings",
-    "featurize._featurizer",
+    "featurize._backbones.applications",
+    "featurize._backbones.registry",
+    "featurize._shared.cache",
+    "featurize._shared.results",
+    "featurize._images.featurizer",
     "pipelines._classifiers",
     "pipelines._data",
     "pipelines._selection",

@@ -15,8 +15,8 @@ from PIL import Image
 from sklearn.base import clone
 
 from featurize import ImageFeaturizer, ImageReadError
-from featurize._backbones import get_backbone
-from featurize._inference import get_forward
+from featurize._backbones.registry import get_backbone
+from featurize._images.forward import get_forward
 
 SIZE = 96
 # One backbone per preprocessing mode (the preprocessing is the same NumPy code on
@@ -91,7 +91,7 @@ def small():
 
 
 def test_poolings(tiny_images, small):
-    from featurize._models import feature_model
+    from featurize._backbones.models import feature_model
 
     backbone = get_backbone("mobilenet_v2")
     features = feature_model(backbone, None, (48, 48), None)
@@ -113,7 +113,7 @@ def test_poolings(tiny_images, small):
 
 
 def load_all(images, size):
-    from featurize._images import load_image
+    from featurize._images.decode import load_image
 
     return np.stack([load_image(i, size=(size, size)) for i in images]).astype(
         np.float32
@@ -273,5 +273,3 @@ def test_fitted_pipeline_pickle_is_small_and_reloads_in_a_fresh_process(tmp_path
     subprocess.run([sys.executable, "-c", script], check=True, env=os.environ.copy())
     got = np.load(tmp_path / "got.npy")
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-
-

@@ -58,7 +58,7 @@ def register_tiny(weights_file=None, name=TINY) -> None:
 
 @pytest.fixture(scope="module", autouse=True)
 def tiny_backbone():
-    from featurize import _backbones
+    from featurize._backbones import registry as _backbones
 
     saved = dict(_backbones._REGISTRY)
     register_tiny()
@@ -164,8 +164,8 @@ def test_invalid_parameters_name_the_value(data):
 
 
 def test_trainable_variables_in_each_phase():
-    from featurize import _tuning_model as tm
-    from featurize._backbones import get_backbone
+    from featurize._backbones.registry import get_backbone
+    from featurize._tuning import model as tm
 
     model = tm.build(get_backbone(TINY), None, (SIZE, SIZE), None, "float32", 3)
     assert model.stages == ["relu0", "relu1", "relu2"]
@@ -184,8 +184,8 @@ def test_trainable_variables_in_each_phase():
 
 
 def test_each_stage_learns_at_lr_decay_times_the_one_above():
-    from featurize import _tuning_model as tm
-    from featurize._backbones import get_backbone
+    from featurize._backbones.registry import get_backbone
+    from featurize._tuning import model as tm
 
     model = tm.build(get_backbone(TINY), None, (SIZE, SIZE), None, "float32", 3)
     model.set_trainable(3, "adapt")
@@ -204,8 +204,8 @@ def test_each_stage_learns_at_lr_decay_times_the_one_above():
 
 
 def test_optimizer_state_is_kept_across_phases():
-    from featurize import _tuning_model as tm
-    from featurize._backbones import get_backbone
+    from featurize._backbones.registry import get_backbone
+    from featurize._tuning import model as tm
 
     model = tm.build(get_backbone(TINY), None, (SIZE, SIZE), None, "float32", 3)
     stages = tm.StageOptimizers(model, [1e-3, 5e-4, 2.5e-4, 1e-4], 0.01, 2, 100)
@@ -236,7 +236,7 @@ def test_fit_reports_the_per_stage_rates(fitted):
 
 
 def test_auto_learning_rate_follows_the_cut_layer(fitted, data):
-    from featurize._fine_tuned import AUTO_LEARNING_RATES
+    from featurize._tuning.classifier import AUTO_LEARNING_RATES
 
     # Random weights: the final layer, so the gentler rate.
     assert fitted.learning_rate_ == AUTO_LEARNING_RATES["final"]
@@ -285,8 +285,8 @@ def test_same_random_state_same_predictions(data):
 def test_linear_probe_head_starts_where_logistic_regression_is(data):
     from sklearn.linear_model import LogisticRegression
 
-    from featurize import _tuning_model as tm
-    from featurize._backbones import get_backbone
+    from featurize._backbones.registry import get_backbone
+    from featurize._tuning import model as tm
 
     images, labels = data
     probe = tiny(epochs=0).fit(images, labels)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from featurize._images import as_image_list, load_image
+from featurize._images.decode import as_image_list, load_image
 from featurize.errors import (
     FeaturizeError,
     ImageDecodeError,

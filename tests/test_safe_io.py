@@ -32,6 +32,8 @@ from pipelines._cli import main
 
 FAST = ["--backbone", "mobilenet_v3_small", "--weights", "none", "--input-size", "32"]
 GLOVE = ["--encoder", "glove_50d", "--cache", "none"]
+COLUMN = ["--text-column", "text"]
+TEXT = [*COLUMN, *GLOVE]
 
 
 def run(capsys, *argv):
@@ -128,9 +130,7 @@ def test_predict_keeps_every_input_column(capsys, image_model, folder, tmp_path)
 
 def test_text_predict_keeps_a_true_label_column(capsys, texts, tmp_path):
     folder, model = texts
-    code, out, _ = run(
-        capsys, "predict", model, folder / "train.csv", "--text-column", "text"
-    )
+    code, out, _ = run(capsys, "predict", model, folder / "train.csv", *COLUMN)
     assert code == 0
     frame = pd.read_csv(pd.io.common.StringIO(out))
     original = pd.read_csv(folder / "train.csv")
@@ -146,45 +146,22 @@ def test_out_equal_to_an_input_is_a_usage_error(capsys, texts, image_model, tmp_
     table = tmp_path / "t.csv"
     table.write_bytes((folder / "train.csv").read_bytes())
     before = table.read_bytes()
-    err = usage(capsys, "embed", table, "--text-column", "text", *GLOVE, "--out", table)
+    err = usage(capsys, "embed", table, *TEXT, "--out", table)
     assert "also an input" in err
     err = usage(
-        capsys,
-        "predict",
-        model,
-        table,
-        "--text-column",
-        "text",
-        "--out",
-        tmp_path / "." / "t.csv",
+        capsys, "predict", model, table, *COLUMN, "--out", tmp_path / "." / "t.csv"
     )
     assert "also an input" in err
     os.link(table, tmp_path / "hard-link.csv")
-    usage(
-        capsys,
-        "predict",
-        model,
-        table,
-        "--text-column",
-        "text",
-        "--out",
-        tmp_path / "hard-link.csv",
-    )
-    usage(capsys, "predict", model, table, "--text-column", "text", "--out", model)
+    usage(capsys, "predict", model, table, *COLUMN, "--out", tmp_path / "hard-link.csv")
+    usage(capsys, "predict", model, table, *COLUMN, "--out", model)
     assert table.read_bytes() == before
 
 
 def test_output_format_follows_its_name(capsys, texts, tmp_path):
     folder, model = texts
     code, _, err = run(
-        capsys,
-        "embed",
-        folder / "train.csv",
-        "--text-column",
-        "text",
-        *GLOVE,
-        "--out",
-        tmp_path / "e.csv",
+        capsys, "embed", folder / "train.csv", *TEXT, "--out", tmp_path / "e.csv"
     )
     assert code == 1
     assert ".parquet" in err
@@ -193,8 +170,7 @@ def test_output_format_follows_its_name(capsys, texts, tmp_path):
         "predict",
         model,
         folder / "train.csv",
-        "--text-column",
-        "text",
+        *COLUMN,
         "--out",
         tmp_path / "p.json",
     )
@@ -205,8 +181,7 @@ def test_output_format_follows_its_name(capsys, texts, tmp_path):
         "predict",
         model,
         folder / "train.csv",
-        "--text-column",
-        "text",
+        *COLUMN,
         "--out",
         tmp_path / "p.parquet",
     )
@@ -323,16 +298,7 @@ def test_text_values_are_never_guessed(tmp_path):
 def test_encodings_separators_and_empty_files(capsys, tmp_path):
     latin = tmp_path / "latin.csv"
     latin.write_bytes("text,label\ncaf\xe9 cr\xe8me,a\nna\xefve,b\n".encode("latin-1"))
-    code, _, err = run(
-        capsys,
-        "embed",
-        latin,
-        "--text-column",
-        "text",
-        *GLOVE,
-        "--out",
-        tmp_path / "e.parquet",
-    )
+    code, _, err = run(capsys, "embed", latin, *TEXT, "--out", tmp_path / "e.parquet")
     assert code == 1
     assert "latin.csv" in err
     assert "--encoding" in err
@@ -341,9 +307,7 @@ def test_encodings_separators_and_empty_files(capsys, tmp_path):
         capsys,
         "embed",
         latin,
-        "--text-column",
-        "text",
-        *GLOVE,
+        *TEXT,
         "--encoding",
         "latin-1",
         "--out",
@@ -363,14 +327,7 @@ def test_encodings_separators_and_empty_files(capsys, tmp_path):
     assert read_table(semi, columns=["text"], sep=";").text.tolist() == ["x,y"]
     (tmp_path / "empty.csv").write_bytes(b"")
     code, _, err = run(
-        capsys,
-        "embed",
-        tmp_path / "empty.csv",
-        "--text-column",
-        "text",
-        *GLOVE,
-        "--out",
-        tmp_path / "f.parquet",
+        capsys, "embed", tmp_path / "empty.csv", *TEXT, "--out", tmp_path / "f.parquet"
     )
     assert code == 1
     assert "empty.csv" in err
@@ -395,14 +352,7 @@ def test_embed_fails_when_nothing_could_be_embedded(capsys, tmp_path):
         tmp_path / "n.parquet"
     )
     code, _, err = run(
-        capsys,
-        "embed",
-        tmp_path / "n.parquet",
-        "--text-column",
-        "text",
-        *GLOVE,
-        "--out",
-        tmp_path / "o.parquet",
+        capsys, "embed", tmp_path / "n.parquet", *TEXT, "--out", tmp_path / "o.parquet"
     )
     assert code == 1
     assert "none of the 2 rows" in err
@@ -440,9 +390,7 @@ def test_tiny_tables_get_our_own_messages(capsys, tmp_path):
     pd.DataFrame({"text": ["a b", "c d", "e f"], "label": ["x", "y", "y"]}).to_csv(
         tmp_path / "tiny.csv", index=False
     )
-    code, _, err = run(
-        capsys, "train", tmp_path / "tiny.csv", "--text-column", "text", *GLOVE
-    )
+    code, _, err = run(capsys, "train", tmp_path / "tiny.csv", *TEXT)
     assert code == 1
     assert "Too few labelled texts" in err
     assert "'x'" in err
@@ -451,9 +399,7 @@ def test_tiny_tables_get_our_own_messages(capsys, tmp_path):
     pd.DataFrame(
         {"text": ["a", "b", "c", "d"], "label": ["x", None, "y", None]}
     ).to_csv(tmp_path / "gaps.csv", index=False)
-    code, _, err = run(
-        capsys, "train", tmp_path / "gaps.csv", "--text-column", "text", *GLOVE
-    )
+    code, _, err = run(capsys, "train", tmp_path / "gaps.csv", *TEXT)
     assert "skipped 2 rows without a label" in err
     assert "rows 1, 3" in err
 
@@ -511,9 +457,7 @@ def test_truncated_texts_are_counted_on_the_command_line(capsys, tmp_path):
         capsys,
         "embed",
         tmp_path / "long.csv",
-        "--text-column",
-        "text",
-        *GLOVE,
+        *TEXT,
         "--max-length",
         "3",
         "--out",
@@ -570,14 +514,7 @@ def test_temporaries_of_killed_runs_are_removed(capsys, texts, tmp_path):
     live = tmp_path / f".out.parquet.{os.getpid()}.beef.tmp"
     live.write_bytes(b"another writer")
     code, _, _ = run(
-        capsys,
-        "embed",
-        folder / "train.csv",
-        "--text-column",
-        "text",
-        *GLOVE,
-        "--out",
-        tmp_path / "out.parquet",
+        capsys, "embed", folder / "train.csv", *TEXT, "--out", tmp_path / "out.parquet"
     )
     assert code == 0
     assert not stale.exists()
@@ -597,9 +534,7 @@ def test_outputs_follow_the_umask(capsys, texts, tmp_path):
             capsys,
             "embed",
             folder / "train.csv",
-            "--text-column",
-            "text",
-            *GLOVE,
+            *TEXT,
             "--out",
             tmp_path / "e.parquet",
         )
@@ -608,8 +543,7 @@ def test_outputs_follow_the_umask(capsys, texts, tmp_path):
             "predict",
             model,
             folder / "train.csv",
-            "--text-column",
-            "text",
+            *COLUMN,
             "--out",
             tmp_path / "p.csv",
         )
@@ -626,8 +560,7 @@ def test_options_equal_in_effect_are_accepted(capsys, texts):
         "predict",
         model,
         folder / "train.csv",
-        "--text-column",
-        "text",
+        *COLUMN,
         "--max-length",
         "none",
         "--batch-size",
@@ -635,14 +568,7 @@ def test_options_equal_in_effect_are_accepted(capsys, texts):
     )
     assert code == 0, err
     code, _, err = run(
-        capsys,
-        "predict",
-        model,
-        folder / "train.csv",
-        "--text-column",
-        "text",
-        "--long-text",
-        "chunks",
+        capsys, "predict", model, folder / "train.csv", *COLUMN, "--long-text", "chunks"
     )
     assert code == 1
     assert "would change the embeddings" in err
@@ -651,17 +577,9 @@ def test_options_equal_in_effect_are_accepted(capsys, texts):
 def test_image_options_with_a_text_column_are_usage_errors(capsys, texts, folder):
     table = texts[0] / "train.csv"
     assert "--path-column" in usage(
-        capsys,
-        "embed",
-        table,
-        "--text-column",
-        "text",
-        "--path-column",
-        "p",
-        "--out",
-        "x.parquet",
+        capsys, "embed", table, *COLUMN, "--path-column", "p", "--out", "x.parquet"
     )
     for flags in (["--epochs", "2"], ["--keep", "frozen"]):
-        err = usage(capsys, "train", table, "--text-column", "text", *flags)
+        err = usage(capsys, "train", table, *COLUMN, *flags)
         assert "--fine-tune" in err
     assert "--encoding" in usage(capsys, "train", folder, "--encoding", "latin-1")

@@ -144,7 +144,7 @@ def test_bad_values_under_both_policies():
 
 def test_long_texts_truncated_or_chunked(tmp_path):
     featurizer = TextFeaturizer(max_length=8, cache=None).fit()
-    encoder_ids = __import__("featurize._text_encoders", fromlist=["x"]).load_encoder(
+    encoder_ids = __import__("featurize._texts.encoders", fromlist=["x"]).load_encoder(
         __import__("featurize").get_text_encoder("minilm_l6")
     )
     text = "the quick brown fox jumps over the lazy dog and runs far away"

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from featurize import ImageFeaturizer
-from featurize._images import decode, load_image
-from featurize._inference import Forward
+from featurize._images.decode import decode, load_image
+from featurize._images.forward import Forward
 from pipelines import load_image_folder
 
 from .conftest import DATA
@@ -72,19 +72,21 @@ def test_exif_rotation_is_respected_by_reduced_decoding(photos):
 def test_defaults_follow_the_device(
     monkeypatch, tiny_images, accelerator, cores, workers, batch
 ):
-    import featurize._featurizer
-    import featurize._inference
+    import featurize._images.featurizer
+    import featurize._images.forward
 
-    monkeypatch.setattr(featurize._inference, "on_accelerator", lambda: accelerator)
-    monkeypatch.setattr(featurize._inference, "available_cores", lambda: cores)
+    monkeypatch.setattr(
+        featurize._images.forward, "on_accelerator", lambda: accelerator
+    )
+    monkeypatch.setattr(featurize._images.forward, "available_cores", lambda: cores)
     plans = []
-    real_embed = featurize._featurizer.embed
+    real_embed = featurize._images.featurizer.embed
 
     def spy(items, plan, progress):
         plans.append(plan)
         return real_embed(items, plan, progress)
 
-    monkeypatch.setattr(featurize._featurizer, "embed", spy)
+    monkeypatch.setattr(featurize._images.featurizer, "embed", spy)
     ImageFeaturizer(
         "mobilenet_v3_small", weights=None, input_size=32, cache=None
     ).fit_transform(tiny_images)

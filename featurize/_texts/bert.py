@@ -1,0 +1,260 @@
+"""A BERT encoder in Keras 3, loaded from a sentence-transformers checkpoint.
+
+Our own ~100 lines instead of keras-hub (checked with keras-hub 0.32): it requires
+tensorflow-text (a 60 MB wheel that requires the full ``tensorflow<2.22,>=2.21``
+package, so a JAX-only or tensorflow-cpu install would gain a second, full TensorFlow),
+kagglehub, kagglesdk and sentencepiece, to run a stack of six standard Transformer
+blocks. What we add instead: ``tokenizers`` (3.4 MB) and ``safetensors`` (0.5 MB).
+The tokenizer is the checkpoint's own ``tokenizer.json`` run by Hugging Face
+``tokenizers`` (Rust, no torch), so token ids match the reference exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from featurize._shared.compiled import compile_inference
+from featurize.errors import WeightsMismatchError
+
+# Sequences are padded to a multiple of this many tokens (and, on JAX, batches to a
+# power of two): jax.jit compiles once per shape, so this bounds the compilations (at
+# most max_tokens / 8 lengths) at the cost of a few padded positions.
+LENGTH_STEP = 8
+
+
+def _layers():
+    import keras
+    from keras import ops
+
+    class Embeddings(keras.layers.Layer):
+        """Word + position + segment-0 embeddings, then LayerNorm."""
+
+        def __init__(self, config, **kwargs):
+            super().__init__(**kwargs)
+            width = config["hidden_size"]
+            self.words = keras.layers.Embedding(
+                config["vocab_size"], width, name="words"
+            )
+            self.positions = keras.layers.Embedding(
+                config["max_position_embeddings"], width, name="positions"
+            )
+            self.segments = keras.layers.Embedding(
+                config["type_vocab_size"], width, name="segments"
+            )
+            self.norm = keras.layers.LayerNormalization(
+                epsilon=config["layer_norm_eps"], name="norm"
+            )
+
+        def call(self, ids):
+            positions = ops.arange(ops.shape(ids)[1])
+            x = self.words(ids) + self.positions(positions)[None]
+            return self.norm(x + self.segments(ops.zeros_like(ids)))
+
+    class Block(keras.layers.Layer):
+        """One post-norm Transformer encoder block, as in BERT."""
+
+        def __init__(self, config, **kwargs):
+            super().__init__(**kwargs)
+            width = config["hidden_size"]
+            self.heads = config["num_attention_heads"]
+            self.head_size = width // self.heads
+            eps = config["layer_norm_eps"]
+            dense = keras.layers.Dense
+            self.query = dense(width, name="query")
+            self.key = dense(width, name="key")
+            self.value = dense(width, name="value")
+            self.attention_output = dense(width, name="attention_output")
+            self.attention_norm = keras.layers.LayerNormalization(
+                epsilon=eps, name="attention_norm"
+            )
+            self.intermediate = dense(config["intermediate_size"], name="intermediate")
+            self.output_dense = dense(width, name="output")
+            self.output_norm = keras.layers.LayerNormalization(
+                epsilon=eps, name="output_norm"
+            )
+
+        def _split(self, x):
+            batch, length = ops.shape(x)[0], ops.shape(x)[1]
+            return ops.reshape(x, (batch, length, self.heads, self.head_size))
+
+        def call(self, x, mask):
+            batch, length = ops.shape(x)[0], ops.shape(x)[1]
+            keys = ops.cast(mask, "bool")[:, None, None, :]  # (B, 1, 1, T)
+            attended = ops.dot_product_attention(
+                self._split(self.query(x)),
+                self._split(self.key(x)),
+                self._split(self.value(x)),
+                mask=keys,
+            )
+            attended = ops.reshape(
+                attended, (batch, length, self.heads * self.head_size)
+            )
+            x = self.attention_norm(x + self.attention_output(attended))
+            # The checkpoint's "gelu" is the exact (erf) form, not the tanh one.
+            hidden = keras.activations.gelu(self.intermediate(x), approximate=False)
+            return self.output_norm(x + self.output_dense(hidden))
+
+    class MeanPool(keras.layers.Layer):
+        """Mean of the token states over the non-padding positions."""
+
+        def call(self, x, mask):
+            weights = ops.cast(mask, x.dtype)[:, :, None]
+            total = ops.sum(x * weights, axis=1)
+            return total / ops.maximum(ops.sum(weights, axis=1), 1e-9)
+
+    return Embeddings, Block, MeanPool
+
+
+def build_encoder(config: dict):
+    """The Keras model: (token ids, attention mask) -> mean-pooled token states."""
+    import keras
+
+    Embeddings, Block, MeanPool = _layers()
+    ids = keras.Input((None,), dtype="int32", name="token_ids")
+    mask = keras.Input((None,), dtype="int32", name="attention_mask")
+    x = Embeddings(config, name="embeddings")(ids)
+    for index in range(config["num_hidden_layers"]):
+        x = Block(config, name=f"block_{index}")(x, mask)
+    pooled = MeanPool(name="mean_pool")(x, mask)
+    return keras.Model([ids, mask], pooled, name="bert_mean_pool")
+
+
+def load_checkpoint(model, tensors: dict) -> None:
+    """Copy a Hugging Face ``BertModel`` state (numpy arrays) into ``model``."""
+    embeddings = model.get_layer("embeddings")
+    # (variable, tensor name, transposed?)
+    pairs = [
+        (embeddings.words.embeddings, "embeddings.word_embeddings.weight", False),
+        (
+            embeddings.positions.embeddings,
+            "embeddings.position_embeddings.weight",
+            False,
+        ),
+        (
+            embeddings.segments.embeddings,
+            "embeddings.token_type_embeddings.weight",
+            False,
+        ),
+        (embeddings.norm.gamma, "embeddings.LayerNorm.weight", False),
+        (embeddings.norm.beta, "embeddings.LayerNorm.bias", False),
+    ]
+    index = 0
+    while f"encoder.layer.{index}.output.dense.weight" in tensors:
+        block = model.get_layer(f"block_{index}")
+        prefix = f"encoder.layer.{index}."
+        for layer, name in [
+            (block.query, "attention.self.query"),
+            (block.key, "attention.self.key"),
+            (block.value, "attention.self.value"),
+            (block.attention_output, "attention.output.dense"),
+            (block.intermediate, "intermediate.dense"),
+            (block.output_dense, "output.dense"),
+        ]:
+            # torch.nn.Linear stores (out, in); a Keras Dense kernel is (in, out).
+            pairs.append((layer.kernel, prefix + name + ".weight", True))
+            pairs.append((layer.bias, prefix + name + ".bias", False))
+        for norm, name in [
+            (block.attention_norm, "attention.output.LayerNorm"),
+            (block.output_norm, "output.LayerNorm"),
+        ]:
+            pairs.append((norm.gamma, prefix + name + ".weight", False))
+            pairs.append((norm.beta, prefix + name + ".bias", False))
+        index += 1
+    for variable, name, transpose in pairs:
+        value = tensors[name].T if transpose else tensors[name]
+        if tuple(variable.shape) != value.shape:
+            raise WeightsMismatchError(
+                f"checkpoint tensor {name} has shape {value.shape}; the model "
+                f"expects {tuple(variable.shape)}"
+            )
+        variable.assign(value)
+
+
+class BertEncoder:
+    """A sentence-transformers BERT checkpoint: tokenizer, model, mean pooling.
+
+    Thread-safe: one forward pass at a time.
+    """
+
+    @classmethod
+    def from_files(cls, folder: Path, row) -> BertEncoder:
+        """The encoder of a registry row whose files are in ``folder``."""
+        return cls(folder, row.vocabulary)
+
+    def __init__(self, folder: Path, vocabulary: str = "tokenizer.json"):
+        from safetensors.numpy import load_file
+        from tokenizers import Tokenizer
+
+        folder = Path(folder)
+        config = json.loads((folder / "config.json").read_text())
+        self.tokenizer = Tokenizer.from_file(str(folder / vocabulary))
+        self.tokenizer.no_truncation()
+        self.tokenizer.no_padding()
+        self.cls = self.tokenizer.token_to_id("[CLS]")
+        self.sep = self.tokenizer.token_to_id("[SEP]")
+        self.positions = config["max_position_embeddings"]
+        self.model = build_encoder(config)
+        load_checkpoint(self.model, load_file(str(folder / "model.safetensors")))
+        self._run = compile_inference(self.model, [((None,), "int32")] * 2)
+        self._lock = threading.Lock()
+
+    def token_ids(self, texts: list[str]) -> list[list[int]]:
+        """Each text's word-piece ids, without the special tokens."""
+        encodings = self.tokenizer.encode_batch(texts, add_special_tokens=False)
+        return [encoding.ids for encoding in encodings]
+
+    def too_long(self, ids: list[list[int]], max_length: int) -> list[bool]:
+        """Whether each text's tokens, with [CLS] and [SEP], exceed ``max_length``."""
+        return [len(tokens) > max_length - 2 for tokens in ids]
+
+    def encode(
+        self, texts: list[str], max_length: int, chunks: bool, batch_size: int
+    ) -> tuple[np.ndarray, list[bool]]:
+        """Mean-pooled embeddings of ``texts`` (not normalised), and which were too
+        long: truncated, or with ``chunks`` the token-weighted mean of windows."""
+        ids = self.token_ids(texts)
+        windows, owners, sizes = [], [], []
+        for k, tokens in enumerate(ids):
+            pieces = self.windows(tokens, max_length)
+            if not chunks:
+                pieces = pieces[:1]
+            windows += pieces
+            owners += [k] * len(pieces)
+            sizes += [len(p) - 2 for p in pieces]
+        pooled = self.forward(windows, batch_size)
+        vectors = np.zeros((len(texts), pooled.shape[1]), np.float32)
+        weights = np.zeros(len(texts), np.float32)
+        for k, size, vector in zip(owners, sizes, pooled):
+            # A window's weight is its token count: the mean over windows is then
+            # close to one mean over all of the text's tokens.
+            vectors[k] += max(size, 1) * vector
+            weights[k] += max(size, 1)
+        return vectors / np.maximum(weights, 1)[:, None], self.too_long(ids, max_length)
+
+    def windows(self, ids: list[int], max_length: int) -> list[list[int]]:
+        """Consecutive pieces of at most ``max_length`` tokens, [CLS] and [SEP]
+        included (one empty window for an empty text)."""
+        step = max_length - 2
+        pieces = [ids[start : start + step] for start in range(0, len(ids), step)]
+        return [[self.cls, *piece, self.sep] for piece in pieces or [[]]]
+
+    def forward(self, windows: list[list[int]], batch_size: int) -> np.ndarray:
+        """Mean-pooled states of token windows, batched by length."""
+        out = np.empty((len(windows), self.model.output_shape[-1]), np.float32)
+        order = np.argsort([len(w) for w in windows], kind="stable")
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            longest = max(len(windows[r]) for r in rows)
+            length = min(-(-longest // LENGTH_STEP) * LENGTH_STEP, self.positions)
+            ids = np.zeros((len(rows), length), np.int32)
+            mask = np.zeros((len(rows), length), np.int32)
+            for k, r in enumerate(rows):
+                ids[k, : len(windows[r])] = windows[r]
+                mask[k, : len(windows[r])] = 1
+            with self._lock:
+                out[rows] = self._run(ids, mask)
+        return out

@@ -1,0 +1,40 @@
+"""TextFeaturizer's parameter rules."""
+
+from __future__ import annotations
+
+from featurize._shared.rules import (
+    ON_ERROR,
+    Anything,
+    Boolean,
+    Integer,
+    Options,
+    RegistryName,
+)
+from featurize._texts.encoders import get_text_encoder
+
+LONG_TEXT_POLICIES = ("truncate", "chunks")
+
+TEXT_FEATURIZER_RULES = {
+    "encoder": RegistryName(get_text_encoder, help="a name from `featurize encoders`"),
+    "batch_size": Integer(1, help="texts (token windows) per forward pass"),
+    "max_length": Integer(
+        3,
+        allow_none=True,
+        help="tokens read per text ('none': the encoder's limit)",
+        shown="the encoder's limit",
+    ),
+    "long_text": Options(
+        LONG_TEXT_POLICIES,
+        help="longer texts are truncated, or embedded by windows and averaged",
+    ),
+    "normalize": Boolean(help="L2-normalise the embeddings", cli=False),
+    "on_error": Options(
+        ON_ERROR,
+        help="a missing or non-text value raises, or gives a NaN row",
+        cli=False,
+    ),
+    "cache": Anything(
+        help="embedding cache folder, or 'none' (off)", shown="the default folder"
+    ),
+    "verbose": Anything(help="a progress bar when true", cli=False),
+}

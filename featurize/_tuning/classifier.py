@@ -1,0 +1,599 @@
+"""FineTunedClassifier: when frozen features are not enough, adapt the backbone."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
+
+from featurize import errors
+from featurize._backbones.registry import get_backbone
+from featurize._images.decode import DEFAULT_MAX_PIXELS, as_image_list
+from featurize._images.featurizer import ImageFeaturizer, native_or
+from featurize._images.pixels import Batches, pixel_source
+from featurize._shared.cache import resolve_cache
+from featurize._shared.labels import check_labels
+from featurize._shared.reporting import warn_failures
+from featurize._shared.results import failures_frame, first_error, merge_failures
+from featurize._shared.rules import validate
+from featurize._tuning.loop import (
+    Phase,
+    epoch_bar,
+    evaluate,
+    fit_loop,
+    plot_history,
+    pooled_features,
+    sample_weights,
+    validation_split,
+)
+from featurize._tuning.params import FINE_TUNED_RULES, NOT_SHARED_WITH_FINE_TUNING
+from featurize._tuning.probe import choose_probe, glorot, probe_embeddings, probe_row
+
+AUTO_LEARNING_RATES = {"final": 3e-4, "below": 1e-3}
+HISTORY_COLUMNS = [
+    "epoch", "phase", "unfrozen_stages", "lr_head", "lr_lowest", "loss",
+    "accuracy", "val_loss", "val_accuracy", "seconds", "images_per_second",
+]  # fmt: skip
+
+
+class FineTunedClassifier(ClassifierMixin, BaseEstimator):
+    """Fine-tune a pretrained backbone into an image classifier.
+
+    The recipe, each step a parameter: (1) a linear probe initialises the head: the
+    tuned frozen baseline (standardised, cached embeddings and logistic regression, its
+    C and, for ``layer="auto"``, the cut layer chosen by cross-validation); (2) the
+    backbone's stages are unfrozen from the top, one more every ``unfreeze_every``
+    epochs, down to ``unfreeze``; (3) each stage learns at the rate of the one above it
+    times ``lr_decay``; (4) AdamW, without weight decay on norms and biases, with a
+    linear warm-up then cosine decay; (5) BatchNorm statistics adapt or stay frozen; (6)
+    augmentation runs per batch inside the model; (7) a held-out fraction picks the best
+    epoch (the linear probe itself included) and stops early.
+
+    Images are decoded and resized once, by the featurizer's decode threads, and
+    kept as uint8 while they fit in ``preload_bytes``; above that they are decoded
+    again for each batch.
+
+    Parameters
+    ----------
+    backbone, weights, input_size, resize, on_error, max_pixels, cache, \
+precision, decode_workers, verbose
+        As for :class:`ImageFeaturizer` (``cache`` holds the linear probe's
+        embeddings, shared with frozen models of the same backbone). A bad image
+        under ``on_error="nan"`` is left out of training (listed in
+        ``fit_failures_``) and gets a row of NaN from :meth:`predict_proba`.
+    layer : "auto", None, str or negative int, default="auto"
+        The cut point, as for :class:`ImageFeaturizer`: the model is the backbone up
+        to this layer, average-pooled, then the head. ``"auto"`` takes the final or
+        the penultimate stage, whichever gives the linear probe the better
+        cross-validated accuracy. With random weights, ``"auto"`` is the final
+        layer.
+    unfreeze : int or "all", default="all"
+        How many stages, from the top, are fine-tuned (0: the head only).
+    unfreeze_every : int, default=1
+        Epochs before one more stage is unfrozen; 0 unfreezes them all at once.
+    learning_rate : float or "auto", default="auto"
+        Peak learning rate of the head. ``"auto"``: 3e-4 when the model is cut at
+        the backbone's final layer, 1e-3 when it is cut below (with
+        ``layer="auto"``: when the probe found the penultimate stage better, the
+        final stage's ImageNet features not fitting the data); measured in
+        BENCHMARKS.md, "Fine-tuning".
+    lr_decay : float, default=0.5
+        Each stage's rate is the rate of the stage above it times this (the top
+        stage's is ``learning_rate * lr_decay``).
+    warmup : float, default=0.1
+        Fraction of the training steps over which the rate rises linearly to its
+        peak, before a cosine decay to zero.
+    weight_decay : float, default=0.01
+        AdamW's decoupled weight decay, never applied to norms and biases.
+    batchnorm : {"frozen", "adapt"}, default="frozen"
+        ``"frozen"``: BatchNorm layers stay in inference mode with ImageNet's
+        statistics (the keras.io guide's advice; ``"adapt"`` can move the features
+        away from those the linear probe was fitted on, see BENCHMARKS.md);
+        ``"adapt"``: BatchNorm layers of unfrozen stages train and update their
+        statistics on the new data.
+    augment : {"light", "light_flip", "strong"}, None or list of Keras layers, \
+default="light"
+        ``"light"``: rotation up to 18 degrees, zoom and shift up to 10% and 5%, no
+        flips (a mirrored digit, letter or oriented part is another class);
+        ``"light_flip"``: the same and horizontal flips (photos, textures);
+        ``"strong"``: horizontal flip and RandAugment; None: no augmentation; or your
+        own layers (copied for each fit).
+    head_init : {"linear_probe", "random"}, default="linear_probe"
+        Start from a logistic regression fitted on the frozen embeddings (LP-FT,
+        Kumar et al. 2022), or from a random head.
+    epochs : int, default=10
+        Training epochs after the linear probe (0 keeps the probe).
+    batch_size : int, default=32
+    validation_fraction : float or None, default=None
+        Fraction of the training images (stratified) held out to choose the best
+        epoch (the probe included) and stop early; None trains on every image for
+        ``epochs`` and keeps the last (the default: on a few hundred images a
+        held-out tenth is too small to choose by, and costs a tenth of the data).
+    patience : int or None, default=3
+        Stop after this many epochs without a better validation accuracy (ties
+        broken by loss), counted once every stage is unfrozen; None never stops
+        early.
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes in the loss (and in the linear probe).
+    preload_bytes : int, default=2**31
+        Decoded training images are kept in memory up to this many bytes.
+    random_state : int or None, default=None
+        Seeds the validation split, shuffling, augmentation and a random head: the
+        same seed gives the same predictions on a CPU.
+
+    Attributes
+    ----------
+    classes_ : ndarray
+    backbone_ : str
+    layer_ : str
+        The cut layer: the last one fine-tuned.
+    input_size_ : (int, int)
+    stages_ : list of str
+        The backbone's stages up to ``layer_``, shallowest first.
+    probe_cv_ : pandas.DataFrame
+        The linear probe's choice: per candidate ``layer``, the best ``C`` and its
+        ``cv_accuracy`` (5-fold, on at most 2,000 training images; NaN where a
+        class has fewer than 2), and which was ``chosen``.
+    learning_rate_ : float
+        The head's peak learning rate (``learning_rate``, or what ``"auto"``
+        chose).
+    stage_learning_rates_ : dict
+        Peak learning rate of the head and of each fine-tuned stage.
+    history_ : pandas.DataFrame
+        One row per epoch (epoch 0 is the linear probe): ``phase``,
+        ``unfrozen_stages``, ``lr_head`` and ``lr_lowest`` (the deepest unfrozen
+        stage's rate) at the epoch's end, ``loss``, ``accuracy``, ``val_loss``,
+        ``val_accuracy``, ``seconds`` and ``images_per_second`` (training).
+    best_epoch_ : int
+        The epoch whose weights were kept.
+    fit_failures_ : pandas.DataFrame
+        Training images that could not be used (``on_error="nan"``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from featurize import FineTunedClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> images = rng.integers(0, 256, (8, 32, 32, 3), np.uint8)
+    >>> clf = FineTunedClassifier("mobilenet_v3_small", weights=None, input_size=32,
+    ...                           epochs=1, validation_fraction=None, random_state=0)
+    >>> clf.fit(images, ["a", "b"] * 4).predict(images[:2]).shape
+    (2,)
+    """
+
+    def __init__(
+        self,
+        backbone="efficientnet_lite0",
+        *,
+        weights="imagenet",
+        layer="auto",
+        input_size=None,
+        resize="stretch",
+        unfreeze="all",
+        unfreeze_every=1,
+        learning_rate="auto",
+        lr_decay=0.5,
+        warmup=0.1,
+        weight_decay=0.01,
+        batchnorm="frozen",
+        augment="light",
+        head_init="linear_probe",
+        epochs=10,
+        batch_size=32,
+        validation_fraction=None,
+        patience=3,
+        class_weight=None,
+        on_error="raise",
+        max_pixels=DEFAULT_MAX_PIXELS,
+        cache=True,
+        precision="float32",
+        decode_workers=None,
+        preload_bytes=2**31,
+        random_state=None,
+        verbose=0,
+    ):
+        self.backbone = backbone
+        self.weights = weights
+        self.layer = layer
+        self.input_size = input_size
+        self.resize = resize
+        self.unfreeze = unfreeze
+        self.unfreeze_every = unfreeze_every
+        self.learning_rate = learning_rate
+        self.lr_decay = lr_decay
+        self.warmup = warmup
+        self.weight_decay = weight_decay
+        self.batchnorm = batchnorm
+        self.augment = augment
+        self.head_init = head_init
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.class_weight = class_weight
+        self.on_error = on_error
+        self.max_pixels = max_pixels
+        self.cache = cache
+        self.precision = precision
+        self.decode_workers = decode_workers
+        self.preload_bytes = preload_bytes
+        self.random_state = random_state
+        self.verbose = verbose
+
+    parameter_rules = FINE_TUNED_RULES
+
+    # -- fitting
+
+    def fit(self, X, y):
+        """Fit the linear probe, then fine-tune the backbone from the top.
+
+        Parameters
+        ----------
+        X : collection of images
+            As for :meth:`ImageFeaturizer.transform`.
+        y : array-like of shape (n_images,)
+            Class labels (any type).
+
+        Returns
+        -------
+        self : FineTunedClassifier
+        """
+        from sklearn.preprocessing import LabelEncoder
+
+        items = as_image_list(X)
+        params = validate(self, self.parameter_rules)
+        y = check_labels(y, len(items), what="images")
+        check_classification_targets(y)
+        encoder = LabelEncoder().fit(y)
+        self.classes_ = encoder.classes_
+        codes = encoder.transform(y)
+        backbone = get_backbone(params["backbone"])
+        resolve_cache(params["cache"])  # validates
+        size = native_or(params["input_size"], backbone)
+        seed = (
+            params["random_state"]
+            if params["random_state"] is not None
+            else int(np.random.default_rng().integers(2**31))
+        )
+        rng = np.random.default_rng(seed)
+        source = pixel_source(params, size)
+
+        from featurize._tuning import model as tm
+
+        started = time.perf_counter()
+        probe = probe_embeddings(items, params, backbone, size)
+        pixels, failures = source.training_images(
+            items, params["preload_bytes"], probe[1] if probe else None
+        )
+        if failures and params["on_error"] == "raise":
+            raise first_error(failures, "training")
+        self.fit_failures_ = failures_frame(failures)
+        usable = np.setdiff1d(np.arange(len(items)), [f.index for f in failures])
+        if len(np.unique(codes[usable])) < 2:
+            raise errors.InvalidInputError(
+                "Fewer than 2 classes are left after skipping the images that "
+                "could not be used; see fit_failures_."
+            )
+        train, val = validation_split(
+            usable, codes, params["validation_fraction"], seed
+        )
+        sample_weight = sample_weights(codes, self.classes_, params["class_weight"])
+
+        def data(rows):
+            if pixels is not None:
+                return pixels[rows], None
+            return [items[i] for i in rows], source
+
+        def build(layer):
+            return tm.build(
+                backbone,
+                params["weights"],
+                size,
+                layer,
+                params["precision"],
+                len(self.classes_),
+            )
+
+        # -- 1. the cut layer and the head: a tuned linear probe on frozen features
+        if probe is None:  # random weights: the probe must see this model's features
+            layer = None if params["layer"] == "auto" else params["layer"]
+            model = build(layer)
+            features = pooled_features(model, data(train), params["batch_size"])
+            candidates = {model.layer: features}
+        else:
+            candidates = {layer: found[train] for layer, found in probe[0].items()}
+        choice = choose_probe(
+            candidates, codes[train], sample_weight[train], len(self.classes_), seed
+        )
+        self.probe_cv_ = choice.table
+        if probe is not None:
+            model = build(choice.layer)
+        if params["head_init"] == "linear_probe":
+            kernel, bias = choice.kernel, choice.bias
+        else:
+            kernel, bias = glorot(rng, model.head.weights[0].shape)
+        tm.initialise_head(model, choice.mean, choice.variance, kernel, bias)
+
+        # -- 2. fine-tuning, phase by phase
+        self.backbone_ = backbone.name
+        self.layer_ = model.layer
+        self.input_size_ = tuple(size)
+        self.stages_ = list(model.stages)
+        n_stages = len(model.stages)
+        target = n_stages if params["unfreeze"] == "all" else params["unfreeze"]
+        target = min(target, n_stages)
+        self.learning_rate_ = params["learning_rate"]
+        if self.learning_rate_ == "auto":
+            cut = "final" if model.at_final_layer else "below"
+            self.learning_rate_ = AUTO_LEARNING_RATES[cut]
+        rates = [
+            self.learning_rate_ * params["lr_decay"] ** depth
+            for depth in range(n_stages + 1)
+        ]
+        self.stage_learning_rates_ = {"head": rates[0]} | {
+            stage: rates[n_stages - k] for k, stage in enumerate(model.stages)
+        }
+        every = params["unfreeze_every"]
+        train_pixels, train_source = data(train)
+        batches = Batches(
+            train_pixels,
+            codes[train],
+            sample_weight[train],
+            params["batch_size"],
+            rng,
+            source=train_source,
+        )
+        steps = len(batches) * params["epochs"]
+        warmup_steps = int(round(params["warmup"] * steps))
+        val_data = data(val) if len(val) else None
+        trainer = tm.training_model(model, params["augment"], seed)
+        optimizers = tm.StageOptimizers(
+            model, rates, params["weight_decay"], warmup_steps, steps
+        )
+        steps_per_epoch = len(batches)
+
+        def phase(epoch: int) -> Phase:
+            unfrozen = target if every == 0 else min(target, (epoch - 1) // every + 1)
+
+            def start(epoch: int) -> None:
+                model.set_trainable(unfrozen, params["batchnorm"])
+                trainer.compile(
+                    optimizer=optimizers.for_phase(
+                        unfrozen, step=(epoch - 1) * steps_per_epoch
+                    ),
+                    loss="sparse_categorical_crossentropy",
+                    metrics=["accuracy"],
+                )
+
+            def columns(epoch: int) -> dict:
+                step = epoch * steps_per_epoch
+                return {
+                    "phase": f"{unfrozen} stages",
+                    "unfrozen_stages": unfrozen,
+                    "lr_head": _rate(rates[0], warmup_steps, steps, step),
+                    "lr_lowest": _rate(rates[unfrozen], warmup_steps, steps, step),
+                }
+
+            # Patience counts once every stage is unfrozen: epochs with only the
+            # top stages training say nothing about what more would do.
+            return Phase(unfrozen, start, columns, patient=unfrozen == target)
+
+        history, self.best_epoch_ = fit_loop(
+            trainer,
+            batches,
+            epochs=params["epochs"],
+            phase=phase,
+            evaluate=lambda: evaluate(
+                model, val_data, codes[val], params["batch_size"]
+            ),
+            weights=(model.classifier.get_weights, model.classifier.set_weights),
+            validated=val_data is not None,
+            patience=params["patience"],
+            first=probe_row(
+                evaluate(model, val_data, codes[val], params["batch_size"]),
+                time.perf_counter() - started,
+            ),
+            bar=epoch_bar(params["epochs"], params["verbose"], backbone.name),
+        )
+        if batches.late_failures:
+            self.fit_failures_ = failures_frame(
+                merge_failures(
+                    failures, [f.at(train[f.index]) for f in batches.late_failures]
+                )
+            )
+        import pandas as pd
+
+        self.history_ = pd.DataFrame(history, columns=HISTORY_COLUMNS)
+        self._tuned = model
+        self._saved_weights = None
+        return self
+
+    # -- using the fitted model
+
+    def _model(self):
+        check_is_fitted(self, "history_")
+        tuned = getattr(self, "_tuned", None)
+        if tuned is None:
+            from featurize._tuning import model as tm
+
+            params = validate(self, self.parameter_rules)
+            backbone_weights, head_weights = self._saved_weights
+            tuned = tm.build(
+                get_backbone(self.backbone_),
+                None,
+                self.input_size_,
+                self.layer_,
+                params["precision"],
+                len(self.classes_),
+            )
+            tuned.backbone.set_weights(backbone_weights)
+            tuned.set_head_weights(head_weights)
+            self._tuned, self._saved_weights = tuned, None
+        return tuned
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities, one column per class in ``classes_``.
+
+        Rows of NaN for images that failed under ``on_error="nan"`` (with a warning
+        naming them; :meth:`predict_frame` returns the reasons).
+        """
+        proba, failures = self._proba(X)
+        if failures:
+            warn_failures(failures_frame(failures), len(proba), "clf.predict_frame(X)")
+        return proba
+
+    def predict_frame(self, X):
+        """Labels, probabilities and errors as a table, one row per image.
+
+        Never raises for a bad image, whatever ``on_error`` says: its row has no
+        label, NaN probabilities and the reason in ``error``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``label``, ``proba_<class>`` for each class, ``error`` (empty
+            where the image was classified).
+        """
+        import pandas as pd
+
+        proba, failures = self._proba(X, on_error="nan")
+        frame = pd.DataFrame({"label": pd.Series([None] * len(proba), dtype=object)})
+        ok = ~np.isnan(proba).any(axis=1)
+        frame.loc[ok, "label"] = self.classes_[proba[ok].argmax(axis=1)]
+        for k, label in enumerate(self.classes_):
+            frame[f"proba_{label}"] = proba[:, k]
+        errors_ = [""] * len(proba)
+        for failure in failures:
+            errors_[failure.index] = failure.reason
+        frame["error"] = errors_
+        return frame
+
+    def _proba(self, X, on_error=None):
+        model = self._model()
+        items = as_image_list(X)
+        params = validate(self, self.parameter_rules)
+        on_error = on_error or params["on_error"]
+        source = pixel_source(params, self.input_size_)
+        out = np.full((len(items), len(self.classes_)), np.nan, np.float32)
+        failures = []
+        for rows, pixels, bad in source.chunks(items):
+            if bad and on_error == "raise":
+                raise first_error(bad, "prediction")
+            failures.extend(bad)
+            out[rows.start : rows.stop] = model.classifier.predict(
+                pixels.astype(np.float32), batch_size=self.batch_size, verbose=0
+            )
+        if failures:
+            out[[f.index for f in failures]] = np.nan
+        return out, failures
+
+    def predict(self, X) -> np.ndarray:
+        """Predicted class labels.
+
+        Raises an error naming any image that could not be used, whatever
+        ``on_error`` says (there is no label to give it): use
+        :meth:`predict_proba`, which gives it a row of NaN.
+        """
+        proba = self.predict_proba(X)
+        failed = np.flatnonzero(np.isnan(proba).any(axis=1))
+        if len(failed):
+            raise errors.InvalidInputError(
+                f"{len(failed)} images could not be classified (inputs "
+                f"{failed[:5].tolist()}): predict_proba gives them rows of NaN."
+            )
+        return self.classes_[proba.argmax(axis=1)]
+
+    def keras_model(self):
+        """The fine-tuned Keras classifier: pixels in [0, 255] to probabilities.
+
+        Preprocessing is inside (a frozen Dense layer over the channels), so
+        ``clf.keras_model().save("model.keras")`` is a complete model for serving,
+        loadable with plain ``keras.saving.load_model``.
+        """
+        return self._model().classifier
+
+    def to_featurizer(self, **params) -> ImageFeaturizer:
+        """An :class:`ImageFeaturizer` bound to the fine-tuned backbone.
+
+        The backbone's weights are written once to
+        ``featurize.weights_dir() / "fine-tuned"``, named by their checksum; the
+        featurizer loads that file, so its embedding-cache namespace is its own.
+
+        Parameters
+        ----------
+        **params
+            Featurizer parameters to set (``pooling``, ``batch_size``, ...); the
+            backbone, weights, layer, input size and resize policy are the
+            fine-tuned model's.
+        """
+        model = self._model()
+        backbone = get_backbone(self.backbone_)
+        if backbone.pretrained is not None and backbone.pretrained.fixed:
+            raise errors.InvalidParameterError(
+                f"Backbone {backbone.name!r} is a registered Keras model, which "
+                f"always uses its own weights: use keras_model() instead."
+            )
+        from featurize._tuning import model as tm
+
+        path = tm.save_backbone_weights(model, backbone.name)
+        # What reads the inputs carries over; what defines the model is the tuned one.
+        defined_here = ("backbone", "weights", "layer", "input_size", "resize")
+        shared = {
+            name: value
+            for name, value in self.get_params().items()
+            if name in ImageFeaturizer.parameter_rules
+            and name not in defined_here
+            and name not in NOT_SHARED_WITH_FINE_TUNING
+        }
+        return ImageFeaturizer(
+            backbone.name,
+            weights=str(path),
+            layer=self.layer_,
+            input_size=self.input_size_,
+            resize=self.resize,
+            **(shared | params),
+        )
+
+    def plot_history(self, ax=None):
+        """Plot loss and validation accuracy per epoch, with the phases marked.
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+        """
+        check_is_fitted(self, "history_")
+        return plot_history(
+            self.history_, self.best_epoch_, f"Fine-tuning {self.backbone_}", ax
+        )
+
+    # -- pickling: the weights travel, the Keras model is rebuilt
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        tuned = state.pop("_tuned", None)
+        if tuned is not None:
+            state["_saved_weights"] = (
+                tuned.backbone.get_weights(),
+                tuned.head_weights(),
+            )
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._tuned = None
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.two_d_array = True  # a single column of paths
+        tags.non_deterministic = self.random_state is None
+        return tags
+
+
+def _rate(peak: float, warmup_steps: int, total_steps: int, step: int) -> float:
+    from featurize._tuning.model import WarmupCosine
+
+    return WarmupCosine(peak, warmup_steps, total_steps, 0).value(step - 1)

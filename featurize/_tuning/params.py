@@ -1,0 +1,138 @@
+"""FineTunedClassifier's parameter rules (and the fine-tuning-only rule types)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from numbers import Integral, Real
+
+from featurize._images.params import IMAGE_FEATURIZER_RULES, Layer
+from featurize._shared.rules import Integer, Number, Options, Rule
+from featurize.errors import InvalidParameterError
+
+
+@dataclass(frozen=True)
+class LearningRate(Rule):
+    """``"auto"`` or a positive number."""
+
+    def check(self, name: str, value):
+        if isinstance(value, str) and value == "auto":
+            return value
+        if isinstance(value, Real) and not isinstance(value, bool) and value > 0:
+            return float(value)
+        raise InvalidParameterError(
+            f"`{name}` must be 'auto' or a positive number; received {value!r}."
+        )
+
+    def parse(self, text: str):
+        return text if text == "auto" else float(text)
+
+
+@dataclass(frozen=True)
+class StagesToUnfreeze(Rule):
+    """``"all"`` or how many stages, counted from the top, to train."""
+
+    def check(self, name: str, value):
+        if isinstance(value, str) and value == "all":
+            return value
+        if isinstance(value, Integral) and not isinstance(value, bool) and value >= 0:
+            return int(value)
+        raise InvalidParameterError(
+            f"`{name}` must be 'all' or a number of stages >= 0 (0 trains the head "
+            f"only); received {value!r}."
+        )
+
+    def parse(self, text: str):
+        return text if text == "all" else int(text)
+
+
+@dataclass(frozen=True)
+class Augmentation(Rule):
+    """A named recipe, None, or a list of Keras preprocessing layers."""
+
+    values: tuple
+
+    def check(self, name: str, value):
+        if value is None or (isinstance(value, str) and value in self.values):
+            return value
+        if isinstance(value, (list, tuple)) and all(
+            callable(layer) and hasattr(layer, "get_config") for layer in value
+        ):
+            return list(value)
+        raise InvalidParameterError(
+            f"`{name}` must be one of {list(self.values) + [None]} or a list of Keras "
+            f"layers (e.g. [keras.layers.RandomFlip()]); received {value!r}."
+        )
+
+    accepts_none = True
+
+    @property
+    def choices(self) -> list[str]:
+        return [*self.values, "none"]
+
+
+@dataclass(frozen=True)
+class ClassWeight(Rule):
+    """None, ``"balanced"``, or a dict from class label to weight."""
+
+    def check(self, name: str, value):
+        if value is None or value == "balanced" or isinstance(value, dict):
+            return value
+        raise InvalidParameterError(
+            f"`{name}` must be None, 'balanced' or a dict {{label: weight}}; "
+            f"received {value!r}."
+        )
+
+    accepts_none = True
+
+
+AUGMENTATIONS = ("light", "light_flip", "strong")
+BATCHNORM_MODES = ("adapt", "frozen")
+HEAD_INITS = ("linear_probe", "random")
+
+# A fine-tuned classifier shares the featurizer's rules but these: its head sits on
+# average-pooled features, and training sets its own batch size.
+NOT_SHARED_WITH_FINE_TUNING = ("pooling", "batch_size")
+
+FINE_TUNED_RULES = {
+    **{
+        name: rule
+        for name, rule in IMAGE_FEATURIZER_RULES.items()
+        if name not in NOT_SHARED_WITH_FINE_TUNING
+    },
+    "layer": Layer(
+        auto=True,
+        help="'auto' (final or penultimate stage, by the linear probe's "
+        "cross-validated accuracy), 'none', a layer name, or -k",
+    ),
+    "unfreeze": StagesToUnfreeze(
+        help="'all' or how many stages from the top to fine-tune"
+    ),
+    "unfreeze_every": Integer(
+        0, help="epochs before one more stage is unfrozen (0: all at once)"
+    ),
+    "learning_rate": LearningRate(
+        help="peak learning rate of the head ('auto': by the cut layer)"
+    ),
+    "lr_decay": Number(
+        0.0,
+        1.0,
+        include_maximum=True,
+        help="each stage's rate is the one above it times this",
+    ),
+    "warmup": Number(0.0, 1.0, help="fraction of the steps that warm the rate up"),
+    "weight_decay": Number(0.0, help="AdamW weight decay (never on norms or biases)"),
+    "batchnorm": Options(
+        BATCHNORM_MODES, help="BatchNorm statistics adapt to the data, or stay"
+    ),
+    "augment": Augmentation(AUGMENTATIONS, help="on-device augmentation recipe"),
+    "head_init": Options(HEAD_INITS, help="start from a linear probe, or random"),
+    "epochs": Integer(0, help="training epochs after the linear probe"),
+    "batch_size": Integer(1, help="images per training step"),
+    "validation_fraction": Number(
+        0.0, 1.0, allow_none=True, help="held out for early stopping ('none': off)"
+    ),
+    "patience": Integer(1, allow_none=True, help="epochs without improvement"),
+    "class_weight": ClassWeight(help="'balanced' or none"),
+    "preload_bytes": Integer(0, help="decoded training images kept in memory"),
+    "random_state": Integer(0, allow_none=True, help="seed for reproducible fits"),
+}
