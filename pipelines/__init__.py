@@ -7,7 +7,7 @@ from pipelines._manifests import read_manifest, read_text_table
 from pipelines._predict import Predictions, predict_rows, read_model
 from pipelines._selection import compare_models, plot_comparison
 from pipelines._tables import read_table
-from pipelines._train import Trained, train_images, train_texts
+from pipelines._train import Trained, train_and_evaluate
 
 __all__ = [
     "Predictions",
@@ -24,6 +24,5 @@ __all__ = [
     "read_model",
     "read_table",
     "read_text_table",
-    "train_images",
-    "train_texts",
+    "train_and_evaluate",
 ]

@@ -46,7 +46,7 @@ from pipelines._predict import check_options, predict_rows, read_model
 from pipelines._ray import RAY_CACHES
 from pipelines._selection import compare_models
 from pipelines._tables import separator
-from pipelines._train import TRAIN_SPLITS, train_images, train_texts
+from pipelines._train import TRAIN_SPLITS, train_and_evaluate
 
 PREDICTION_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 
@@ -334,25 +334,21 @@ def _train(args) -> int:
     if args.fine_tune is False and (args.epochs is not None or args.keep):
         given = "--epochs" if args.epochs is not None else "--keep"
         raise UsageError(f"{given} needs --fine-tune.")
-    quiet = {"verbose": 0 if args.quiet else 1, "say": _say}
     if args.text_column is not None:
         if args.fine_tune:
             raise UsageError("--fine-tune applies to images, not to --text-column.")
-        trained = train_texts(
-            args.directory, args.text_column, label_column=args.label_column,
-            classifier=args.classifier, C=args.C, test_size=args.test_size,
-            seed=args.seed, encoding=args.encoding, sep=args.sep, **quiet,
-            **text_params(args),
-        )  # fmt: skip
+        params = text_params(args)
     else:
         check_no_text_options(args)
         _check_no_table_options(args, "an image folder")
-        trained = train_images(
-            args.directory, classifier=args.classifier, C=args.C,
-            test_size=args.test_size, seed=args.seed, fine_tune=args.fine_tune,
-            epochs=args.epochs, keep=args.keep or "better", **quiet,
-            **featurizer_params(args),
-        )  # fmt: skip
+        params = featurizer_params(args)
+    trained = train_and_evaluate(
+        args.directory, text_column=args.text_column, label_column=args.label_column,
+        classifier=args.classifier, C=args.C, test_size=args.test_size, seed=args.seed,
+        fine_tune=args.fine_tune, epochs=args.epochs, keep=args.keep or "better",
+        verbose=0 if args.quiet else 1, encoding=args.encoding, sep=args.sep,
+        say=_say, **params,
+    )  # fmt: skip
     if out:
         size = dump_model(trained.model, out)
         print(f"saved the fitted {trained.kind} to {out} ({size / 1024:.0f} KiB)")

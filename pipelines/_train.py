@@ -100,7 +100,8 @@ def _embed_usable(featurizer, items, labels, noun: str):
     """Embed ``items``, dropping (and reporting on stderr) the unusable ones."""
     result = featurizer.embed(items, on_error="nan")
     for row in result.failures.itertuples():
-        _stderr(f"skipped {row.input!r}: {row.reason}")
+        where = repr(row.input) if row.index_label is None else f"row {row.index_label}"
+        _stderr(f"skipped {where}: {row.reason}")
     if result.stats.get("truncated"):
         _stderr(
             f"{result.stats['truncated']} of {len(items)} {noun} were longer than "
@@ -121,9 +122,38 @@ def _evaluate(head, features, labels) -> tuple[float, str]:
     )
 
 
-def train_images(
-    directory: str,
+def split_table(table, text_column, label_column, seed, test_size, **read):
+    """The labelled rows of a text table, split stratified: ``train_x, train_y,
+    test_x, test_y, how`` (texts as Series indexed by row). Rows without a label
+    are reported and left out."""
+    frame = read_text_table(table, text_column, **read)
+    if label_column not in frame.columns:
+        raise InvalidLabelsError(
+            f"{table!r} has no column {label_column!r}; its columns are "
+            f"{list(frame.columns)}. Pass --label-column."
+        )
+    unlabelled = missing_labels(frame[label_column])
+    if unlabelled.any():
+        rows = np.flatnonzero(unlabelled)
+        shown = ", ".join(map(str, rows[:10])) + (" ..." if len(rows) > 10 else "")
+        _stderr(
+            f"skipped {len(rows)} rows without a label in {label_column!r} "
+            f"(rows {shown})"
+        )
+    labelled = frame[~unlabelled]
+    train_x, test_x, train_y, test_y = holdout_split(
+        labelled[text_column], labelled[label_column].to_numpy(), test_size, seed,
+        "texts",
+    )  # fmt: skip
+    how = f"stratified {1 - test_size:.0%}/{test_size:.0%} split"
+    return train_x, list(train_y), test_x, list(test_y), how
+
+
+def train_and_evaluate(
+    source: str,
     *,
+    text_column: str | None = None,
+    label_column: str = "label",
     classifier: str = "logreg",
     C: float = 1.0,
     test_size: float = 0.25,
@@ -132,30 +162,61 @@ def train_images(
     epochs: int | None = None,
     keep: str = "better",
     verbose: int = 1,
+    encoding: str | None = None,
+    sep: str | None = None,
     say=print,
     **featurizer_params,
 ) -> Trained:
-    """Train a frozen pipeline on an image folder (and a fine-tuned model, if
-    ``fine_tune``), evaluate on the held-out part, keep the better (or ``keep``)."""
-    train_x, train_y, test_x, test_y, how = split_folder(directory, seed, test_size)
-    pipeline = make_image_classifier(
-        classifier=classifier, verbose=verbose, **featurizer_params
-    )
+    """Train a frozen pipeline and score it on a held-out part; with
+    ``fine_tune``, also a :class:`featurize.FineTunedClassifier`, keeping the
+    better (or the one ``keep`` names).
+
+    Parameters
+    ----------
+    source : str
+        An image folder (``DIR/train`` and ``DIR/val`` or ``test``, else
+        ``DIR/<class>/`` split stratified), or with ``text_column`` a CSV/Parquet
+        table whose ``label_column`` holds the classes.
+    text_column : str, optional
+        Train on this column's texts (a TextFeaturizer) instead of images.
+    classifier, C : the head (see ``make_image_classifier``) and its C.
+    test_size, seed : the held-out fraction (where ``source`` has no split) and
+        the seed of the split and of fine-tuning.
+    fine_tune, epochs, keep : fine-tuning (images), its epochs, and which model
+        to keep: ``"better"``, ``"frozen"`` or ``"fine-tuned"``.
+    verbose : progress bars; ``say`` receives the report's lines.
+    encoding, sep : a CSV table's (see ``read_table``).
+    **featurizer_params
+        The featurizer's parameters.
+
+    Returns
+    -------
+    Trained
+    """
+    if text_column is None:
+        train_x, train_y, test_x, test_y, how = split_folder(source, seed, test_size)
+        make, noun = make_image_classifier, "images"
+    else:
+        train_x, train_y, test_x, test_y, how = split_table(
+            source, text_column, label_column, seed, test_size,
+            encoding=encoding, sep=sep,
+        )  # fmt: skip
+        make, noun = make_text_classifier, "texts"
+    pipeline = make(classifier=classifier, verbose=verbose, **featurizer_params)
     pipeline.set_params(classifier__C=C)
     featurizer, head = pipeline["featurizer"], pipeline[1:]
     featurizer.fit()
     say(
-        f"Training {classifier} on {featurizer.backbone_} features "
-        f"({featurizer.n_features_out_} per image, layer {featurizer.layer_!r}); "
-        f"{len(train_x)} training and {len(test_x)} held-out images ({how})."
+        f"Training {classifier} on {_describe(featurizer)}; {len(train_x)} training "
+        f"and {len(test_x)} held-out {noun} ({how})."
     )
-    features, labels = _embed_usable(featurizer, train_x, train_y, "images")
+    features, labels = _embed_usable(featurizer, train_x, train_y, noun)
     if len(set(labels)) < 2:
-        raise InvalidLabelsError("Training needs images of at least two classes.")
+        raise InvalidLabelsError(f"Training needs {noun} of at least two classes.")
     head.fit(features, labels)
-    test_features, test_labels = _embed_usable(featurizer, test_x, test_y, "images")
+    test_features, test_labels = _embed_usable(featurizer, test_x, test_y, noun)
     accuracy, report = _evaluate(head, test_features, test_labels)
-    say(f"accuracy: {accuracy:.4f} ({len(test_labels)} held-out images)")
+    say(f"accuracy: {accuracy:.4f} ({len(test_labels)} held-out {noun})")
     say(report)
     trained = Trained(pipeline, "pipeline", accuracy, report)
     if fine_tune:
@@ -171,6 +232,16 @@ def train_images(
         if keep == "fine-tuned" or (keep == "better" and tuned_accuracy > accuracy):
             trained.model, trained.kind = tuned, "fine-tuned classifier"
     return trained
+
+
+def _describe(featurizer) -> str:
+    width = featurizer.n_features_out_
+    if hasattr(featurizer, "encoder_"):
+        return f"{featurizer.encoder_} text embeddings ({width} per text)"
+    return (
+        f"{featurizer.backbone_} features ({width} per image, layer "
+        f"{featurizer.layer_!r})"
+    )
 
 
 def _fine_tune(params, epochs, seed, verbose, train_x, train_y, test_x, test_y, say):
@@ -199,70 +270,3 @@ def _fine_tune(params, epochs, seed, verbose, train_x, train_y, test_x, test_y, 
         f"epoch {tuned.best_epoch_} of {int(tuned.history_.epoch.max())})"
     )
     return tuned, accuracy
-
-
-def train_texts(
-    table: str,
-    text_column: str,
-    *,
-    label_column: str = "label",
-    classifier: str = "logreg",
-    C: float = 1.0,
-    test_size: float = 0.25,
-    seed: int = 0,
-    verbose: int = 1,
-    encoding: str | None = None,
-    sep: str | None = None,
-    say=print,
-    **featurizer_params,
-) -> Trained:
-    """A TextFeaturizer + classifier on a table's text and label columns, scored
-    on a stratified held-out part. Rows without a label are reported and left
-    out."""
-    frame = read_text_table(table, text_column, encoding=encoding, sep=sep)
-    if label_column not in frame.columns:
-        raise InvalidLabelsError(
-            f"{table!r} has no column {label_column!r}; its columns are "
-            f"{list(frame.columns)}. Pass --label-column."
-        )
-    unlabelled = missing_labels(frame[label_column])
-    if unlabelled.any():
-        rows = np.flatnonzero(unlabelled)
-        shown = ", ".join(map(str, rows[:10])) + (" ..." if len(rows) > 10 else "")
-        _stderr(
-            f"skipped {len(rows)} rows without a label in {label_column!r} "
-            f"(rows {shown})"
-        )
-    labelled = frame[~unlabelled]
-    pipeline = make_text_classifier(
-        classifier=classifier, verbose=verbose, **featurizer_params
-    )
-    pipeline.set_params(classifier__C=C)
-    featurizer, head = pipeline["featurizer"], pipeline[1:]
-    featurizer.fit()
-    result = featurizer.embed(labelled[text_column], on_error="nan")
-    for row in result.failures.itertuples():
-        _stderr(f"skipped row {labelled.index[row.index]}: {row.reason}")
-    if result.stats["truncated"]:
-        _stderr(
-            f"{result.stats['truncated']} of {len(labelled)} texts were longer than "
-            f"max_length={result.stats['max_length']} tokens and were truncated "
-            f"(--long-text chunks embeds them whole)"
-        )
-    keep = np.flatnonzero(result.ok)
-    features = result.array[keep]
-    labels = labelled[label_column].to_numpy()[keep]
-    train_x, test_x, train_y, test_y = holdout_split(
-        features, labels, test_size, seed, "texts"
-    )
-    say(
-        f"Training {classifier} on {featurizer.encoder_} text embeddings "
-        f"({featurizer.n_features_out_} per text); {len(train_y)} training and "
-        f"{len(test_y)} held-out texts (stratified {1 - test_size:.0%}/"
-        f"{test_size:.0%} split)."
-    )
-    head.fit(train_x, train_y)
-    accuracy, report = _evaluate(head, test_x, test_y)
-    say(f"accuracy: {accuracy:.4f} ({len(test_y)} held-out texts)")
-    say(report)
-    return Trained(pipeline, "pipeline", accuracy, report)

@@ -583,3 +583,12 @@ def test_image_options_with_a_text_column_are_usage_errors(capsys, texts, folder
         err = usage(capsys, "train", table, *COLUMN, *flags)
         assert "--fine-tune" in err
     assert "--encoding" in usage(capsys, "train", folder, "--encoding", "latin-1")
+
+
+def test_max_length_equal_to_the_encoders_limit_is_the_same_model():
+    from pipelines._predict import featurizer_with
+
+    saved = TextFeaturizer("minilm_l6", cache=None)  # max_length None: 256 tokens
+    assert featurizer_with(saved, {"max_length": 256}).max_length == 256
+    with pytest.raises(InvalidParameterError, match="max_length=128"):
+        featurizer_with(saved, {"max_length": 128})

@@ -9,7 +9,6 @@ never leave a partial file.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import tempfile
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from featurize._backbones.torch_pickle import load_state_dict
+from featurize._shared.digests import sha256
 from featurize.errors import WeightsMismatchError, WeightsUnavailableError
 
 WEIGHTS_DIR_ENV = "FEATURIZE_WEIGHTS_DIR"
@@ -58,15 +58,6 @@ def package_file(package: str, name: str) -> Path:
             f"The package {package!r} holds no .pth file under {folder}; reinstall it."
         )
     return found[0]
-
-
-def sha256(path: os.PathLike | str) -> str:
-    """Hex SHA-256 of a file's content."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def converted_file(package: str, name: str, convert: Converter) -> Path:

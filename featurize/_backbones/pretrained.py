@@ -22,11 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from featurize._backbones import converted as converted
+from featurize._shared.digests import file_sha256
 from featurize.errors import WeightsMismatchError, WeightsUnavailableError
 
 WEIGHT_SUFFIXES = (".weights.h5", ".h5", ".hdf5", ".keras")
 
-_FILE_HASHES: dict[tuple, str] = {}
 _MODEL_HASHES: dict[int, tuple[object, str]] = {}
 
 
@@ -49,15 +49,6 @@ def keras_models_dir() -> str:
     if not os.access(base, os.W_OK):
         base = os.path.join("/tmp", ".keras")
     return os.path.join(base, "models")
-
-
-def file_sha256(path) -> str:
-    """SHA-256 of a file, computed once per (path, size, modification time)."""
-    stat = os.stat(path)
-    key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _FILE_HASHES:
-        _FILE_HASHES[key] = converted.sha256(path)
-    return _FILE_HASHES[key]
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,13 @@ are in :mod:`featurize._backbones.rows`.
 
 from __future__ import annotations
 
-import re
 import threading
 from functools import partial
 
 from featurize._backbones.pretrained import LocalFile, ModelWeights
 from featurize._backbones.row import PREPROCESSING_MODES, Backbone
 from featurize._backbones.rows import ROWS
+from featurize._shared.rules import normalize_name
 from featurize.errors import (
     InvalidParameterError,
     InvalidParameterTypeError,
@@ -21,11 +21,6 @@ from featurize.errors import (
 
 __all__ = ["Backbone", "all_backbones", "get_backbone", "list_backbones",
            "normalize_name", "register_backbone"]  # fmt: skip
-
-
-def normalize_name(name: str) -> str:
-    """Registry key: case, spaces, dashes and underscores do not matter."""
-    return re.sub(r"[^0-9a-z]", "", str(name).lower())
 
 
 _LOCK = threading.Lock()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 
 import numpy as np
 from PIL import Image
@@ -35,3 +36,24 @@ def content_digest(raw) -> bytes:
     else:  # pragma: no cover - fetch() and check_text() return only these kinds
         raise TypeError(f"cannot hash {type(raw).__name__}")
     return digest.digest()
+
+
+def sha256(path: os.PathLike | str) -> str:
+    """Hex SHA-256 of a file's content."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+_FILE_HASHES: dict[tuple, str] = {}
+
+
+def file_sha256(path) -> str:
+    """SHA-256 of a file, computed once per (path, size, modification time)."""
+    stat = os.stat(path)
+    key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _FILE_HASHES:
+        _FILE_HASHES[key] = sha256(path)
+    return _FILE_HASHES[key]

@@ -10,6 +10,7 @@ tables themselves live beside their estimators: ``featurize._images.params``,
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from numbers import Integral, Real
@@ -184,3 +185,8 @@ def validate(estimator, rules: dict) -> dict:
         return {name: rule.check(name, params[name]) for name, rule in rules.items()}
     except InvalidParameterError as error:
         raise type(error)(f"{type(estimator).__name__}: {error}") from None
+
+
+def normalize_name(name: str) -> str:
+    """Registry key: case, spaces, dashes and underscores do not matter."""
+    return re.sub(r"[^0-9a-z]", "", str(name).lower())

@@ -13,8 +13,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from featurize._backbones.pretrained import file_sha256
-from featurize._backbones.registry import normalize_name
+from featurize._shared.digests import file_sha256
+from featurize._shared.rules import normalize_name
 from featurize.errors import (
     MissingDependencyError,
     UnknownEncoderError,
