@@ -330,7 +330,6 @@ def _weights(args) -> int:
 
 
 def _train(args) -> int:
-    out = args.out and check_output(args.out, inputs=[args.directory], what="model")
     if args.fine_tune is False and (args.epochs is not None or args.keep):
         given = "--epochs" if args.epochs is not None else "--keep"
         raise UsageError(f"{given} needs --fine-tune.")
@@ -342,6 +341,7 @@ def _train(args) -> int:
         check_no_text_options(args)
         _check_no_table_options(args, "an image folder")
         params = featurizer_params(args)
+    out = args.out and check_output(args.out, inputs=[args.directory], what="model")
     trained = train_and_evaluate(
         args.directory, text_column=args.text_column, label_column=args.label_column,
         classifier=args.classifier, C=args.C, test_size=args.test_size, seed=args.seed,
@@ -372,6 +372,10 @@ def _predict_rows(args, text_model: bool):
     if len(args.inputs) == 1 and not first.lower().endswith(IMAGE_EXTENSIONS):
         return read_manifest(first, args.path_column or "path", **tables)
     _check_no_table_options(args, "image files")
+    if args.path_column is not None:
+        raise UsageError(
+            "--path-column names a manifest's column: not with image files."
+        )
     return pd.DataFrame({"path": args.inputs})
 
 

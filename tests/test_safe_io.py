@@ -498,6 +498,9 @@ def test_failures_carry_index_labels(tiny_images):
         "mobilenet_v3_small", weights=None, input_size=32, on_error="nan"
     ).embed(images)
     assert result.failures.index_label.tolist() == [20]
+    assert {"inputs", "cache_hits", "computed", "failed", "seconds"} <= set(
+        result.stats
+    )
     assert isinstance(result.errors[0], OSError)
 
 

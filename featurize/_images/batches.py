@@ -61,6 +61,7 @@ class Result:
 
     def stats(self) -> dict:
         return {
+            "inputs": len(self.embeddings),
             "images": len(self.embeddings),
             "cache_hits": self.cache_hits,
             "computed": self.computed,

@@ -49,8 +49,9 @@ class Embeddings:
         array's pixels, shape and dtype, or of a text's UTF-8) as the embedding
         cache keys it; None where the input could not be read.
     stats : dict
-        ``images`` (or ``texts``), ``cache_hits``, ``computed`` (forward passes),
-        ``failed`` and ``seconds``; for texts also ``truncated``, ``chunked``,
+        The same keys for every modality: ``inputs``, ``cache_hits``,
+        ``computed`` (forward passes), ``failed`` and ``seconds``; and ``images``
+        (or ``texts``, the same count); for texts also ``truncated``, ``chunked``,
         ``repaired`` (texts whose lone surrogates were replaced by U+FFFD) and
         ``max_length``.
     errors : tuple of ItemError

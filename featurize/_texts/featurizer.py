@@ -216,6 +216,7 @@ class TextFeaturizer(Featurizer):
             failures,
             [digests[i].hex() if i in digests else None for i in range(len(values))],
             {
+                "inputs": len(values),
                 "texts": len(values),
                 "cache_hits": sum(1 for d in digests.values() if d not in computed),
                 "computed": len(computed),
