@@ -155,6 +155,11 @@ class TableReadError(FeaturizeError, ValueError):
     file, what is wrong and how to fix it."""
 
 
+class ExportError(FeaturizeError, ValueError):
+    """A model (or a part of it: a scikit-learn head, a backend) that cannot be
+    exported; the message names the part and what would work instead."""
+
+
 __all__ = sorted(
     name
     for name, value in dict(globals()).items()

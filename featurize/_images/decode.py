@@ -8,16 +8,17 @@ then resized with antialiasing to the backbone's input size.
 
 from __future__ import annotations
 
-import io
 import math
 import os
-import warnings
 from collections.abc import Sequence
+from contextlib import contextmanager
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from featurize._shared.inputs import collection_values, column_array
+from featurize._standalone import pixels
+from featurize._standalone.pixels import DEFAULT_MAX_PIXELS
 from featurize.errors import (
     ImageDecodeError,
     ImageReadError,
@@ -26,13 +27,7 @@ from featurize.errors import (
     UnsupportedImageTypeError,
 )
 
-# PIL's own decompression-bomb threshold (about 89.5 megapixels).
-DEFAULT_MAX_PIXELS = 89_478_485
-_RESAMPLE = Image.Resampling.BILINEAR  # PIL filters with antialiasing when shrinking
-_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
-_ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
-# A change here that changes pixels bumps PIXEL_PIPELINE_VERSION
-# (featurize/_shared/versions.py).
+# The pixel pipeline itself is featurize._standalone.pixels (numpy and Pillow only).
 
 
 def as_image_list(X) -> Sequence:
@@ -173,7 +168,8 @@ def load_image(
     if isinstance(raw, np.ndarray):
         return _load_array(raw, size, resize, max_pixels, source, index)
     if isinstance(raw, Image.Image):
-        _checked_size(raw, max_pixels, source, index)
+        with _named(source, index):
+            pixels.check_size(raw, max_pixels)
         return _finish(raw, size, resize, source, index, owned=False)
     image = decode(
         raw, source=source, index=index, max_pixels=max_pixels, target=(size, resize)
@@ -241,139 +237,23 @@ def decode(
     reduced scale (libjpeg's DCT scaling: 1/2, 1/4 or 1/8), never below what the final
     antialiased resize needs.
     """
+    with _named(source, index):
+        return pixels.open_image(data, max_pixels, target)
+
+
+@contextmanager
+def _named(source, index):
+    """Turn the pixel pipeline's errors into featurize's, naming the input."""
     try:
-        with warnings.catch_warnings():
-            # We enforce our own, configurable limit below.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        raise ImageDecodeError(
-            "not a recognised image format", source=source, index=index
-        ) from None
-    except Image.DecompressionBombError as error:
-        raise ImageTooLargeError(
-            f"{error}; raise PIL.Image.MAX_IMAGE_PIXELS as well as max_pixels to "
-            f"accept it",
-            source=source,
-            index=index,
-        ) from None
-    except Exception as error:  # PIL raises many types on malformed headers
-        raise ImageDecodeError(
-            f"corrupt image header ({type(error).__name__}: {error})",
-            source=source,
-            index=index,
-        ) from None
-    _checked_size(image, max_pixels, source, index)
-    if target is not None:
-        _draft(image, *target)
-    try:
-        image.load()
-    except Exception as error:
-        raise ImageDecodeError(
-            f"truncated or corrupt image data ({type(error).__name__}: {error})",
-            source=source,
-            index=index,
-        ) from None
-    return image
-
-
-def _draft(image: Image.Image, size: tuple[int, int], resize: str) -> None:
-    """Ask libjpeg for the smallest DCT-scaled decode that still covers ``size``."""
-    if image.format != "JPEG":
-        return
-    height, width = size
-    shown_width, shown_height = image.size
-    rotated = image.getexif().get(0x0112, 1) in (5, 6, 7, 8)
-    if rotated:  # the size we need applies after the EXIF rotation
-        shown_width, shown_height = shown_height, shown_width
-    if resize == "center_crop":
-        scale = max(width / shown_width, height / shown_height)
-        width = math.ceil(shown_width * scale)
-        height = math.ceil(shown_height * scale)
-    image.draft(None, (height, width) if rotated else (width, height))
-
-
-def _checked_size(image: Image.Image, max_pixels, source, index) -> Image.Image:
-    width, height = image.size
-    if max_pixels is not None and width * height > max_pixels:
-        raise ImageTooLargeError(
-            f"image is {width}x{height} = {width * height:,} pixels, above "
-            f"max_pixels={max_pixels:,} (decompression-bomb guard); raise max_pixels "
-            f"if the image is trusted",
-            source=source,
-            index=index,
-        )
-    if width == 0 or height == 0:
-        raise ImageDecodeError(
-            f"image has no pixels ({width}x{height})", source=source, index=index
-        )
-    return image
+        yield
+    except pixels.PixelError as error:
+        kind = ImageTooLargeError if error.kind == "too_large" else ImageDecodeError
+        raise kind(str(error), source=source, index=index) from None
 
 
 def _finish(image, size, resize, source, index, *, owned: bool) -> np.ndarray:
-    """Apply EXIF orientation (never mutating a caller's image), RGB, resize."""
-    try:
-        if owned:
-            ImageOps.exif_transpose(image, in_place=True)
-        else:
-            image = ImageOps.exif_transpose(image)
-    except Exception:  # a malformed EXIF block must not cost the whole image
-        pass
-    rgb = to_rgb(image, source=source, index=index)
-    return np.asarray(_resize(rgb, size, resize), dtype=np.uint8)
-
-
-def to_rgb(image: Image.Image, *, source=None, index: int | None = None) -> Image.Image:
-    """Convert any PIL mode to 8-bit RGB.
-
-    Transparency is composited on white; 16-bit greyscale is scaled (not clipped) to
-    8 bits; palette, greyscale, CMYK and YCbCr images are converted.
-    """
-    mode = image.mode
-    if mode == "RGB" and "transparency" not in image.info:
-        return image
-    if mode in _ALPHA_MODES or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    if mode in _SIXTEEN_BIT_MODES:
-        values = np.asarray(image, dtype=np.float64)
-        grey = np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8)
-        return Image.fromarray(grey).convert("RGB")
-    if mode == "F":
-        raise ImageDecodeError(
-            "unsupported mode 'F' (32-bit floating point); convert it to 8-bit first, "
-            "or pass it as a float array with values in [0, 255]",
-            source=source,
-            index=index,
-        )
-    try:
-        return image.convert("RGB")
-    except (ValueError, OSError) as error:
-        raise ImageDecodeError(
-            f"unsupported mode {mode!r}: cannot convert to RGB ({error})",
-            source=source,
-            index=index,
-        ) from None
-
-
-def _crop_box(width: int, height: int, size, resize: str):
-    if resize == "stretch":
-        return None
-    target_h, target_w = size
-    scale = max(target_w / width, target_h / height)
-    # target / scale can exceed the side it was derived from by a rounding error.
-    crop_w, crop_h = min(width, target_w / scale), min(height, target_h / scale)
-    left, top = (width - crop_w) / 2, (height - crop_h) / 2
-    return (left, top, left + crop_w, top + crop_h)
-
-
-def _resize(image: Image.Image, size, resize: str) -> Image.Image:
-    height, width = size
-    box = _crop_box(image.width, image.height, size, resize)
-    if box is None and image.size == (width, height):
-        return image
-    return image.resize((width, height), _RESAMPLE, box=box)
+    with _named(source, index):
+        return pixels.finish(image, size, resize, owned=owned)
 
 
 def _load_array(array, size, resize, max_pixels, source, index) -> np.ndarray:
@@ -424,13 +304,13 @@ def _load_float_array(array, size, resize, source, index) -> np.ndarray:
         alpha = array[..., 3:] / 255.0
         array = array[..., :3] * alpha + 255.0 * (1.0 - alpha)
     height, width = array.shape[:2]
-    box = _crop_box(width, height, size, resize)
+    box = pixels.crop_box(width, height, size, resize)
     if box is None and (height, width) == tuple(size):
         return array
     channels = [
         np.asarray(
             Image.fromarray(np.ascontiguousarray(array[..., c])).resize(
-                (size[1], size[0]), _RESAMPLE, box=box
+                (size[1], size[0]), pixels.RESAMPLE, box=box
             )
         )
         for c in range(3)

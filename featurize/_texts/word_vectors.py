@@ -49,8 +49,11 @@ class WordVectors:
         """Whether each text has more known words than ``max_length``."""
         return [max_length is not None and len(words) > max_length for words in ids]
 
+    # No network: nothing for runtime="onnx" to run.
+    network = None
+
     def encode(
-        self, texts: list[str], max_length, chunks: bool, batch_size: int
+        self, texts: list[str], max_length, chunks: bool, batch_size: int, run=None
     ) -> tuple[np.ndarray, list[bool]]:
         """Mean word vectors of ``texts`` (not normalised), and which were too long
         (their first ``max_length`` words only, unless ``chunks``)."""

@@ -59,11 +59,12 @@ class FineTunedClassifier(ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     backbone, weights, input_size, resize, on_error, max_pixels, cache, \
-precision, decode_workers, verbose
+precision, runtime, decode_workers, verbose
         As for :class:`ImageFeaturizer` (``cache`` holds the linear probe's
-        embeddings, shared with frozen models of the same backbone). A bad image
-        under ``on_error="nan"`` is left out of training (listed in
-        ``fit_failures_``) and gets a row of NaN from :meth:`predict_proba`.
+        embeddings, shared with frozen models of the same backbone; ``runtime``
+        runs the probe and :meth:`predict_proba`, not training). A bad image under
+        ``on_error="nan"`` is left out of training (``fit_failures_``) and gets a
+        row of NaN from :meth:`predict_proba`.
     layer : "auto", None, str or negative int, default="auto"
         The cut point, as for :class:`ImageFeaturizer`: the model is the backbone up
         to this layer, average-pooled, then the head. ``"auto"`` takes the final or
@@ -190,6 +191,7 @@ default="light"
         max_pixels=DEFAULT_MAX_PIXELS,
         cache=True,
         precision="float32",
+        runtime="auto",
         decode_workers=None,
         preload_bytes=2**31,
         random_state=None,
@@ -218,6 +220,7 @@ default="light"
         self.max_pixels = max_pixels
         self.cache = cache
         self.precision = precision
+        self.runtime = runtime
         self.decode_workers = decode_workers
         self.preload_bytes = preload_bytes
         self.random_state = random_state
@@ -373,8 +376,8 @@ default="light"
                 return {
                     "phase": f"{unfrozen} stages",
                     "unfrozen_stages": unfrozen,
-                    "lr_head": _rate(rates[0], warmup_steps, steps, step),
-                    "lr_lowest": _rate(rates[unfrozen], warmup_steps, steps, step),
+                    "lr_head": tm.rate(rates[0], warmup_steps, steps, step),
+                    "lr_lowest": tm.rate(rates[unfrozen], warmup_steps, steps, step),
                 }
 
             # Patience counts once every stage is unfrozen: epochs with only the
@@ -479,13 +482,14 @@ default="light"
         source = pixel_source(params, self.input_size_)
         out = np.full((len(items), len(self.classes_)), np.nan, np.float32)
         failures = []
+        from featurize._tuning.model import predictor
+
+        predict = predictor(model, params, len(items))
         for rows, pixels, bad in source.chunks(items):
             if bad and on_error == "raise":
                 raise first_error(bad, "prediction")
             failures.extend(bad)
-            out[rows.start : rows.stop] = model.classifier.predict(
-                pixels.astype(np.float32), batch_size=self.batch_size, verbose=0
-            )
+            out[rows.start : rows.stop] = predict(pixels.astype(np.float32))
         if failures:
             out[[f.index for f in failures]] = np.nan
         return out, failures
@@ -591,9 +595,3 @@ default="light"
         tags.input_tags.two_d_array = True  # a single column of paths
         tags.non_deterministic = self.random_state is None
         return tags
-
-
-def _rate(peak: float, warmup_steps: int, total_steps: int, step: int) -> float:
-    from featurize._tuning.model import WarmupCosine
-
-    return WarmupCosine(peak, warmup_steps, total_steps, 0).value(step - 1)

@@ -318,3 +318,40 @@ def save_backbone_weights(model: TuningModel, name: str):
         model.backbone.save_weights(partial)
         os.replace(partial, path)
     return path
+
+
+def predictor(model: TuningModel, params: dict, n_images: int):
+    """Pixels -> probabilities by Keras, or by onnxruntime (``runtime``)."""
+    from featurize._onnx.convert import classifier_graph
+    from featurize._onnx.runtime import choose, ready, run, session
+    from featurize._shared.devices import on_accelerator
+
+    def keras_predict(pixels):
+        return model.classifier.predict(
+            pixels, batch_size=params["batch_size"], verbose=0
+        )
+
+    chosen = choose(
+        params["runtime"],
+        n_images,
+        ready(model, None),
+        accelerator=on_accelerator(),
+        precision=params["precision"],
+    )
+    if chosen == "keras":
+        return keras_predict
+    height, width = model.classifier.input_shape[1:3]
+    probe = np.random.default_rng(0).uniform(0, 255, (2, height, width, 3))
+    made = session(
+        model,
+        None,
+        lambda: classifier_graph(model.classifier),
+        (probe.astype(np.float32),),
+        keras_predict,
+    )
+    return lambda pixels: run(made, pixels)
+
+
+def rate(peak: float, warmup_steps: int, total_steps: int, step: int) -> float:
+    """The learning rate after ``step`` steps (for the history)."""
+    return WarmupCosine(peak, warmup_steps, total_steps, 0).value(step - 1)
