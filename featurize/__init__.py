@@ -20,16 +20,20 @@ from featurize._backbones.registry import (
 )
 from featurize._images.featurizer import ImageFeaturizer
 from featurize._memory import release_models
+from featurize._onnx.export import OnnxExport, export_onnx
 from featurize._shared.cache import EmbeddingCache
 from featurize._shared.labels import check_labels, missing_labels
 from featurize._shared.model_files import load_model
 from featurize._shared.results import Embeddings
+from featurize._standalone.serving import ExportFolderError
+from featurize._standalone.serving import Model as ExportedModel
 from featurize._texts.encoders import TextEncoder, get_text_encoder, list_text_encoders
 from featurize._texts.featurizer import TextFeaturizer
 from featurize._tuning.classifier import FineTunedClassifier
 from featurize.errors import (
     CacheUnavailableError,
     CacheWarning,
+    ExportError,
     FeaturizeError,
     ImageDecodeError,
     ImageError,
@@ -69,6 +73,9 @@ __all__ = [
     "EfficientNetLite2",
     "EmbeddingCache",
     "Embeddings",
+    "ExportError",
+    "ExportFolderError",
+    "ExportedModel",
     "FeaturizeError",
     "FineTunedClassifier",
     "ImageDecodeError",
@@ -82,6 +89,7 @@ __all__ = [
     "InvalidParameterTypeError",
     "MissingDependencyError",
     "ModelFileError",
+    "OnnxExport",
     "TableReadError",
     "TextEncoder",
     "TextError",
@@ -94,6 +102,7 @@ __all__ = [
     "WeightsUnavailableError",
     "__version__",
     "check_labels",
+    "export_onnx",
     "get_backbone",
     "get_text_encoder",
     "list_backbones",

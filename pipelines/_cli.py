@@ -23,6 +23,7 @@ from featurize import (
 from pipelines._classifiers import CLASSIFIERS
 from pipelines._data import IMAGE_EXTENSIONS, list_splits, load_image_folder
 from pipelines._embed import embed_dataset
+from pipelines._export import FORMATS, export_model
 from pipelines._files import (
     OverwritesInputError,
     check_output,
@@ -219,6 +220,30 @@ def _parser() -> argparse.ArgumentParser:
         help="CSV, TSV or Parquet file to write (by its name; never an input)",
     )  # fmt: skip
 
+    export = command(
+        "export",
+        _export,
+        [model_options()],
+        help="export a saved model to a folder that serves it without featurize",
+        description="Write OUT_DIR: the model as ONNX, metadata.json (classes, "
+        "input size and preprocessing, the files' SHA-256), and a predict.py that "
+        "needs only numpy, Pillow and onnxruntime (and tokenizers for a text "
+        "model) and writes the rows `featurize predict` writes. OUT_DIR appears "
+        "whole or not at all, and replaces only an earlier export.",
+    )
+    export.add_argument("model", metavar="MODEL")
+    export.add_argument("out_dir", metavar="OUT_DIR")
+    export.add_argument("--format", choices=FORMATS, default=FORMATS[0])
+    export.add_argument(
+        "--quantize", choices=("int8",), default=None,
+        help="int8: calibrated static quantization of an image network (needs "
+        "--calibrate), dynamic quantization of a text encoder",
+    )  # fmt: skip
+    export.add_argument(
+        "--calibrate", default=None, metavar="DIR",
+        help="training images to calibrate int8 on (a folder, glob or manifest)",
+    )  # fmt: skip
+
     cache = command(
         "cache", _cache, help="inspect, clear or shrink the embedding cache"
     )
@@ -248,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        if args.command in ("train", "search", "embed", "predict", "encoders"):
+        if args.command in ("train", "search", "embed", "predict", "encoders", "export"):
             _import_framework(show_logs=args.framework_logs)
         return args.handler(args)
     except BrokenPipeError:  # e.g. piped into `head`
@@ -422,6 +447,24 @@ def _predict(args) -> int:
             frame[name] = frame[name].round(6 if out else 4)
     write_table(frame, out or None)
     return 1 if predictions.failed else 0
+
+
+def _export(args) -> int:
+    if args.calibrate is not None and args.quantize is None:
+        raise UsageError("--calibrate goes with --quantize int8.")
+    exported = export_model(
+        args.model, args.out_dir, format=args.format, quantize=args.quantize,
+        calibrate=args.calibrate, trust=args.trust,
+    )  # fmt: skip
+    total = sum(exported.sizes.values())
+    meta = exported.metadata
+    print(
+        f"exported the {meta['kind']} model ({meta.get('backbone') or meta.get('encoder')}"
+        f", {len(meta['classes'])} classes) to {exported.folder}: "
+        f"{', '.join(sorted(exported.sizes))} ({total / 2**20:.1f} MiB); serve it "
+        f"with: python {exported.folder}/predict.py INPUT"
+    )
+    return 0
 
 
 def _csv_list(text: str) -> list[str]:

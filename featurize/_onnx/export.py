@@ -10,7 +10,12 @@ featurize does.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -24,10 +29,14 @@ from featurize._onnx.convert import (
     forward_graph,
 )
 from featurize._onnx.heads import HeadOutputs, append_head
+from featurize._standalone.serving import FORMAT, FORMAT_VERSIONS, METADATA
 from featurize.errors import ExportError
 
-FORMAT_VERSION = 1
 QUANTIZE = (None, "int8")
+# What the exported folder needs, as its requirements.txt: opset 17 runs on
+# onnxruntime 1.16 and newer.
+SERVING_REQUIREMENTS = ("numpy>=1.24", "pillow>=10.0", "onnxruntime>=1.16")
+TEXT_REQUIREMENTS = ("tokenizers>=0.15",)
 
 
 @dataclass
@@ -55,6 +64,91 @@ class OnnxExport:
         return {
             f"{role}.onnx": g.SerializeToString() for role, g in self.graphs.items()
         }
+
+    def save(self, folder) -> dict:
+        """Write the export folder: graphs, files, ``predict.py`` with the modules
+        it reads inputs with, ``requirements.txt`` and ``metadata.json`` (listing
+        every other file's SHA-256, which ``predict.py`` checks).
+
+        The folder appears whole or not at all (written beside it, then renamed);
+        an existing one is replaced only where it is an earlier export.
+
+        Returns
+        -------
+        dict
+            ``{file name: size in bytes}``.
+
+        Raises
+        ------
+        ExportError
+            ``folder`` exists and is not an export folder (nothing is written).
+        """
+        folder = Path(folder)
+        _check_replaceable(folder)
+        contents = {**self.serialized(), **self.files, **_serving_files(self.kind)}
+        metadata = {
+            **self.metadata,
+            "graphs": list(self.graphs),
+            "files": {
+                name: hashlib.sha256(data).hexdigest()
+                for name, data in sorted(contents.items())
+            },
+        }
+        contents[METADATA] = (json.dumps(metadata, indent=2) + "\n").encode()
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = folder.with_name(f".{folder.name}.{os.getpid()}.partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        try:
+            for name, data in contents.items():
+                (staging / name).write_bytes(data)
+            retired = folder.with_name(f".{folder.name}.{os.getpid()}.old")
+            if folder.exists():
+                os.replace(folder, retired)
+            os.replace(staging, folder)
+            shutil.rmtree(retired, ignore_errors=True)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return {name: len(data) for name, data in contents.items()}
+
+    @property
+    def kind(self) -> str:
+        return self.metadata["kind"]
+
+
+def _check_replaceable(folder: Path) -> None:
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise ExportError(
+            f"{str(folder)!r} is a file; an export is a folder: name a new one."
+        )
+    if not any(folder.iterdir()):
+        return
+    try:
+        earlier = json.loads((folder / METADATA).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        earlier = None
+    if not isinstance(earlier, dict) or earlier.get("format") != FORMAT:
+        raise ExportError(
+            f"{str(folder)!r} exists and is not an export folder (no featurize "
+            f"{METADATA}): name a new or empty folder; an earlier export is "
+            f"replaced, anything else is left alone."
+        )
+
+
+def _serving_files(kind: str) -> dict:
+    """``predict.py`` and the standalone modules it imports, as an export folder
+    holds them."""
+    from featurize._standalone import serving
+
+    here = Path(serving.__file__).parent
+    files = {"predict.py": (here / "serving.py").read_bytes()}
+    for module, name in serving.COPIES.items():
+        files[name] = (here / f"{module}.py").read_bytes()
+    needs = SERVING_REQUIREMENTS + (TEXT_REQUIREMENTS if kind == "text" else ())
+    files["requirements.txt"] = ("\n".join(needs) + "\n").encode()
+    return files
 
 
 def export_onnx(model, *, quantize=None, calibration=None) -> OnnxExport:
@@ -279,8 +373,8 @@ def _metadata(kind, classes, outputs: HeadOutputs, **fields) -> dict:
     import featurize
 
     return {
-        "format": "featurize-onnx",
-        "format_version": FORMAT_VERSION,
+        "format": FORMAT,
+        "format_version": FORMAT_VERSIONS[-1],
         "kind": kind,
         "classes": classes,
         "outputs": {

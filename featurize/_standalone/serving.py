@@ -1,0 +1,679 @@
+"""Serve a model exported by ``featurize export``: numpy, Pillow and onnxruntime
+(and ``tokenizers`` for a text model), nothing of featurize, Keras or scikit-learn.
+
+An export folder carries this file as ``predict.py``, beside the ONNX graphs, their
+``metadata.json`` and copies of the modules featurize reads inputs with
+(``_featurize_pixels.py``, ``_featurize_tokens.py``). As a command::
+
+    python predict.py photos/ --out predictions.csv
+    python predict.py reviews.csv --text-column text
+
+and as a module::
+
+    import sys; sys.path.insert(0, "exported")
+    from predict import Model
+    model = Model("exported")
+    model.predict(["a.jpg", "b.jpg"])
+
+The rows written are those ``featurize predict`` writes: the input's columns, then
+``label``, ``proba_<class>`` (where the model gives probabilities) and ``error``,
+each named ``predicted_<name>`` where the input has a column of that name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import hashlib
+import json
+import math
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+if __package__:  # featurize._standalone.serving, inside featurize
+    from featurize._standalone import pixels, tokens
+else:  # predict.py in an export folder, beside its copies
+    # However it was loaded (a script, runpy, importlib), its copies are found.
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import _featurize_pixels as pixels
+    import _featurize_tokens as tokens
+
+FORMAT = "featurize-onnx"
+FORMAT_VERSIONS = (1,)
+METADATA = "metadata.json"
+# Copies of featurize's input modules in an export folder, under names that cannot
+# shadow a user's own modules of the same short name.
+COPIES = {"pixels": "_featurize_pixels.py", "tokens": "_featurize_tokens.py"}
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
+PREFIX = "predicted_"
+_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
+_MAGIC += (b"II*\x00", b"MM\x00*")
+# Images decoded ahead of the network, per batch it runs: decoding and inference
+# then share the cores without holding more than a few batches of pixels.
+_BATCHES_AHEAD = 4
+
+
+class ExportFolderError(Exception):
+    """The export folder cannot be served: a file missing or changed since export,
+    or a format this file does not read."""
+
+
+class InputError(ValueError):
+    """An input that cannot be classified, named by its position and source."""
+
+    def __init__(self, reason: str, index: int, source=None):
+        where = f"input {index}" + (f" ({source})" if source is not None else "")
+        super().__init__(f"{where}: {reason}")
+        self.reason, self.index, self.source = reason, index, source
+
+
+@dataclass
+class Result:
+    """One call's outputs, a row per input.
+
+    Attributes
+    ----------
+    labels : list
+        The predicted class (None where the input failed or the model gives
+        embeddings).
+    probabilities : ndarray or None
+        ``(n_inputs, n_classes)``, NaN rows where the input failed; None where the
+        model gives none.
+    embeddings : ndarray or None
+        ``(n_inputs, width)`` for a featurizer exported alone.
+    errors : list of str
+        Why each input failed ("" where it did not).
+    truncated : int
+        Texts longer than the model's ``max_length``, truncated.
+    """
+
+    labels: list
+    probabilities: np.ndarray | None = None
+    embeddings: np.ndarray | None = None
+    errors: list = field(default_factory=list)
+    truncated: int = 0
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for error in self.errors if error)
+
+
+class Model:
+    """An exported featurize model.
+
+    Parameters
+    ----------
+    folder : path
+        What ``featurize export`` wrote.
+    threads : int, optional
+        Threads for decoding images and for onnxruntime (default: every core).
+    batch_size : int, optional
+        Inputs per network call (default: the model's own).
+    verify : bool, default=True
+        Check every file against its SHA-256 in ``metadata.json`` first.
+
+    Attributes
+    ----------
+    kind : {"image", "text"}
+    classes : list
+    metadata : dict
+    """
+
+    def __init__(self, folder, *, threads=None, batch_size=None, verify=True):
+        self.folder = Path(folder)
+        self.metadata = read_metadata(self.folder, verify=verify)
+        self.kind = self.metadata["kind"]
+        self.classes = list(self.metadata["classes"])
+        self.threads = threads or os.cpu_count() or 1
+        self.batch_size = batch_size or self.metadata["batch_size"]
+        outputs = self.metadata["outputs"]
+        self._outputs = [
+            outputs[k] for k in ("label", "probabilities", "scores", "embedding")
+        ]
+        self._sessions = {
+            role: _session(self.folder / f"{role}.onnx", threads)
+            for role in self.metadata["graphs"]
+        }
+        if self.kind == "text":
+            from tokenizers import Tokenizer
+
+            self._tokenizer = Tokenizer.from_file(
+                str(self.folder / self.metadata["input"]["tokenizer"])
+            )
+            self._tokenizer.no_truncation()
+            self._tokenizer.no_padding()
+
+    def __repr__(self) -> str:
+        described = self.metadata.get("backbone") or self.metadata.get("encoder")
+        return f"Model({str(self.folder)!r}, {self.kind}, {described}, {self.classes})"
+
+    def run(self, inputs) -> Result:
+        """Every output for ``inputs``, never raising for a bad one.
+
+        Parameters
+        ----------
+        inputs : list
+            Image paths, encoded bytes or PIL images; or texts (str).
+        """
+        inputs = list(inputs)
+        if self.kind == "text":
+            features, errors, truncated = self._texts(inputs)
+        else:
+            features, errors = self._images(inputs)
+            truncated = 0
+        return self._result(features, errors, truncated)
+
+    def predict(self, inputs) -> np.ndarray:
+        """The predicted class of each input; :class:`InputError` for a bad one."""
+        return np.asarray(self._strict(inputs).labels)
+
+    def predict_proba(self, inputs) -> np.ndarray:
+        """Class probabilities, columns in ``classes`` order."""
+        result = self._strict(inputs)
+        if result.probabilities is None:
+            raise ValueError("This model gives no probabilities (its head had none).")
+        return result.probabilities
+
+    def transform(self, inputs) -> np.ndarray:
+        """Embeddings, for a featurizer exported alone."""
+        result = self._strict(inputs)
+        if result.embeddings is None:
+            raise ValueError("This model gives classes, not embeddings.")
+        return result.embeddings
+
+    def _strict(self, inputs) -> Result:
+        inputs = list(inputs)
+        result = self.run(inputs)
+        for index, error in enumerate(result.errors):
+            if error:
+                source = inputs[index] if isinstance(inputs[index], str) else None
+                raise InputError(error, index, source)
+        return result
+
+    # -- images
+
+    def _images(self, inputs: list):
+        size = tuple(self.metadata["input"]["size"])
+        resize = self.metadata["input"]["resize"]
+        limit = self.metadata["input"]["max_pixels"]
+
+        def load(item):
+            try:
+                return image_pixels(item, size, resize, limit), ""
+            except (pixels.PixelError, InputError) as error:
+                return None, getattr(error, "reason", str(error))
+
+        session = self._sessions["model"]
+        errors, outputs = [""] * len(inputs), [None] * len(inputs)
+        block = self.batch_size * _BATCHES_AHEAD
+        with ThreadPoolExecutor(self.threads) as pool:
+            for start in range(0, len(inputs), block):
+                loaded = list(pool.map(load, inputs[start : start + block]))
+                usable = [k for k, (array, _) in enumerate(loaded) if array is not None]
+                for k, (_, error) in enumerate(loaded):
+                    errors[start + k] = error
+                for first in range(0, len(usable), self.batch_size):
+                    rows = usable[first : first + self.batch_size]
+                    batch = np.stack([loaded[k][0] for k in rows]).astype(np.float32)
+                    values = session.run(self._wanted(session), {"pixels": batch})
+                    for k, row in enumerate(rows):
+                        outputs[start + row] = [v[k] for v in values]
+        return outputs, errors
+
+    # -- texts
+
+    def _texts(self, inputs: list):
+        spec = self.metadata["input"]
+        errors, texts = [""] * len(inputs), {}
+        for index, value in enumerate(inputs):
+            try:
+                texts[index] = check_text(value)
+            except InputError as error:
+                errors[index] = error.reason
+        order = list(texts)
+        encodings = self._tokenizer.encode_batch(
+            [texts[k] for k in order], add_special_tokens=False
+        )
+        ids = [encoding.ids for encoding in encodings]
+        encoder = self._sessions["encoder"]
+
+        def run(batch, mask):
+            return encoder.run(None, {"token_ids": batch, "attention_mask": mask})[0]
+
+        chunks = spec["long_text"] == "chunks"
+        length = spec["max_length"]
+        vectors = tokens.encode(
+            ids, length, chunks, self.batch_size, spec["cls"], spec["sep"],
+            spec["positions"], run,
+        )  # fmt: skip
+        if spec["normalize"]:
+            vectors = tokens.normalized(vectors)
+        truncated = 0 if chunks else sum(tokens.too_long(ids, length))
+        outputs = [None] * len(inputs)
+        head = self._sessions.get("head")
+        if len(order):
+            values = (
+                head.run(self._wanted(head), {"features": vectors})
+                if head is not None
+                else [vectors]
+            )
+            for k, index in enumerate(order):
+                outputs[index] = [v[k] for v in values]
+        return outputs, errors, truncated
+
+    # -- outputs
+
+    def _wanted(self, session) -> list:
+        names = {o.name for o in session.get_outputs()}
+        return [name for name in self._outputs if name and name in names]
+
+    def _result(self, outputs: list, errors: list, truncated: int) -> Result:
+        label, probabilities, scores, embedding = self._outputs
+        present = [name for name in self._outputs if name]
+        n = len(outputs)
+
+        def column(name, width):
+            out = np.full((n, width), np.nan, np.float32)
+            k = present.index(name)
+            for row, values in enumerate(outputs):
+                if values is not None:
+                    out[row] = values[k]
+            return out
+
+        result = Result(labels=[None] * n, errors=errors, truncated=truncated)
+        if embedding:
+            width = next((len(v[0]) for v in outputs if v is not None), 0)
+            result.embeddings = column(embedding, width)
+            return result
+        width = len(self.classes)
+        if probabilities:
+            result.probabilities = column(probabilities, width)
+        ranked = column(scores, width) if scores else result.probabilities
+        for row, values in enumerate(outputs):
+            if values is None:
+                continue
+            if label:
+                value = values[present.index(label)]
+                result.labels[row] = _plain(value)
+            else:
+                result.labels[row] = self.classes[int(np.argmax(ranked[row]))]
+        return result
+
+
+def _plain(value):
+    value = value.item() if isinstance(value, np.generic) else value
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _session(path: Path, threads):
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    # Decoding threads share the cores with onnxruntime's: its workers sleep
+    # between calls instead of spinning on them.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if threads:
+        options.intra_op_num_threads = threads
+    return onnxruntime.InferenceSession(
+        str(path), options, providers=["CPUExecutionProvider"]
+    )
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_metadata(folder: Path, *, verify: bool = True) -> dict:
+    """The folder's ``metadata.json``, its format checked and (with ``verify``) every
+    file it lists matching its SHA-256."""
+    path = Path(folder) / METADATA
+    try:
+        metadata = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ExportFolderError(
+            f"{str(folder)!r} has no {METADATA}: pass the folder `featurize export` "
+            f"wrote."
+        ) from None
+    except (OSError, ValueError) as error:
+        raise ExportFolderError(f"{str(path)!r} cannot be read: {error}") from None
+    if metadata.get("format") != FORMAT or (
+        metadata.get("format_version") not in FORMAT_VERSIONS
+    ):
+        raise ExportFolderError(
+            f"{str(path)!r} describes format {metadata.get('format')!r} version "
+            f"{metadata.get('format_version')!r}; this predict.py reads {FORMAT!r} "
+            f"versions {list(FORMAT_VERSIONS)}. Serve it with the predict.py "
+            f"exported beside it."
+        )
+    if verify:
+        for name, expected in metadata.get("files", {}).items():
+            file = Path(folder) / name
+            if not file.is_file():
+                raise ExportFolderError(
+                    f"{str(file)!r} is missing: the export folder is incomplete; "
+                    f"export the model again."
+                )
+            found = sha256(file)
+            if found != expected:
+                raise ExportFolderError(
+                    f"{str(file)!r} has changed since export (SHA-256 {found[:16]}..., "
+                    f"metadata.json says {expected[:16]}...): refusing to serve it. "
+                    f"Export the model again, or pass verify=False (--no-verify) if "
+                    f"the change is yours."
+                )
+    return metadata
+
+
+def image_pixels(item, size, resize: str, max_pixels) -> np.ndarray:
+    """One image (a path, bytes or a PIL image) as the model's input pixels."""
+    if isinstance(item, (str, os.PathLike)):
+        data = read_file(item)
+    elif isinstance(item, (bytes, bytearray, memoryview)):
+        data = bytes(item)
+        if not data:
+            raise InputError("empty bytes object (0 bytes)", -1)
+    elif hasattr(item, "mode") and hasattr(item, "size"):  # a PIL image
+        pixels.check_size(item, max_pixels)
+        return pixels.finish(item, size, resize, owned=False)
+    elif item is None or (isinstance(item, float) and math.isnan(item)):
+        raise InputError("missing value: expected a path, bytes or a PIL image", -1)
+    else:
+        raise InputError(
+            f"unsupported input type {type(item).__name__}: expected a path, bytes "
+            f"or a PIL image",
+            -1,
+        )
+    return pixels.image_pixels(data, size, resize, max_pixels)
+
+
+def read_file(path) -> bytes:
+    """A file's bytes, with featurize's reasons for the ways that fails."""
+    try:
+        with open(os.fspath(path), "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        raise InputError("file not found", -1) from None
+    except IsADirectoryError:
+        raise InputError("is a directory, not an image file", -1) from None
+    except PermissionError:
+        raise InputError("permission denied", -1) from None
+    except OSError as error:
+        raise InputError(f"could not be read: {error.strerror or error}", -1) from None
+    if not data:
+        raise InputError("empty file (0 bytes)", -1)
+    return data
+
+
+def check_text(value) -> str:
+    """``value`` as a text that encodes to UTF-8 (lone surrogates replaced), or an
+    :class:`InputError` (missing values are errors, never an empty text)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        raise InputError(f"a missing value ({value!r}), not a text", -1)
+    kind = "bytes" if isinstance(value, bytes) else f"a {type(value).__name__}"
+    raise InputError(f"{kind}, not a text", -1)
+
+
+# -- the command line
+
+
+def main(argv=None) -> int:
+    """Run the command line; return the exit code (1 if any input failed)."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.out:
+            _check_output(args.out, [*args.inputs, args.model])
+        model = Model(args.model, threads=args.threads, batch_size=args.batch_size,
+                      verify=not args.no_verify)  # fmt: skip
+        if (model.kind == "text") != (args.text_column is not None):
+            raise UsageError(
+                "This model classifies texts: pass a CSV/Parquet table and its "
+                "--text-column."
+                if model.kind == "text"
+                else "This model classifies images: --text-column does not apply."
+            )
+        columns, rows, key = _input_rows(args)
+        result = model.run([row.get(key) for row in rows])
+    except (UsageError, ExportFolderError, OSError, ValueError, ImportError) as error:
+        print(f"predict.py: error: {error}", file=sys.stderr)
+        return 2 if isinstance(error, UsageError) else 1
+    if result.truncated:
+        print(
+            f"predict.py: {result.truncated} texts were longer than max_length and "
+            f"were truncated",
+            file=sys.stderr,
+        )
+    _write(args.out, columns, rows, model, result)
+    return 1 if result.failed else 0
+
+
+class UsageError(Exception):
+    pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="predict.py",
+        description="Predict with a model exported by `featurize export`: image "
+        "files, folders, globs, a text file of paths or a CSV/Parquet manifest; or "
+        "with --text-column, the texts of one CSV/Parquet table.",
+    )
+    here = Path(__file__).resolve().parent
+    parser.add_argument("inputs", metavar="INPUT", nargs="+")
+    parser.add_argument("--model", default=str(here), help="the export folder")
+    parser.add_argument("--out", default=None, help="CSV, TSV or Parquet to write")
+    parser.add_argument("--text-column", default=None)
+    parser.add_argument("--path-column", default=None)
+    parser.add_argument("--sep", default=None, help="a CSV's separator (or 'tab')")
+    parser.add_argument("--encoding", default=None, help="a CSV's encoding")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument(
+        "--no-verify", action="store_true", help="skip the files' SHA-256 check"
+    )
+    return parser
+
+
+def _check_output(out: str, inputs: list) -> None:
+    if not out.lower().endswith(TABLE_SUFFIXES):
+        raise UsageError(f"--out {out!r}: expected a .csv, .tsv or .parquet name.")
+    target = os.path.realpath(out)
+    for item in inputs:
+        if any(char in item for char in "*?[") and not os.path.exists(item):
+            matched = glob.glob(item, recursive=True)
+        else:
+            matched = [item]
+        for path in matched:
+            if os.path.realpath(path) == target:
+                raise UsageError(
+                    f"--out {out!r} would overwrite an input ({path!r}): name "
+                    f"another file."
+                )
+
+
+def _input_rows(args) -> tuple[list, list, str]:
+    """The input's column names, its rows (dicts) and the column to predict."""
+    if args.text_column is not None:
+        if len(args.inputs) != 1 or not _is_table(args.inputs[0]):
+            raise UsageError("With --text-column, pass one CSV/Parquet table.")
+        columns, rows = read_table(args.inputs[0], args.encoding, args.sep)
+        if args.text_column not in columns:
+            raise UsageError(
+                f"{args.inputs[0]!r} has no column {args.text_column!r}; its "
+                f"columns are {columns[:20]}."
+            )
+        return columns, rows, args.text_column
+    if len(args.inputs) == 1 and _is_table(args.inputs[0]):
+        columns, rows = read_table(args.inputs[0], args.encoding, args.sep)
+        key = args.path_column or "path"
+        if key not in columns:
+            raise UsageError(
+                f"{args.inputs[0]!r} has no column {key!r}; its columns are "
+                f"{columns[:20]}. Name the paths' column with --path-column."
+            )
+        # As featurize predict writes it: the paths first, as `path`.
+        rest = [c for c in columns if c not in (key, "path")]
+        rows = [{"path": row[key], **{c: row[c] for c in rest}} for row in rows]
+        return ["path", *rest], rows, "path"
+    if args.path_column is not None:
+        raise UsageError("--path-column names a manifest's column: not with images.")
+    paths = [path for item in args.inputs for path in _expand(item)]
+    return ["path"], [{"path": path} for path in paths], "path"
+
+
+def _is_table(name: str) -> bool:
+    return name.lower().endswith(TABLE_SUFFIXES)
+
+
+def _expand(item: str) -> list:
+    """A folder's images (recursively), a glob's matches, a .txt list's lines, or
+    the path itself (reported if it is not an image)."""
+    if os.path.isdir(item):
+        found = sorted(
+            os.path.join(root, name)
+            for root, _, files in os.walk(item)
+            for name in files
+            if not name.startswith(".")
+        )
+        return [p for p in found if p.lower().endswith(IMAGE_EXTENSIONS) or _sniff(p)]
+    if any(char in item for char in "*?[") and not os.path.exists(item):
+        return sorted(glob.glob(item, recursive=True))
+    if item.lower().endswith(".txt"):
+        with open(item, encoding="utf-8-sig") as handle:
+            return [line.strip() for line in handle if line.strip()]
+    return [item]
+
+
+def _sniff(path: str) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError:
+        return False
+    return head.startswith(_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
+def read_table(path: str, encoding=None, sep=None) -> tuple[list, list]:
+    """A CSV (cells as written: an empty one is missing) or Parquet table's column
+    names and rows."""
+    if path.lower().endswith((".parquet", ".pq")):
+        try:
+            import pyarrow.parquet as parquet
+        except ImportError:
+            raise ImportError(
+                "Reading Parquet needs pyarrow (pip install pyarrow), or pass a CSV."
+            ) from None
+        table = parquet.read_table(path)
+        return table.column_names, table.to_pylist()
+    encoding = encoding or "utf-8-sig"
+    if sep in ("tab", "\\t"):
+        sep = "\t"
+    with open(path, encoding=encoding, newline="") as handle:
+        sample = handle.read(1 << 16)
+        handle.seek(0)
+        if sep is None:
+            sep = "\t" if path.lower().endswith(".tsv") else _separator(sample)
+        reader = csv.reader(handle, delimiter=sep)
+        header = next(reader, None)
+        if header is None:
+            raise ValueError(f"{path!r} holds no header row.")
+        rows = [
+            {name: (cell if cell != "" else None) for name, cell in zip(header, line)}
+            for line in reader
+            if line
+        ]
+    return header, rows
+
+
+def _separator(sample: str) -> str:
+    header = sample.splitlines()[0] if sample else ""
+    if "," in header:
+        return ","
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",\t;|").delimiter
+    except csv.Error:
+        return ","
+
+
+def _write(out, columns: list, rows: list, model: Model, result: Result) -> None:
+    proba = [] if result.probabilities is None else list(model.classes)
+    added = ["label", *(f"proba_{c}" for c in proba), "error"]
+    taken, names = set(columns), []
+    for name in added:
+        while name in taken:
+            name = PREFIX + name
+        taken.add(name)
+        names.append(name)
+    for original, used in zip(added, names):
+        if original != used:
+            print(
+                f"predict.py: the input has a column {original!r}: the prediction's "
+                f"is {used!r} (input columns are never overwritten)",
+                file=sys.stderr,
+            )
+    digits = 6 if out else 4
+    table = []
+    for k, row in enumerate(rows):
+        values = [row.get(c) for c in columns] + [result.labels[k]]
+        if result.probabilities is not None:
+            values += [_rounded(p, digits) for p in result.probabilities[k]]
+        table.append(values + [result.errors[k]])
+    header = [*columns, *names]
+    if out and out.lower().endswith((".parquet", ".pq")):
+        import pyarrow as arrow
+        import pyarrow.parquet as parquet
+
+        data = {name: [line[i] for line in table] for i, name in enumerate(header)}
+        _atomic(out, lambda path: parquet.write_table(arrow.table(data), path))
+        return
+
+    def write_csv(handle):
+        writer = csv.writer(handle, delimiter="\t" if str(out).endswith(".tsv") else ",")
+        writer.writerow(header)
+        writer.writerows(["" if v is None else v for v in line] for line in table)
+
+    if not out:
+        write_csv(sys.stdout)
+        return
+
+    def to_file(path):
+        with open(path, "w", encoding="utf-8", newline="") as handle:
+            write_csv(handle)
+
+    _atomic(out, to_file)
+
+
+def _rounded(value, digits: int):
+    return None if math.isnan(value) else round(float(value), digits)
+
+
+def _atomic(out: str, write) -> None:
+    """Write through a temporary file, so an interrupted run leaves no half file."""
+    temporary = f"{out}.{os.getpid()}.tmp"
+    try:
+        write(temporary)
+        os.replace(temporary, out)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

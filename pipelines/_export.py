@@ -1,0 +1,105 @@
+"""Export a saved model for serving without featurize: an ONNX folder with its own
+``predict.py`` (see :func:`featurize.export_onnx`)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+from featurize import ExportError, export_onnx
+from pipelines._manifests import read_manifest
+from pipelines._predict import read_model
+
+FORMATS = ("onnx",)
+# Images a calibration reads at most, spread over the folder: ranges settle within
+# a few hundred.
+CALIBRATION_IMAGES = 256
+
+
+@dataclass
+class Exported:
+    """What :func:`export_model` wrote.
+
+    Attributes
+    ----------
+    folder : str
+    sizes : dict
+        ``{file name: bytes}``.
+    metadata : dict
+        The folder's ``metadata.json``.
+    calibrated : int
+        Images int8 ranges were calibrated on.
+    """
+
+    folder: str
+    sizes: dict = field(default_factory=dict)
+    metadata: dict = field(default_factory=dict)
+    calibrated: int = 0
+
+
+def export_model(
+    model,
+    out_dir,
+    *,
+    format: str = "onnx",
+    quantize: str | None = None,
+    calibrate=None,
+    trust: bool = False,
+) -> Exported:
+    """Export a fitted model (or a saved one's path) to a folder that serves it.
+
+    Parameters
+    ----------
+    model : Pipeline, FineTunedClassifier, featurizer, or path
+        A fitted model, or a file saved by ``featurize train --out`` (loaded
+        without running code unless ``trust``).
+    out_dir : path
+        The folder to write; it appears whole or not at all, and replaces only an
+        earlier export (never the model or another folder).
+    format : {"onnx"}
+    quantize : {None, "int8"}
+    calibrate : folder, glob, list file or manifest, optional
+        Training images for int8 calibration of an image model (up to 256 of them,
+        spread over what it lists).
+    trust : bool
+        Load a model file that holds types other than featurize's own.
+
+    Returns
+    -------
+    Exported
+    """
+    if format not in FORMATS:
+        raise ExportError(
+            f"`format` must be one of {list(FORMATS)}; received {format!r}. "
+            f"LiteRT and TF SavedModel are not written: see the README's "
+            f"'Serving a trained model'."
+        )
+    source = None
+    if isinstance(model, (str, os.PathLike)):
+        source = os.fspath(model)
+        _check_folder(out_dir, source)
+        model, _ = read_model(source, trust=trust)
+    calibration = None
+    if calibrate is not None:
+        paths = read_manifest(calibrate)["path"].tolist()
+        if not paths:
+            raise ExportError(f"--calibrate {calibrate!r} holds no images.")
+        step = max(1, len(paths) / CALIBRATION_IMAGES)
+        calibration = [paths[int(k * step)] for k in range(min(len(paths), CALIBRATION_IMAGES))]
+    export = export_onnx(model, quantize=quantize, calibration=calibration)
+    sizes = export.save(out_dir)
+    with open(os.path.join(out_dir, "metadata.json"), encoding="utf-8") as handle:
+        metadata = json.load(handle)
+    return Exported(os.fspath(out_dir), sizes, metadata, len(calibration or ()))
+
+
+def _check_folder(out_dir, source: str) -> None:
+    """The export folder must not be, or hold, the model file it exports."""
+    folder = os.path.realpath(out_dir)
+    model = os.path.realpath(source)
+    if model == folder or model.startswith(folder.rstrip(os.sep) + os.sep):
+        raise ExportError(
+            f"The export folder {os.fspath(out_dir)!r} holds the model file "
+            f"{source!r}: exporting would replace it. Name another folder."
+        )
