@@ -88,6 +88,8 @@ def to_onnx(model, inputs: list[tuple[str, tuple, str]], wrap, outputs: list[str
         proto, _ = tf2onnx.convert.from_function(
             graph, input_signature=signature, opset=OPSET
         )
+    _inline_captured(proto.graph, graph.get_concrete_function(), signature)
+    _replace_erfc(proto.graph)
     # tf2onnx leaves its own producer and graph names; ours say what this is.
     proto.producer_name = "featurize"
     proto.graph.name = getattr(model, "name", "featurize")
@@ -127,6 +129,50 @@ def classifier_graph(keras_model):
         lambda call, x: call(x),
         [PROBABILITIES],
     )
+
+
+def _inline_captured(graph, concrete, signature) -> None:
+    """Constants the traced function captured (a Normalization layer's statistics
+    are tensors, not variables) as initializers: tf2onnx leaves them as inputs."""
+    from onnx import numpy_helper
+
+    ours = {spec.name for spec in signature}
+    values = {}
+    for external, internal in concrete.graph.captures:
+        if external.dtype.name != "resource":
+            values[internal.name] = external.numpy()
+    kept = []
+    for value in graph.input:
+        if value.name in ours or value.name not in values:
+            kept.append(value)
+            continue
+        graph.initializer.append(numpy_helper.from_array(values[value.name], value.name))
+    del graph.input[:]
+    graph.input.extend(kept)
+
+
+def _replace_erfc(graph) -> None:
+    """Write ``Erfc(x)`` as ``1 - Erf(x)``: TensorFlow's exact GELU uses erfc,
+    which tf2onnx passes through although ONNX has no such operator."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    nodes = list(graph.node)
+    if not any(node.op_type == "Erfc" for node in nodes):
+        return
+    graph.initializer.append(numpy_helper.from_array(np.ones((), np.float32), "one"))
+    del graph.node[:]
+    for node in nodes:
+        if node.op_type != "Erfc":
+            graph.node.append(node)
+            continue
+        erf = f"{node.name}/erf"
+        graph.node.extend(
+            [
+                helper.make_node("Erf", list(node.input), [erf], name=erf),
+                helper.make_node("Sub", ["one", erf], list(node.output), name=node.name),
+            ]
+        )
 
 
 @contextmanager

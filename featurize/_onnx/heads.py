@@ -157,8 +157,11 @@ def _append_converted(network, head, steps: list, n_features: int):
             f"exporting a {_describe(steps)} head needs skl2onnx (linear heads "
             f"need nothing more): pip install skl2onnx."
         ) from None
+    from sklearn.base import is_classifier
+
     final = steps[-1]
-    options = {id(final): {"zipmap": False}} if hasattr(final, "predict_proba") else {}
+    # Plain arrays, not a list of {class: probability} maps per row.
+    options = {id(final): {"zipmap": False}} if is_classifier(final) else {}
     try:
         converted = convert_sklearn(
             head,
@@ -174,7 +177,10 @@ def _append_converted(network, head, steps: list, n_features: int):
         ) from None
     names = [o.name for o in converted.graph.output]
     label = next((n for n in names if "label" in n), None)
-    probabilities = next((n for n in names if "prob" in n), None)
+    # skl2onnx names a classifier's second output "probabilities" even where it
+    # holds decision scores (an SVC without probability=True).
+    second = next((n for n in names if "prob" in n), None)
+    probabilistic = hasattr(final, "predict_proba")
     network.ir_version = converted.ir_version = max(
         network.ir_version, converted.ir_version
     )
@@ -183,9 +189,11 @@ def _append_converted(network, head, steps: list, n_features: int):
         network, converted, io_map=[(EMBEDDING, "head_input")], prefix2="head_"
     )
     onnx.checker.check_model(merged)
+    second = second and "head_" + second
     return merged, HeadOutputs(
         label=label and "head_" + label,
-        probabilities=probabilities and "head_" + probabilities,
+        probabilities=second if probabilistic else None,
+        scores=None if probabilistic else second,
     )
 
 

@@ -1,0 +1,362 @@
+"""Export to ONNX: a folder served by its own predict.py without featurize, Keras or
+scikit-learn, agreeing with featurize; and runtime="onnx" in the featurizers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC, LinearSVC
+
+from featurize import (
+    ExportedModel,
+    ExportError,
+    ExportFolderError,
+    FineTunedClassifier,
+    ImageFeaturizer,
+    TextFeaturizer,
+    export_onnx,
+    register_backbone,
+)
+from pipelines._cli import main
+
+from .conftest import ROOT, keras_backend
+
+TINY = "tiny_export_cnn"
+SIZE = 32
+FORBIDDEN = ("featurize", "pipelines", "tensorflow", "keras", "sklearn", "jax",
+             "torch", "pandas")  # fmt: skip
+# Runs a script with imports of FORBIDDEN refused, then names any that got in.
+BLOCKER = f"""
+import runpy, sys
+FORBIDDEN = {FORBIDDEN!r}
+class Refuse:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in FORBIDDEN:
+            raise ImportError("predict.py imported " + name)
+sys.meta_path.insert(0, Refuse())
+script, sys.argv = sys.argv[1], sys.argv[1:]
+try:
+    runpy.run_path(script, run_name="__main__")
+finally:
+    print("IMPORTED", sorted(m for m in sys.modules if m.split(".")[0] in FORBIDDEN),
+          file=sys.stderr)
+"""
+
+needs_tf = pytest.mark.skipif(
+    keras_backend() != "tensorflow", reason="ONNX conversion traces with TensorFlow"
+)
+
+
+def tiny_export_cnn(input_shape, weights):
+    """Two seeded conv stages: the same weights in every process."""
+    import keras
+    from keras import layers
+
+    x = inputs = keras.Input(input_shape)
+    for i, width in enumerate((8, 16)):
+        x = layers.Conv2D(
+            width, 3, strides=2, padding="same", name=f"conv{i}",
+            kernel_initializer=keras.initializers.HeUniform(seed=i),
+        )(x)  # fmt: skip
+        x = layers.BatchNormalization(name=f"bn{i}")(x)
+        x = layers.ReLU(name=f"relu{i}")(x)
+    return keras.Model(inputs, x, name="tiny")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tiny_backbone():
+    from featurize._backbones import registry as _backbones
+
+    saved = dict(_backbones._REGISTRY)
+    register_backbone(TINY, tiny_export_cnn, preprocessing="tf", input_size=SIZE,
+                      overwrite=True)  # fmt: skip
+    yield
+    _backbones._REGISTRY.clear()
+    _backbones._REGISTRY.update(saved)
+
+
+def colour_images(n_per_class: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for k, name in enumerate(["red", "green", "blue"]):
+        batch = rng.integers(0, 90, (n_per_class, 40, 48, 3))
+        batch[..., k] += 150
+        images.append(batch.astype(np.uint8))
+        labels += [name] * n_per_class
+    return np.concatenate(images), np.array(labels)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """DIR/{train,val}/<colour>/*.png, and val's paths and labels."""
+    root = tmp_path_factory.mktemp("colours")
+    for split, n, seed in (("train", 8, 0), ("val", 4, 1)):
+        images, labels = colour_images(n, seed)
+        for k, (image, label) in enumerate(zip(images, labels)):
+            (root / split / label).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(root / split / label / f"{k}.png")
+    val = sorted((root / "val").rglob("*.png"))
+    return root, [str(p) for p in val], [p.parent.name for p in val]
+
+
+def featurizer(**params):
+    return ImageFeaturizer(TINY, weights=None, cache=None, **params)
+
+
+def fitted_pipeline(folder, head=None):
+    root, _, _ = folder
+    train = sorted((root / "train").rglob("*.png"))
+    pipeline = make_pipeline(featurizer(), StandardScaler(), head or LogisticRegression())
+    return pipeline.fit([str(p) for p in train], [p.parent.name for p in train])
+
+
+def serve(export_dir, *args, cwd=None):
+    """Run the folder's predict.py with featurize, TF, Keras, sklearn refused."""
+    done = subprocess.run(
+        [sys.executable, "-c", BLOCKER, str(export_dir / "predict.py"), *map(str, args)],
+        capture_output=True, text=True, cwd=cwd, timeout=300,
+    )  # fmt: skip
+    assert "IMPORTED []" in done.stderr, done.stderr
+    return done
+
+
+@needs_tf
+def test_image_pipeline_served_without_featurize(folder, tmp_path):
+    root, paths, labels = folder
+    pipeline = fitted_pipeline(folder)
+    out = tmp_path / "exported"
+    sizes = export_onnx(pipeline).save(out)
+    assert {"model.onnx", "metadata.json", "predict.py", "requirements.txt"} <= set(
+        sizes
+    )
+    assert not [p for p in out.iterdir() if p.suffix in (".pkl", ".joblib")]
+    metadata = json.loads((out / "metadata.json").read_text())
+    assert metadata["classes"] == ["blue", "green", "red"]
+    assert metadata["input"]["size"] == [SIZE, SIZE]
+    assert metadata["backbone"] == TINY and metadata["preprocessing"] == "tf"
+    assert set(metadata["files"]) == set(sizes) - {"metadata.json"}
+
+    broken = tmp_path / "broken.jpg"
+    broken.write_text("not an image")
+    manifest = tmp_path / "manifest.csv"
+    pd.DataFrame(
+        {"label": labels + ["?"], "file": paths + [str(broken)], "note": "n"}
+    ).to_csv(manifest, index=False)
+    done = serve(out, manifest, "--path-column", "file", "--out", tmp_path / "p.csv")
+    assert done.returncode == 1, done.stderr  # one input failed
+    served = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
+    # The input's columns intact (its paths first, as `path`), ours prefixed.
+    assert list(served.columns) == ["path", "label", "note", "predicted_label",
+        "proba_blue", "proba_green", "proba_red", "error"]  # fmt: skip
+    assert served.error.iloc[-1] == "not a recognised image format"
+    assert served.predicted_label.iloc[-1] == ""
+    good = served.iloc[:-1]
+    assert list(good.predicted_label) == list(pipeline.predict(paths))
+    proba = good[["proba_blue", "proba_green", "proba_red"]].to_numpy(float)
+    np.testing.assert_allclose(proba, pipeline.predict_proba(paths), atol=1e-5)
+    assert (good.error == "").all()
+
+
+@needs_tf
+# skl2onnx reads SVC's deprecated probA_ (scikit-learn 1.9).
+@pytest.mark.filterwarnings("ignore:Attribute `prob:FutureWarning")
+@pytest.mark.parametrize(
+    "head", [LinearSVC(), SVC(), KNeighborsClassifier(3)],
+    ids=["linear_svc", "svc_rbf", "knn"],
+)  # fmt: skip
+def test_other_heads_agree_as_a_module(folder, tmp_path, head):
+    _, paths, _ = folder
+    pipeline = fitted_pipeline(folder, head)
+    export_onnx(pipeline).save(tmp_path / "m")
+    model = ExportedModel(tmp_path / "m")
+    assert list(model.predict(paths)) == list(pipeline.predict(paths))
+    if hasattr(pipeline, "predict_proba"):
+        np.testing.assert_allclose(
+            model.predict_proba(paths), pipeline.predict_proba(paths), atol=1e-4
+        )
+    else:
+        with pytest.raises(ValueError, match="no probabilities"):
+            model.predict_proba(paths)
+
+
+@needs_tf
+def test_featurizer_alone_and_inputs_of_every_kind(folder, tmp_path):
+    _, paths, _ = folder
+    alone = featurizer().fit()
+    export_onnx(alone).save(tmp_path / "f")
+    model = ExportedModel(tmp_path / "f")
+    data = open(paths[0], "rb").read()
+    inputs = [paths[0], data, Image.open(paths[0])]
+    embeddings = model.transform(inputs)
+    expected = alone.transform([paths[0]])
+    np.testing.assert_allclose(embeddings, np.repeat(expected, 3, 0), atol=1e-4)
+    result = model.run([paths[0], str(tmp_path / "missing.png"), b"", 3])
+    assert result.errors == ["", "file not found", "empty bytes object (0 bytes)",
+        "unsupported input type int: expected a path, bytes or a PIL image"]  # fmt: skip
+    assert np.isnan(result.embeddings[1:]).all()
+    with pytest.raises(ValueError, match="input 1 .*file not found"):
+        model.transform([paths[0], str(tmp_path / "missing.png")])
+
+
+@needs_tf
+def test_folder_is_checked_and_replaced_only_when_it_is_an_export(folder, tmp_path):
+    export = export_onnx(featurizer().fit())
+    out = tmp_path / "f"
+    export.save(out)
+    export.save(out)  # an earlier export is replaced
+    with open(out / "requirements.txt", "a") as handle:
+        handle.write("pandas\n")
+    with pytest.raises(ExportFolderError, match="requirements.txt.*changed since"):
+        ExportedModel(out)
+    ExportedModel(out, verify=False)  # the check can be waived
+    (out / "model.onnx").unlink()
+    with pytest.raises(ExportFolderError, match="model.onnx.*missing"):
+        ExportedModel(out)
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    with pytest.raises(ExportError, match="not an export folder"):
+        export.save(other)
+    assert (other / "notes.txt").read_text() == "keep me"
+    with pytest.raises(ExportError, match="quantize"):
+        export_onnx(featurizer().fit(), quantize="int4")
+    with pytest.raises(ExportError, match="calibration"):
+        export_onnx(featurizer().fit(), quantize="int8")
+
+
+@needs_tf
+def test_int8_is_calibrated_and_close_to_float(folder, tmp_path):
+    root, paths, _ = folder
+    pipeline = fitted_pipeline(folder)
+    train = [str(p) for p in sorted((root / "train").rglob("*.png"))]
+    export_onnx(pipeline, quantize="int8", calibration=train).save(tmp_path / "q")
+    model = ExportedModel(tmp_path / "q")
+    assert model.metadata["quantize"] == "int8"
+    agree = np.mean(model.predict(paths) == pipeline.predict(paths))
+    assert agree >= 0.9
+    gap = np.abs(model.predict_proba(paths) - pipeline.predict_proba(paths)).max()
+    assert gap < 0.2
+
+
+@needs_tf
+def test_fine_tuned_classifier_exports(tmp_path):
+    images, labels = colour_images(6)
+    clf = FineTunedClassifier(TINY, weights=None, epochs=1, batch_size=8,
+        validation_fraction=None, random_state=0, cache=None).fit(images, labels)  # fmt: skip
+    files = []
+    for k, image in enumerate(images[::3]):
+        files.append(tmp_path / f"{k}.png")
+        Image.fromarray(image).save(files[-1])
+    export_onnx(clf).save(tmp_path / "ft")
+    model = ExportedModel(tmp_path / "ft")
+    assert model.classes == list(clf.classes_)
+    np.testing.assert_allclose(
+        model.predict_proba(files), clf.predict_proba(files), atol=1e-4
+    )
+
+
+@needs_tf
+def test_cli_train_export_predict_agree(folder, tmp_path, capsys):
+    root, paths, _ = folder
+    fast = ["--backbone", TINY, "--weights", "none", "--quiet"]
+    model_file = tmp_path / "m.joblib"
+    assert main(["train", str(root), *fast, "--out", str(model_file)]) == 0
+    out = tmp_path / "exported"
+    assert main(["export", str(model_file), str(out)]) == 0
+    assert "predict.py" in capsys.readouterr().out
+    assert main(["predict", str(model_file), str(root / "val"), "--out",
+                 str(tmp_path / "ref.csv")]) == 0  # fmt: skip
+    done = serve(out, root / "val", "--out", tmp_path / "served.csv")
+    assert done.returncode == 0, done.stderr
+    ref = pd.read_csv(tmp_path / "ref.csv")
+    served = pd.read_csv(tmp_path / "served.csv")
+    assert list(served.columns) == list(ref.columns)
+    assert list(served.path) == list(ref.path)
+    assert (served.label == ref.label).mean() >= 0.99
+    proba = [c for c in ref.columns if c.startswith("proba_")]
+    assert np.abs(served[proba].to_numpy() - ref[proba].to_numpy()).max() <= 1e-3
+    # The folder is never the model file, and an unknown format is refused.
+    assert main(["export", str(model_file), str(tmp_path)]) == 1
+    with pytest.raises(SystemExit):
+        main(["export", str(model_file), str(out), "--format", "tflite"])
+
+
+@needs_tf
+def test_text_pipeline_served_without_featurize(tmp_path):
+    table = pd.read_csv(ROOT / "data" / "sms_spam_sample.csv").iloc[:60]
+    texts = list(table.text)
+    pipeline = make_pipeline(
+        TextFeaturizer(cache=None, long_text="chunks", max_length=32),
+        LogisticRegression(),
+    ).fit(texts, table.label)
+    out = tmp_path / "text"
+    sizes = export_onnx(pipeline).save(out)
+    assert {"encoder.onnx", "head.onnx", "tokenizer.json"} <= set(sizes)
+    rows = pd.DataFrame({"text": texts + [None], "label": list(table.label) + ["x"]})
+    rows.to_csv(tmp_path / "in.csv", index=False)
+    done = serve(out, tmp_path / "in.csv", "--text-column", "text",
+                 "--out", tmp_path / "out.csv")  # fmt: skip
+    assert done.returncode == 1, done.stderr  # the missing text
+    served = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
+    assert list(served.columns) == ["text", "label", "predicted_label", "proba_ham",
+                                    "proba_spam", "error"]  # fmt: skip
+    assert "missing value" in served.error.iloc[-1]
+    good = served.iloc[:-1]
+    assert list(good.predicted_label) == list(pipeline.predict(texts))
+    np.testing.assert_allclose(
+        good[["proba_ham", "proba_spam"]].to_numpy(float),
+        pipeline.predict_proba(texts),
+        atol=1e-4,
+    )
+
+
+@needs_tf
+def test_runtime_onnx_matches_keras_and_stores_its_graph(folder, tmp_path):
+    from featurize import EmbeddingCache
+
+    _, paths, _ = folder
+    # Seeded weights have no identity: their graph is traced once per process.
+    keras_side = featurizer(runtime="keras").transform(paths)
+    onnx_side = featurizer(runtime="onnx").transform(paths)
+    cosine = np.sum(keras_side * onnx_side, 1) / (
+        np.linalg.norm(keras_side, axis=1) * np.linalg.norm(onnx_side, axis=1)
+    )
+    assert cosine.min() >= 0.9999
+    lite = dict(backbone="efficientnet_lite0", input_size=64)
+    cache = EmbeddingCache(tmp_path / "cache")
+    first = ImageFeaturizer(runtime="onnx", cache=cache, **lite).transform(paths[:2])
+    assert len(list((tmp_path / "cache").rglob("*.onnx"))) == 1  # stored for later
+    reference = ImageFeaturizer(runtime="keras", cache=None, **lite).transform(paths[:2])
+    np.testing.assert_allclose(first, reference, atol=1e-3)
+
+
+def test_runtime_choice():
+    from featurize._onnx import runtime as onnx_runtime
+
+    assert onnx_runtime.choose("keras", 10_000, True) == "keras"
+    assert onnx_runtime.choose("onnx", 3, False) == "onnx"
+    with pytest.raises(ValueError, match="precision"):
+        onnx_runtime.choose("onnx", 3, False, precision="mixed_float16")
+    if keras_backend() == "tensorflow":
+        assert onnx_runtime.choose("auto", 3, False) == "keras"  # tracing would cost more
+        assert onnx_runtime.choose("auto", 3, True) == "onnx"
+        assert onnx_runtime.choose("auto", 3, True, accelerator=True) == "keras"
+
+
+@pytest.mark.backend
+def test_other_backends_run_keras_and_say_why_onnx_cannot(folder):
+    _, paths, _ = folder
+    assert featurizer(runtime="auto").transform(paths[:2]).shape[0] == 2
+    if keras_backend() != "tensorflow":
+        with pytest.raises(ExportError, match="KERAS_BACKEND=tensorflow"):
+            featurizer(runtime="onnx").transform(paths[:2])
