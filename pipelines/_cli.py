@@ -50,6 +50,8 @@ from pipelines._tables import separator
 from pipelines._train import TRAIN_SPLITS, train_and_evaluate
 
 PREDICTION_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
+# Commands that load Keras (the others answer without it, in a fraction of a second).
+FRAMEWORK_COMMANDS = ("train", "search", "embed", "predict", "encoders", "export")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -273,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        if args.command in ("train", "search", "embed", "predict", "encoders", "export"):
+        if args.command in FRAMEWORK_COMMANDS:
             _import_framework(show_logs=args.framework_logs)
         return args.handler(args)
     except BrokenPipeError:  # e.g. piped into `head`
@@ -458,9 +460,10 @@ def _export(args) -> int:
     )  # fmt: skip
     total = sum(exported.sizes.values())
     meta = exported.metadata
+    network = meta.get("backbone") or meta.get("encoder")
     print(
-        f"exported the {meta['kind']} model ({meta.get('backbone') or meta.get('encoder')}"
-        f", {len(meta['classes'])} classes) to {exported.folder}: "
+        f"exported the {meta['kind']} model ({network}, {len(meta['classes'])} "
+        f"classes) to {exported.folder}: "
         f"{', '.join(sorted(exported.sizes))} ({total / 2**20:.1f} MiB); serve it "
         f"with: python {exported.folder}/predict.py INPUT"
     )

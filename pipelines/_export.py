@@ -86,7 +86,9 @@ def export_model(
         if not paths:
             raise ExportError(f"--calibrate {calibrate!r} holds no images.")
         step = max(1, len(paths) / CALIBRATION_IMAGES)
-        calibration = [paths[int(k * step)] for k in range(min(len(paths), CALIBRATION_IMAGES))]
+        calibration = [
+            paths[int(k * step)] for k in range(min(len(paths), CALIBRATION_IMAGES))
+        ]
     export = export_onnx(model, quantize=quantize, calibration=calibration)
     sizes = export.save(out_dir)
     with open(os.path.join(out_dir, "metadata.json"), encoding="utf-8") as handle:

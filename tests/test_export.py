@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -116,14 +117,17 @@ def featurizer(**params):
 def fitted_pipeline(folder, head=None):
     root, _, _ = folder
     train = sorted((root / "train").rglob("*.png"))
-    pipeline = make_pipeline(featurizer(), StandardScaler(), head or LogisticRegression())
+    pipeline = make_pipeline(
+        featurizer(), StandardScaler(), head or LogisticRegression()
+    )
     return pipeline.fit([str(p) for p in train], [p.parent.name for p in train])
 
 
 def serve(export_dir, *args, cwd=None):
     """Run the folder's predict.py with featurize, TF, Keras, sklearn refused."""
+    script = str(export_dir / "predict.py")
     done = subprocess.run(
-        [sys.executable, "-c", BLOCKER, str(export_dir / "predict.py"), *map(str, args)],
+        [sys.executable, "-c", BLOCKER, script, *map(str, args)],
         capture_output=True, text=True, cwd=cwd, timeout=300,
     )  # fmt: skip
     assert "IMPORTED []" in done.stderr, done.stderr
@@ -143,7 +147,8 @@ def test_image_pipeline_served_without_featurize(folder, tmp_path):
     metadata = json.loads((out / "metadata.json").read_text())
     assert metadata["classes"] == ["blue", "green", "red"]
     assert metadata["input"]["size"] == [SIZE, SIZE]
-    assert metadata["backbone"] == TINY and metadata["preprocessing"] == "tf"
+    assert metadata["backbone"] == TINY
+    assert metadata["preprocessing"] == "tf"
     assert set(metadata["files"]) == set(sizes) - {"metadata.json"}
 
     broken = tmp_path / "broken.jpg"
@@ -195,14 +200,18 @@ def test_featurizer_alone_and_inputs_of_every_kind(folder, tmp_path):
     alone = featurizer().fit()
     export_onnx(alone).save(tmp_path / "f")
     model = ExportedModel(tmp_path / "f")
-    data = open(paths[0], "rb").read()
+    data = Path(paths[0]).read_bytes()
     inputs = [paths[0], data, Image.open(paths[0])]
     embeddings = model.transform(inputs)
     expected = alone.transform([paths[0]])
     np.testing.assert_allclose(embeddings, np.repeat(expected, 3, 0), atol=1e-4)
     result = model.run([paths[0], str(tmp_path / "missing.png"), b"", 3])
-    assert result.errors == ["", "file not found", "empty bytes object (0 bytes)",
-        "unsupported input type int: expected a path, bytes or a PIL image"]  # fmt: skip
+    assert result.errors == [
+        "",
+        "file not found",
+        "empty bytes object (0 bytes)",
+        "unsupported input type int: expected a path, bytes or a PIL image",
+    ]
     assert np.isnan(result.embeddings[1:]).all()
     with pytest.raises(ValueError, match="input 1 .*file not found"):
         model.transform([paths[0], str(tmp_path / "missing.png")])
@@ -251,8 +260,10 @@ def test_int8_is_calibrated_and_close_to_float(folder, tmp_path):
 @needs_tf
 def test_fine_tuned_classifier_exports(tmp_path):
     images, labels = colour_images(6)
-    clf = FineTunedClassifier(TINY, weights=None, epochs=1, batch_size=8,
-        validation_fraction=None, random_state=0, cache=None).fit(images, labels)  # fmt: skip
+    clf = FineTunedClassifier(
+        TINY, weights=None, epochs=1, batch_size=8, validation_fraction=None,
+        random_state=0, cache=None,
+    ).fit(images, labels)  # fmt: skip
     files = []
     for k, image in enumerate(images[::3]):
         files.append(tmp_path / f"{k}.png")
@@ -336,7 +347,9 @@ def test_runtime_onnx_matches_keras_and_stores_its_graph(folder, tmp_path):
     cache = EmbeddingCache(tmp_path / "cache")
     first = ImageFeaturizer(runtime="onnx", cache=cache, **lite).transform(paths[:2])
     assert len(list((tmp_path / "cache").rglob("*.onnx"))) == 1  # stored for later
-    reference = ImageFeaturizer(runtime="keras", cache=None, **lite).transform(paths[:2])
+    reference = ImageFeaturizer(runtime="keras", cache=None, **lite).transform(
+        paths[:2]
+    )
     np.testing.assert_allclose(first, reference, atol=1e-3)
 
 
@@ -348,7 +361,8 @@ def test_runtime_choice():
     with pytest.raises(ValueError, match="precision"):
         onnx_runtime.choose("onnx", 3, False, precision="mixed_float16")
     if keras_backend() == "tensorflow":
-        assert onnx_runtime.choose("auto", 3, False) == "keras"  # tracing would cost more
+        # Tracing would cost more than a small call gains.
+        assert onnx_runtime.choose("auto", 3, False) == "keras"
         assert onnx_runtime.choose("auto", 3, True) == "onnx"
         assert onnx_runtime.choose("auto", 3, True, accelerator=True) == "keras"
 

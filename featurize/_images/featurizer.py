@@ -99,10 +99,11 @@ class ImageFeaturizer(Featurizer):
         graph traced from the same Keras computation once per configuration
         (stored beside the embedding cache; checked to agree with Keras to cosine
         0.9999, so both share cached embeddings). ``"auto"`` takes onnxruntime on
-        CPU with the TensorFlow backend (measured 1.6-2.4x the images/s end to
-        end: BENCHMARKS.md) when the graph is stored already or the call has at
-        least 256 images (tracing takes a few seconds, once); Keras elsewhere
-        (GPUs, JAX, mixed precision). Needs ``pip install keras-featurize[onnx]``.
+        CPU with the TensorFlow backend (measured 1.8x the images/s end to end
+        for Lite0, 1.4-2.8x the network alone: BENCHMARKS.md) when the graph
+        is stored already or the call has at least 256 images (tracing takes a
+        few seconds, once); Keras elsewhere (GPUs, JAX, mixed precision). Needs
+        ``pip install keras-featurize[onnx]``.
     decode_workers : int or None, default=None
         Threads that read, decode and resize images ahead of the backbone, so that
         decoding overlaps the forward pass. None picks ``min(4, cores)`` when the

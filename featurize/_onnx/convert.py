@@ -146,7 +146,9 @@ def _inline_captured(graph, concrete, signature) -> None:
         if value.name in ours or value.name not in values:
             kept.append(value)
             continue
-        graph.initializer.append(numpy_helper.from_array(values[value.name], value.name))
+        graph.initializer.append(
+            numpy_helper.from_array(values[value.name], value.name)
+        )
     del graph.input[:]
     graph.input.extend(kept)
 
@@ -170,7 +172,9 @@ def _replace_erfc(graph) -> None:
         graph.node.extend(
             [
                 helper.make_node("Erf", list(node.input), [erf], name=erf),
-                helper.make_node("Sub", ["one", erf], list(node.output), name=node.name),
+                helper.make_node(
+                    "Sub", ["one", erf], list(node.output), name=node.name
+                ),
             ]
         )
 

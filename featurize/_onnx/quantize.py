@@ -7,9 +7,9 @@ EfficientNet-Lite0). The stem (preprocessing and the first convolution) and
 everything from the last convolution on stay float32, as is usual: on Lite0 + logistic
 regression that halved the mean probability gap to float on the calibration images
 (0.0125 to 0.0054; the choice was made on those, not on a labelled split), at the
-cost of a few percent of the compute. Transformer encoders, whose cost is matrix products, get
-*dynamic* quantization (int8 weights, activations scaled per batch), which needs no
-calibration.
+cost of a few percent of the compute. Transformer encoders, whose cost is matrix
+products, get *dynamic* quantization (int8 weights, activations scaled per batch),
+which needs no calibration.
 """
 
 from __future__ import annotations

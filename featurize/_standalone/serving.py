@@ -645,7 +645,9 @@ def _write(out, columns: list, rows: list, model: Model, result: Result) -> None
         return
 
     def write_csv(handle):
-        writer = csv.writer(handle, delimiter="\t" if str(out).endswith(".tsv") else ",")
+        writer = csv.writer(
+            handle, delimiter="\t" if str(out).endswith(".tsv") else ","
+        )
         writer.writerow(header)
         writer.writerows(["" if v is None else v for v in line] for line in table)
 

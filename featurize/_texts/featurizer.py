@@ -6,10 +6,9 @@ import time
 
 import numpy as np
 
-from featurize._onnx.runtime import choose, graph_path, ready, session
+from featurize._onnx.runtime import graph_path, session
 from featurize._onnx.runtime import run as run_session
 from featurize._shared.cache import resolve_cache
-from featurize._shared.devices import on_accelerator
 from featurize._shared.digests import content_digest
 from featurize._shared.featurizer import Featurizer
 from featurize._shared.reporting import ProgressBar
@@ -63,10 +62,10 @@ class TextFeaturizer(Featurizer):
     runtime : {"auto", "keras", "onnx"}, default="auto"
         What runs a Transformer encoder: Keras, or onnxruntime on a graph traced
         from it once (stored beside the embedding cache, checked against Keras to
-        cosine 0.9999; both share cached embeddings). ``"auto"``: onnxruntime on
-        CPU with the TensorFlow backend when the graph is stored already or at
-        least 256 texts are to be encoded; Keras elsewhere. Word vectors have no
-        network: ``"onnx"`` is refused for them.
+        cosine 0.9999; both share cached embeddings). ``"auto"`` is Keras: for
+        MiniLM on CPU onnxruntime was measured at 1.04x Keras-TF's texts/s, and
+        tracing the encoder takes about a minute (BENCHMARKS.md). Word vectors
+        have no network: ``"onnx"`` is refused for them.
     on_error : {"raise", "nan"}, default="raise"
         What a missing value (None, NaN) or a non-string does: raise an error naming
         its row, or give a row of NaN (listed in :meth:`embed`'s ``failures`` and in
@@ -298,13 +297,10 @@ def _runner(params: dict, row: TextEncoder, encoder, cache, namespace, n_texts: 
                 f"use runtime='auto' or 'keras'."
             )
         return None
+    if params["runtime"] != "onnx":
+        return None  # "auto": see the runtime parameter
     directory = None if cache is None else cache.path.parent
     path = graph_path(directory, namespace)
-    chosen = choose(
-        params["runtime"], n_texts, ready(encoder, path), accelerator=on_accelerator()
-    )
-    if chosen == "keras":
-        return None
     from featurize._onnx.convert import encoder_graph
 
     probe = (
