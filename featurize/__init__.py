@@ -4,8 +4,6 @@ Importing this package does not import Keras or any deep-learning framework: the
 on first use.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
 from featurize._backbones.applications import (
     EfficientNetLite0,
     EfficientNetLite1,
@@ -25,6 +23,8 @@ from featurize._shared.cache import EmbeddingCache
 from featurize._shared.labels import check_labels, missing_labels
 from featurize._shared.model_files import load_model
 from featurize._shared.results import Embeddings
+from featurize._shared.versions import DISTRIBUTION as DISTRIBUTION  # the index name
+from featurize._shared.versions import featurize_version
 from featurize._standalone.serving import ExportFolderError
 from featurize._standalone.serving import Model as ExportedModel
 from featurize._texts.encoders import TextEncoder, get_text_encoder, list_text_encoders
@@ -55,14 +55,7 @@ from featurize.errors import (
     WeightsUnavailableError,
 )
 
-# The name on package indexes: "featurize" there is an unrelated project. The import
-# name and the command stay `featurize`.
-DISTRIBUTION = "keras-featurize"
-
-try:
-    __version__ = version(DISTRIBUTION)
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
+__version__ = featurize_version()
 
 __all__ = [
     "Backbone",

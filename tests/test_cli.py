@@ -190,12 +190,13 @@ FLAGS = [
     "--backbone", "resnet50", "--weights", "none", "--layer", "-2", "--pooling",
     "gem", "--input-size", "64x48", "--resize", "center_crop", "--precision",
     "mixed", "--batch-size", "4", "--decode-workers", "0", "--max-pixels", "1000000",
-    "--cache", "none",
+    "--cache", "none", "--runtime", "keras",
 ]  # fmt: skip
 PARSED = {
     "backbone": "resnet50", "weights": None, "layer": -2, "pooling": "gem",
     "input_size": (64, 48), "resize": "center_crop", "precision": "mixed",
     "batch_size": 4, "decode_workers": 0, "max_pixels": 1_000_000, "cache": None,
+    "runtime": "keras",
 }  # fmt: skip
 POSITIONAL = {
     "train": ["DIR"],

@@ -370,7 +370,7 @@ def _identity(width: int):
 
 
 def _metadata(kind, classes, outputs: HeadOutputs, **fields) -> dict:
-    import featurize
+    from featurize._shared.versions import featurize_version
 
     return {
         "format": FORMAT,
@@ -385,6 +385,6 @@ def _metadata(kind, classes, outputs: HeadOutputs, **fields) -> dict:
             if not (outputs.label or outputs.probabilities or outputs.scores)
             else None,
         },
-        "featurize_version": featurize.__version__,
+        "featurize_version": featurize_version(),
         **fields,
     }

@@ -7,12 +7,25 @@ changes what it produces.
 
 from __future__ import annotations
 
-# featurize/_images/decode.py: a change there that changes pixels.
+# The name on package indexes: "featurize" there is an unrelated project. The import
+# name and the command stay `featurize`.
+DISTRIBUTION = "keras-featurize"
+# featurize/_standalone/pixels.py: a change there that changes pixels.
 PIXEL_PIPELINE_VERSION = 2
 # featurize/_texts/values.py and the encoders: a change that changes text embeddings.
 TEXT_PIPELINE_VERSION = 1
 # featurize/_shared/cache.py: the layout of a stored entry (vector + checksum).
 CACHE_ENTRY_FORMAT = 2
+
+
+def featurize_version() -> str:
+    """This installation's version of featurize."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0.0.0"
 
 
 def installed_versions(kind: str = "image") -> dict:
