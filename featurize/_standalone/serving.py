@@ -460,7 +460,11 @@ def main(argv=None) -> int:
             f"were truncated",
             file=sys.stderr,
         )
-    _write(args.out, columns, rows, model, result)
+    try:
+        _write(args.out, columns, rows, model, result)
+    except BrokenPipeError:  # e.g. piped into `head`
+        sys.stderr.close()
+        return 0
     return 1 if result.failed else 0
 
 
@@ -494,6 +498,14 @@ def _parser() -> argparse.ArgumentParser:
 def _check_output(out: str, inputs: list) -> None:
     if not out.lower().endswith(TABLE_SUFFIXES):
         raise UsageError(f"--out {out!r}: expected a .csv, .tsv or .parquet name.")
+    if out.lower().endswith((".parquet", ".pq")):
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise ImportError(
+                f"--out {out!r}: writing Parquet needs pyarrow (pip install "
+                f"pyarrow), or name a .csv file."
+            ) from None
     target = os.path.realpath(out)
     for item in inputs:
         if any(char in item for char in "*?[") and not os.path.exists(item):
