@@ -23,7 +23,7 @@ from featurize import (
 from pipelines._classifiers import CLASSIFIERS
 from pipelines._data import IMAGE_EXTENSIONS, list_splits, load_image_folder
 from pipelines._embed import embed_dataset
-from pipelines._export import FORMATS, export_model
+from pipelines._export import FORMATS, export_command
 from pipelines._files import (
     OverwritesInputError,
     check_output,
@@ -224,7 +224,7 @@ def _parser() -> argparse.ArgumentParser:
 
     export = command(
         "export",
-        _export,
+        export_command,
         [model_options()],
         help="export a saved model to a folder that serves it without featurize",
         description="Write OUT_DIR: the model as ONNX, metadata.json (classes, "
@@ -449,25 +449,6 @@ def _predict(args) -> int:
             frame[name] = frame[name].round(6 if out else 4)
     write_table(frame, out or None)
     return 1 if predictions.failed else 0
-
-
-def _export(args) -> int:
-    if args.calibrate is not None and args.quantize is None:
-        raise UsageError("--calibrate goes with --quantize int8.")
-    exported = export_model(
-        args.model, args.out_dir, format=args.format, quantize=args.quantize,
-        calibrate=args.calibrate, trust=args.trust,
-    )  # fmt: skip
-    total = sum(exported.sizes.values())
-    meta = exported.metadata
-    network = meta.get("backbone") or meta.get("encoder")
-    print(
-        f"exported the {meta['kind']} model ({network}, {len(meta['classes'])} "
-        f"classes) to {exported.folder}: "
-        f"{', '.join(sorted(exported.sizes))} ({total / 2**20:.1f} MiB); serve it "
-        f"with: python {exported.folder}/predict.py INPUT"
-    )
-    return 0
 
 
 def _csv_list(text: str) -> list[str]:

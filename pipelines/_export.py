@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from featurize import ExportError, export_onnx
 from pipelines._manifests import read_manifest
+from pipelines._options import UsageError
 from pipelines._predict import read_model
 
 FORMATS = ("onnx",)
@@ -105,3 +106,23 @@ def _check_folder(out_dir, source: str) -> None:
             f"The export folder {os.fspath(out_dir)!r} holds the model file "
             f"{source!r}: exporting would replace it. Name another folder."
         )
+
+
+def export_command(args) -> int:
+    """``featurize export``: export, then say what was written and how to serve it."""
+    if args.calibrate is not None and args.quantize is None:
+        raise UsageError("--calibrate goes with --quantize int8.")
+    exported = export_model(
+        args.model, args.out_dir, format=args.format, quantize=args.quantize,
+        calibrate=args.calibrate, trust=args.trust,
+    )  # fmt: skip
+    total = sum(exported.sizes.values())
+    meta = exported.metadata
+    network = meta.get("backbone") or meta.get("encoder")
+    print(
+        f"exported the {meta['kind']} model ({network}, {len(meta['classes'])} "
+        f"classes) to {exported.folder}: "
+        f"{', '.join(sorted(exported.sizes))} ({total / 2**20:.1f} MiB); serve it "
+        f"with: python {exported.folder}/predict.py INPUT"
+    )
+    return 0

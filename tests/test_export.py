@@ -31,6 +31,7 @@ from featurize import (
 from pipelines._cli import main
 
 from .conftest import ROOT, keras_backend
+from .test_fine_tuned import tiny_stages_cnn  # seeded: same weights in any process
 
 TINY = "tiny_export_cnn"
 SIZE = 32
@@ -58,28 +59,12 @@ needs_tf = pytest.mark.skipif(
 )
 
 
-def tiny_export_cnn(input_shape, weights):
-    """Two seeded conv stages: the same weights in every process."""
-    import keras
-    from keras import layers
-
-    x = inputs = keras.Input(input_shape)
-    for i, width in enumerate((8, 16)):
-        x = layers.Conv2D(
-            width, 3, strides=2, padding="same", name=f"conv{i}",
-            kernel_initializer=keras.initializers.HeUniform(seed=i),
-        )(x)  # fmt: skip
-        x = layers.BatchNormalization(name=f"bn{i}")(x)
-        x = layers.ReLU(name=f"relu{i}")(x)
-    return keras.Model(inputs, x, name="tiny")
-
-
 @pytest.fixture(scope="module", autouse=True)
 def tiny_backbone():
     from featurize._backbones import registry as _backbones
 
     saved = dict(_backbones._REGISTRY)
-    register_backbone(TINY, tiny_export_cnn, preprocessing="tf", input_size=SIZE,
+    register_backbone(TINY, tiny_stages_cnn, preprocessing="tf", input_size=SIZE,
                       overwrite=True)  # fmt: skip
     yield
     _backbones._REGISTRY.clear()

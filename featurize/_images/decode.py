@@ -231,12 +231,7 @@ def decode(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     target: tuple[tuple[int, int], str] | None = None,
 ) -> Image.Image:
-    """Decode image bytes into a loaded PIL image, checking the pixel limit first.
-
-    With ``target=(size, resize)``, a JPEG much larger than ``size`` is decoded at a
-    reduced scale (libjpeg's DCT scaling: 1/2, 1/4 or 1/8), never below what the final
-    antialiased resize needs.
-    """
+    """:func:`featurize._standalone.pixels.open_image`, its errors naming the input."""
     with _named(source, index):
         return pixels.open_image(data, max_pixels, target)
 

@@ -15,7 +15,6 @@ from featurize._images.forward import (
     default_batch_size,
     default_decode_workers,
     get_forward,
-    on_accelerator,
 )
 from featurize._images.params import IMAGE_FEATURIZER_RULES
 from featurize._onnx.runtime import choose, graph_path, ready
@@ -276,7 +275,6 @@ class ImageFeaturizer(Featurizer):
             params["runtime"],
             n_inputs,
             ready(forward, path),
-            accelerator=on_accelerator(),
             precision=params["precision"],
         )
         return forward if chosen == "keras" else OnnxForward(forward, path)

@@ -143,7 +143,7 @@ def _serving_files(kind: str) -> dict:
     from featurize._standalone import serving
 
     here = Path(serving.__file__).parent
-    files = {"predict.py": (here / "serving.py").read_bytes()}
+    files = {"predict.py": (here / "predict.py").read_bytes()}
     for module, name in serving.COPIES.items():
         files[name] = (here / f"{module}.py").read_bytes()
     needs = SERVING_REQUIREMENTS + (TEXT_REQUIREMENTS if kind == "text" else ())

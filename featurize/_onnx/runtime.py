@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from featurize._onnx.convert import OPSET, can_convert, require
+from featurize._shared.devices import on_accelerator
 from featurize.errors import ExportError, InvalidParameterError
 
 RUNTIMES = ("auto", "keras", "onnx")
@@ -42,11 +43,12 @@ def choose(
     n_inputs: int,
     ready: bool,
     *,
-    accelerator: bool = False,
+    accelerator: bool | None = None,
     precision: str = "float32",
 ) -> str:
     """``"keras"`` or ``"onnx"`` for a call of ``n_inputs`` inputs (``ready``: the
-    graph is stored or held already, see :func:`ready`)."""
+    graph is stored or held already, see :func:`ready`; ``accelerator``: whether
+    Keras has a GPU, found out where None)."""
     if runtime == "keras":
         return "keras"
     if precision != "float32":
@@ -58,7 +60,9 @@ def choose(
         return "keras"
     if runtime == "onnx":
         return "onnx"
-    if accelerator or not can_convert():
+    if not can_convert():
+        return "keras"
+    if on_accelerator() if accelerator is None else accelerator:
         return "keras"
     return "onnx" if ready or n_inputs >= AUTO_MIN_INPUTS else "keras"
 

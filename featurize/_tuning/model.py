@@ -324,7 +324,6 @@ def predictor(model: TuningModel, params: dict, n_images: int):
     """Pixels -> probabilities by Keras, or by onnxruntime (``runtime``)."""
     from featurize._onnx.convert import classifier_graph
     from featurize._onnx.runtime import choose, ready, run, session
-    from featurize._shared.devices import on_accelerator
 
     def keras_predict(pixels):
         return model.classifier.predict(
@@ -335,7 +334,6 @@ def predictor(model: TuningModel, params: dict, n_images: int):
         params["runtime"],
         n_images,
         ready(model, None),
-        accelerator=on_accelerator(),
         precision=params["precision"],
     )
     if chosen == "keras":
