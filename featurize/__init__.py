@@ -16,9 +16,11 @@ from featurize._backbones.registry import (
     list_backbones,
     register_backbone,
 )
+from featurize._export.export import FORMATS as EXPORT_FORMATS
+from featurize._export.export import export, export_onnx
+from featurize._export.folder import Export
 from featurize._images.featurizer import ImageFeaturizer
 from featurize._memory import release_models
-from featurize._onnx.export import OnnxExport, export_onnx
 from featurize._shared.cache import EmbeddingCache
 from featurize._shared.labels import check_labels, missing_labels
 from featurize._shared.model_files import load_model
@@ -61,11 +63,13 @@ __all__ = [
     "Backbone",
     "CacheUnavailableError",
     "CacheWarning",
+    "EXPORT_FORMATS",
     "EfficientNetLite0",
     "EfficientNetLite1",
     "EfficientNetLite2",
     "EmbeddingCache",
     "Embeddings",
+    "Export",
     "ExportError",
     "ExportFolderError",
     "ExportedModel",
@@ -82,7 +86,6 @@ __all__ = [
     "InvalidParameterTypeError",
     "MissingDependencyError",
     "ModelFileError",
-    "OnnxExport",
     "TableReadError",
     "TextEncoder",
     "TextError",
@@ -95,6 +98,7 @@ __all__ = [
     "WeightsUnavailableError",
     "__version__",
     "check_labels",
+    "export",
     "export_onnx",
     "get_backbone",
     "get_text_encoder",

@@ -1,5 +1,5 @@
-"""Export a saved model for serving without featurize: an ONNX folder with its own
-``predict.py`` (see :func:`featurize.export_onnx`)."""
+"""Export a saved model for serving without featurize: a folder with its own
+``predict.py``, in ONNX, LiteRT or TF SavedModel (see :func:`featurize.export`)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from featurize import ExportError, export_onnx
+from featurize import EXPORT_FORMATS, ExportError, export
 from pipelines._manifests import read_manifest
 from pipelines._options import UsageError
 from pipelines._predict import read_model
 
-FORMATS = ("onnx",)
+FORMATS = EXPORT_FORMATS
 # Images a calibration reads at most, spread over the folder: ranges settle within
 # a few hundred.
 CALIBRATION_IMAGES = 256
@@ -58,7 +58,9 @@ def export_model(
     out_dir : path
         The folder to write; it appears whole or not at all, and replaces only an
         earlier export (never the model or another folder).
-    format : {"onnx"}
+    format : {"onnx", "litert", "saved_model"}
+        What serves it: onnxruntime, LiteRT, or TensorFlow (see
+        :func:`featurize.export` for the models each takes).
     quantize : {None, "int8"}
     calibrate : folder, glob, list file or manifest, optional
         Training images for int8 calibration of an image model (up to 256 of them,
@@ -72,9 +74,7 @@ def export_model(
     """
     if format not in FORMATS:
         raise ExportError(
-            f"`format` must be one of {list(FORMATS)}; received {format!r}. "
-            f"LiteRT and TF SavedModel are not written: see the README's "
-            f"'Serving a trained model'."
+            f"`format` must be one of {list(FORMATS)}; received {format!r}."
         )
     source = None
     if isinstance(model, (str, os.PathLike)):
@@ -90,8 +90,8 @@ def export_model(
         calibration = [
             paths[int(k * step)] for k in range(min(len(paths), CALIBRATION_IMAGES))
         ]
-    export = export_onnx(model, quantize=quantize, calibration=calibration)
-    sizes = export.save(out_dir)
+    written = export(model, format=format, quantize=quantize, calibration=calibration)
+    sizes = written.save(out_dir)
     with open(os.path.join(out_dir, "metadata.json"), encoding="utf-8") as handle:
         metadata = json.load(handle)
     return Exported(os.fspath(out_dir), sizes, metadata, len(calibration or ()))
@@ -122,7 +122,8 @@ def export_command(args) -> int:
     print(
         f"exported the {meta['kind']} model ({network}, {len(meta['classes'])} "
         f"classes) to {exported.folder}: "
-        f"{', '.join(sorted(exported.sizes))} ({total / 2**20:.1f} MiB); serve it "
+        f"{', '.join(sorted({name.split('/')[0] for name in exported.sizes}))} "
+        f"({total / 2**20:.1f} MiB); serve it "
         f"with: python {exported.folder}/predict.py INPUT"
     )
     return 0

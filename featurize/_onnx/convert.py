@@ -10,13 +10,19 @@ import importlib.util
 import logging
 from contextlib import contextmanager
 
+from featurize._standalone.serving import (
+    ATTENTION_MASK,
+    EMBEDDING,
+    PIXELS,
+    POOLED,
+    PROBABILITIES,
+    TOKEN_IDS,
+)
 from featurize.errors import ExportError, MissingDependencyError
 
 # Opset 17: LayerNormalization is fused from 17 on, and onnxruntime 1.16 and newer
 # (every release of the last three years) runs it.
 OPSET = 17
-PIXELS, EMBEDDING, PROBABILITIES = "pixels", "embedding", "probabilities"
-TOKEN_IDS, ATTENTION_MASK, POOLED = "token_ids", "attention_mask", "pooled"
 REQUIRED = ("onnx", "onnxruntime", "tf2onnx")
 
 

@@ -1,5 +1,5 @@
 """``predict.py`` of an export folder: the rows ``featurize predict`` writes, from a
-model exported by ``featurize export``, with numpy, Pillow and onnxruntime alone::
+model exported by ``featurize export``, with numpy, Pillow and its runtime alone::
 
     python predict.py photos/ --out predictions.csv
     python predict.py reviews.csv --text-column text

@@ -1,7 +1,8 @@
-"""An exported featurize model, served with numpy, Pillow and onnxruntime (and
+"""An exported featurize model, served with numpy, Pillow and one runtime:
+onnxruntime, LiteRT (``ai-edge-litert``) or TensorFlow for a SavedModel (and
 ``tokenizers`` for a text model): nothing of featurize, Keras or scikit-learn.
 
-An export folder carries this module as ``_featurize_serving.py`` beside the ONNX
+An export folder carries this module as ``_featurize_serving.py`` beside the
 graphs, their ``metadata.json``, copies of the modules featurize reads inputs with
 (``_featurize_pixels.py``, ``_featurize_tokens.py``) and the command ``predict.py``
 (:mod:`featurize._standalone.predict`), which re-exports :class:`Model`::
@@ -14,6 +15,7 @@ graphs, their ``metadata.json``, copies of the modules featurize reads inputs wi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -33,9 +35,16 @@ else:  # predict.py in an export folder, beside its copies
     import _featurize_pixels as pixels
     import _featurize_tokens as tokens
 
-FORMAT = "featurize-onnx"
+FORMAT = "featurize-export"
 FORMAT_VERSIONS = (1,)
+# Folders of the first release, ONNX only, are read as the ONNX runtime's.
+LEGACY_FORMATS = {"featurize-onnx": (1,)}
 METADATA = "metadata.json"
+RUNTIMES = ("onnx", "litert", "saved_model")
+# The graphs' input and output names, as every format writes them.
+PIXELS, EMBEDDING, PROBABILITIES = "pixels", "embedding", "probabilities"
+TOKEN_IDS, ATTENTION_MASK, POOLED = "token_ids", "attention_mask", "pooled"
+FEATURES = "features"  # a text head's input: the averaged, normalised embedding
 # Copies of featurize's input modules in an export folder, under names that cannot
 # shadow a user's own modules of the same short name.
 COPIES = {
@@ -101,7 +110,7 @@ class Model:
     folder : path
         What ``featurize export`` wrote.
     threads : int, optional
-        Threads for decoding images and for onnxruntime (default: every core).
+        Threads for decoding images and for the runtime (default: every core).
     batch_size : int, optional
         Inputs per network call (default: the model's own).
     verify : bool, default=True
@@ -110,6 +119,7 @@ class Model:
     Attributes
     ----------
     kind : {"image", "text"}
+    runtime : {"onnx", "litert", "saved_model"}
     classes : list
     metadata : dict
     """
@@ -118,6 +128,7 @@ class Model:
         self.folder = Path(folder)
         self.metadata = read_metadata(self.folder, verify=verify)
         self.kind = self.metadata["kind"]
+        self.runtime = self.metadata["runtime"]
         self.classes = list(self.metadata["classes"])
         self.threads = threads or os.cpu_count() or 1
         self.batch_size = batch_size or self.metadata["batch_size"]
@@ -125,9 +136,9 @@ class Model:
         self._outputs = [
             outputs[k] for k in ("label", "probabilities", "scores", "embedding")
         ]
-        self._sessions = {
-            role: _session(self.folder / f"{role}.onnx", threads)
-            for role in self.metadata["graphs"]
+        self._runners = {
+            role: _RUNNERS[self.runtime](self.folder / path, self.threads)
+            for role, path in self.metadata["graphs"].items()
         }
         if self.kind == "text":
             from tokenizers import Tokenizer
@@ -140,7 +151,10 @@ class Model:
 
     def __repr__(self) -> str:
         described = self.metadata.get("backbone") or self.metadata.get("encoder")
-        return f"Model({str(self.folder)!r}, {self.kind}, {described}, {self.classes})"
+        return (
+            f"Model({str(self.folder)!r}, {self.kind}, {self.runtime}, {described}, "
+            f"{self.classes})"
+        )
 
     def run(self, inputs) -> Result:
         """Every output for ``inputs``, never raising for a bad one.
@@ -198,7 +212,7 @@ class Model:
             except (pixels.PixelError, InputError) as error:
                 return None, getattr(error, "reason", str(error))
 
-        session = self._sessions["model"]
+        network = self._runners["model"]
         errors, outputs = [""] * len(inputs), [None] * len(inputs)
         block = self.batch_size * _BATCHES_AHEAD
         with ThreadPoolExecutor(self.threads) as pool:
@@ -210,7 +224,7 @@ class Model:
                 for first in range(0, len(usable), self.batch_size):
                     rows = usable[first : first + self.batch_size]
                     batch = np.stack([loaded[k][0] for k in rows]).astype(np.float32)
-                    values = session.run(self._wanted(session), {"pixels": batch})
+                    values = network(self._wanted(network), {PIXELS: batch})
                     for k, row in enumerate(rows):
                         outputs[start + row] = [v[k] for v in values]
         return outputs, errors
@@ -230,10 +244,10 @@ class Model:
             [texts[k] for k in order], add_special_tokens=False
         )
         ids = [encoding.ids for encoding in encodings]
-        encoder = self._sessions["encoder"]
+        encoder = self._runners["encoder"]
 
         def run(batch, mask):
-            return encoder.run(None, {"token_ids": batch, "attention_mask": mask})[0]
+            return encoder([POOLED], {TOKEN_IDS: batch, ATTENTION_MASK: mask})[0]
 
         chunks = spec["long_text"] == "chunks"
         length = spec["max_length"]
@@ -245,10 +259,10 @@ class Model:
             vectors = tokens.normalized(vectors)
         truncated = 0 if chunks else sum(tokens.too_long(ids, length))
         outputs = [None] * len(inputs)
-        head = self._sessions.get("head")
+        head = self._runners.get("head")
         if len(order):
             values = (
-                head.run(self._wanted(head), {"features": vectors})
+                head(self._wanted(head), {FEATURES: vectors})
                 if head is not None
                 else [vectors]
             )
@@ -258,9 +272,8 @@ class Model:
 
     # -- outputs
 
-    def _wanted(self, session) -> list:
-        names = {o.name for o in session.get_outputs()}
-        return [name for name in self._outputs if name and name in names]
+    def _wanted(self, runner) -> list:
+        return [name for name in self._outputs if name and name in runner.outputs]
 
     def _result(self, outputs: list, errors: list, truncated: int) -> Result:
         label, probabilities, scores, embedding = self._outputs
@@ -300,19 +313,68 @@ def _plain(value):
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _session(path: Path, threads):
-    import onnxruntime
+class _OnnxRunner:
+    """A graph run by onnxruntime: ``runner(output names, feeds) -> arrays``."""
 
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
-    # Decoding threads share the cores with onnxruntime's: its workers sleep
-    # between calls instead of spinning on them.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if threads:
+    def __init__(self, path: Path, threads: int):
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3
+        # Decoding threads share the cores with onnxruntime's: its workers sleep
+        # between calls instead of spinning on them.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.intra_op_num_threads = threads
-    return onnxruntime.InferenceSession(
-        str(path), options, providers=["CPUExecutionProvider"]
-    )
+        self._session = onnxruntime.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"]
+        )
+        self.outputs = [o.name for o in self._session.get_outputs()]
+
+    def __call__(self, names: list, feeds: dict) -> list:
+        return self._session.run(names, feeds)
+
+
+class _LiteRTRunner:
+    """A ``.tflite`` model's serving signature, run by LiteRT's interpreter (it
+    resizes its inputs to each batch's shape itself)."""
+
+    def __init__(self, path: Path, threads: int):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        self._run = self._interpreter.get_signature_runner()
+        signature = next(iter(self._interpreter.get_signature_list().values()))
+        self.outputs = list(signature["outputs"])
+
+    def __call__(self, names: list, feeds: dict) -> list:
+        values = self._run(**feeds)
+        return [values[name] for name in names]
+
+
+class _SavedModelRunner:
+    """A SavedModel's serving signature, run by TensorFlow."""
+
+    def __init__(self, path: Path, threads: int):
+        import tensorflow as tf
+
+        # Refused once TensorFlow has started in this process: its own setting holds.
+        with contextlib.suppress(RuntimeError):
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+        self._tf = tf
+        self._loaded = tf.saved_model.load(str(path))  # its variables live here
+        self._run = self._loaded.signatures["serving_default"]
+        self.outputs = list(self._run.structured_outputs)
+
+    def __call__(self, names: list, feeds: dict) -> list:
+        values = self._run(**{k: self._tf.constant(v) for k, v in feeds.items()})
+        return [values[name].numpy() for name in names]
+
+
+_RUNNERS = {
+    "onnx": _OnnxRunner,
+    "litert": _LiteRTRunner,
+    "saved_model": _SavedModelRunner,
+}
 
 
 def sha256(path: Path) -> str:
@@ -336,14 +398,22 @@ def read_metadata(folder: Path, *, verify: bool = True) -> dict:
         ) from None
     except (OSError, ValueError) as error:
         raise ExportFolderError(f"{str(path)!r} cannot be read: {error}") from None
-    if metadata.get("format") != FORMAT or (
-        metadata.get("format_version") not in FORMAT_VERSIONS
-    ):
+    readable = {FORMAT: FORMAT_VERSIONS, **LEGACY_FORMATS}
+    if metadata.get("format_version") not in readable.get(metadata.get("format"), ()):
         raise ExportFolderError(
             f"{str(path)!r} describes format {metadata.get('format')!r} version "
             f"{metadata.get('format_version')!r}; this predict.py reads {FORMAT!r} "
             f"versions {list(FORMAT_VERSIONS)}. Serve it with the predict.py "
             f"exported beside it."
+        )
+    if metadata["format"] in LEGACY_FORMATS:
+        graphs = metadata["graphs"]
+        graphs = {role: f"{role}.onnx" for role in graphs}
+        metadata = {**metadata, "runtime": "onnx", "graphs": graphs}
+    if metadata.get("runtime") not in RUNTIMES:
+        raise ExportFolderError(
+            f"{str(path)!r} names runtime {metadata.get('runtime')!r}; this "
+            f"predict.py serves {list(RUNTIMES)}."
         )
     if verify:
         for name, expected in metadata.get("files", {}).items():

@@ -47,7 +47,8 @@ def _layers():
 
         def call(self, ids):
             positions = ops.arange(ops.shape(ids)[1])
-            x = self.words(ids) + self.positions(positions)[None]
+            # expand_dims, not [None]: LiteRT's builtin slicing cannot add axes.
+            x = self.words(ids) + ops.expand_dims(self.positions(positions), 0)
             return self.norm(x + self.segments(ops.zeros_like(ids)))
 
     class Block(keras.layers.Layer):
@@ -79,7 +80,7 @@ def _layers():
 
         def call(self, x, mask):
             batch, length = ops.shape(x)[0], ops.shape(x)[1]
-            keys = ops.cast(mask, "bool")[:, None, None, :]  # (B, 1, 1, T)
+            keys = ops.reshape(ops.cast(mask, "bool"), (batch, 1, 1, length))
             attended = ops.dot_product_attention(
                 self._split(self.query(x)),
                 self._split(self.key(x)),
@@ -98,7 +99,7 @@ def _layers():
         """Mean of the token states over the non-padding positions."""
 
         def call(self, x, mask):
-            weights = ops.cast(mask, x.dtype)[:, :, None]
+            weights = ops.expand_dims(ops.cast(mask, x.dtype), -1)
             total = ops.sum(x * weights, axis=1)
             return total / ops.maximum(ops.sum(weights, axis=1), 1e-9)
 
