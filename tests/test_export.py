@@ -1,8 +1,10 @@
-"""Export to ONNX: a folder served by its own predict.py without featurize, Keras or
-scikit-learn, agreeing with featurize; and runtime="onnx" in the featurizers."""
+"""Export to ONNX, LiteRT and TF SavedModel: a folder served by its own predict.py
+without featurize, Keras or scikit-learn (nor TensorFlow, but for a SavedModel),
+agreeing with featurize; and runtime="onnx" in the featurizers."""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -25,7 +27,9 @@ from featurize import (
     FineTunedClassifier,
     ImageFeaturizer,
     TextFeaturizer,
+    export,
     export_onnx,
+    load_model,
     register_backbone,
 )
 from pipelines._cli import main
@@ -37,10 +41,11 @@ TINY = "tiny_export_cnn"
 SIZE = 32
 FORBIDDEN = ("featurize", "pipelines", "tensorflow", "keras", "sklearn", "jax",
              "torch", "pandas")  # fmt: skip
-# Runs a script with imports of FORBIDDEN refused, then names any that got in.
-BLOCKER = f"""
+# Runs a script with imports of FORBIDDEN (its first argument) refused, then names
+# any that got in.
+BLOCKER = """
 import runpy, sys
-FORBIDDEN = {FORBIDDEN!r}
+FORBIDDEN = tuple(sys.argv.pop(1).split(","))
 class Refuse:
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in FORBIDDEN:
@@ -108,11 +113,11 @@ def fitted_pipeline(folder, head=None):
     return pipeline.fit([str(p) for p in train], [p.parent.name for p in train])
 
 
-def serve(export_dir, *args, cwd=None):
+def serve(export_dir, *args, cwd=None, forbidden=FORBIDDEN):
     """Run the folder's predict.py with featurize, TF, Keras, sklearn refused."""
     script = str(export_dir / "predict.py")
     done = subprocess.run(
-        [sys.executable, "-c", BLOCKER, script, *map(str, args)],
+        [sys.executable, "-c", BLOCKER, ",".join(forbidden), script, *map(str, args)],
         capture_output=True, text=True, cwd=cwd, timeout=300,
     )  # fmt: skip
     assert "IMPORTED []" in done.stderr, done.stderr
@@ -177,6 +182,9 @@ def test_other_heads_agree_as_a_module(folder, tmp_path, head):
     else:
         with pytest.raises(ValueError, match="no probabilities"):
             model.predict_proba(paths)
+    if isinstance(head, KNeighborsClassifier):  # no TensorFlow form: refused, named
+        with pytest.raises(ExportError, match="KNeighborsClassifier.*--format onnx"):
+            export(pipeline, format="litert")
 
 
 @needs_tf
@@ -208,6 +216,12 @@ def test_folder_is_checked_and_replaced_only_when_it_is_an_export(folder, tmp_pa
     out = tmp_path / "f"
     export.save(out)
     export.save(out)  # an earlier export is replaced
+    first_release = json.loads((out / "metadata.json").read_text())
+    del first_release["runtime"]
+    first_release.update(format="featurize-onnx", graphs=["model"])
+    (out / "metadata.json").write_text(json.dumps(first_release))
+    assert ExportedModel(out).runtime == "onnx"  # its folders still serve
+    export.save(out)  # and are replaced
     with open(out / "requirements.txt", "a") as handle:
         handle.write("pandas\n")
     with pytest.raises(ExportFolderError, match="requirements.txt.*changed since"):
@@ -253,12 +267,12 @@ def test_fine_tuned_classifier_exports(tmp_path):
     for k, image in enumerate(images[::3]):
         files.append(tmp_path / f"{k}.png")
         Image.fromarray(image).save(files[-1])
-    export_onnx(clf).save(tmp_path / "ft")
-    model = ExportedModel(tmp_path / "ft")
-    assert model.classes == list(clf.classes_)
-    np.testing.assert_allclose(
-        model.predict_proba(files), clf.predict_proba(files), atol=1e-4
-    )
+    expected = clf.predict_proba(files)
+    for format in ("onnx", "litert"):
+        export(clf, format=format).save(tmp_path / format)
+        model = ExportedModel(tmp_path / format)
+        assert (model.runtime, model.classes) == (format, list(clf.classes_))
+        np.testing.assert_allclose(model.predict_proba(files), expected, atol=1e-4)
 
 
 @needs_tf
@@ -288,7 +302,8 @@ def test_cli_train_export_predict_agree(folder, tmp_path, capsys):
 
 
 @needs_tf
-def test_text_pipeline_served_without_featurize(tmp_path):
+@pytest.mark.parametrize("format", ["onnx", "litert"])
+def test_text_pipeline_served_without_featurize(tmp_path, format):
     table = pd.read_csv(ROOT / "data" / "sms_spam_sample.csv").iloc[:60]
     texts = list(table.text)
     pipeline = make_pipeline(
@@ -296,8 +311,9 @@ def test_text_pipeline_served_without_featurize(tmp_path):
         LogisticRegression(),
     ).fit(texts, table.label)
     out = tmp_path / "text"
-    sizes = export_onnx(pipeline).save(out)
-    assert {"encoder.onnx", "head.onnx", "tokenizer.json"} <= set(sizes)
+    sizes = export(pipeline, format=format).save(out)
+    suffix = {"onnx": "onnx", "litert": "tflite"}[format]
+    assert {f"encoder.{suffix}", f"head.{suffix}", "tokenizer.json"} <= set(sizes)
     rows = pd.DataFrame({"text": texts + [None], "label": list(table.label) + ["x"]})
     rows.to_csv(tmp_path / "in.csv", index=False)
     done = serve(out, tmp_path / "in.csv", "--text-column", "text",
@@ -314,6 +330,51 @@ def test_text_pipeline_served_without_featurize(tmp_path):
         pipeline.predict_proba(texts),
         atol=1e-4,
     )
+
+
+@needs_tf
+def test_litert_from_the_cli_is_served_without_tensorflow(folder, tmp_path):
+    root, paths, _ = folder
+    model_file = tmp_path / "m.joblib"
+    assert main(["train", str(root), "--backbone", TINY, "--weights", "none",
+                 "--quiet", "--out", str(model_file)]) == 0  # fmt: skip
+    pipeline = load_model(model_file)
+    out = tmp_path / "lite"
+    assert main(["export", str(model_file), str(out), "--format", "litert"]) == 0
+    assert "ai-edge-litert" in (out / "requirements.txt").read_text()
+    assert "onnxruntime" not in (out / "requirements.txt").read_text()
+    done = serve(out, root / "val", "--out", tmp_path / "served.csv",
+                 forbidden=FORBIDDEN + ("onnxruntime",))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    served = pd.read_csv(tmp_path / "served.csv")
+    assert list(served.label) == list(pipeline.predict(paths))
+    proba = served[["proba_blue", "proba_green", "proba_red"]].to_numpy()
+    np.testing.assert_allclose(proba, pipeline.predict_proba(paths), atol=1e-5)
+    train = [str(p) for p in sorted((root / "train").rglob("*.png"))]
+    int8 = export(pipeline, format="litert", quantize="int8", calibration=train)
+    int8.save(tmp_path / "lite8")
+    quantized = ExportedModel(tmp_path / "lite8")
+    assert quantized.metadata["quantize"] == "int8"
+    assert np.mean(quantized.predict(paths) == pipeline.predict(paths)) >= 0.9
+
+
+@needs_tf
+def test_saved_model_is_served_by_tensorflow_alone(folder, tmp_path):
+    _, paths, _ = folder
+    pipeline = fitted_pipeline(folder, LinearSVC())
+    sizes = export(pipeline, format="saved_model").save(tmp_path / "tf")
+    assert {"model/saved_model.pb", "model/variables/variables.index"} <= set(sizes)
+    # TensorFlow imports Keras itself (its package depends on it); nothing else.
+    allowed = tuple(m for m in FORBIDDEN if m not in ("tensorflow", "keras"))
+    done = serve(tmp_path / "tf", *paths, forbidden=allowed + ("onnxruntime",))
+    assert done.returncode == 0, done.stderr
+    served = pd.read_csv(io.StringIO(done.stdout))
+    assert list(served.label) == list(pipeline.predict(paths))
+    assert not [c for c in served.columns if c.startswith("proba_")]  # scores only
+    with pytest.raises(ExportError, match="int8.*litert"):
+        export(pipeline, format="saved_model", quantize="int8")
+    with pytest.raises(ExportError, match="format.*received 'tflite'"):
+        export(pipeline, format="tflite")
 
 
 @needs_tf
