@@ -1,6 +1,7 @@
 """Serving without featurize, and runtime="onnx": what export buys, side by side.
 
 Run: .venv/bin/python benchmarks/export.py HYMENOPTERA [--serve-python PY]
+     [--serve-tf-python PY]
      [--parts runtime,end_to_end,exported] [--repeats 3]
 
 Parts, each printed as Markdown for BENCHMARKS.md:
@@ -17,11 +18,14 @@ end_to_end
     "keras" against "onnx", interleaved rounds.
 exported
     EfficientNet-Lite0 + logistic regression trained on HYMENOPTERA/train,
-    exported as float and int8 (calibrated on the training images): the exported
-    ``predict.py`` run by ``--serve-python`` (a venv holding only numpy, Pillow and
-    onnxruntime) against ``pipelines.predict_rows`` (what ``featurize predict``
-    runs) on HYMENOPTERA/val: label agreement, largest probability gap, accuracy,
-    file sizes, single-image latency and batch throughput.
+    exported to ONNX and LiteRT as float and int8 (calibrated on the training
+    images) and to a TF SavedModel: the exported ``predict.py``'s model run by
+    ``--serve-python`` (a venv holding only numpy, Pillow, onnxruntime and
+    ai-edge-litert; the SavedModel by ``--serve-tf-python``, a venv holding only
+    numpy, Pillow and TensorFlow) against
+    ``pipelines.predict_rows`` (what ``featurize predict`` runs) on
+    HYMENOPTERA/val: label agreement, largest probability gap, accuracy, model
+    size, single-image latency and batch throughput.
 
 Uses featurize's public API only.
 """
@@ -50,6 +54,8 @@ IMAGE_BACKBONES = (
     ("efficientnet_b0", None),
 )
 BATCH = 32
+EXPORTS = (("onnx", None), ("onnx", "int8"), ("litert", None), ("litert", "int8"),
+           ("saved_model", None))  # fmt: skip
 N_IMAGES = 64
 N_TEXTS = 256
 LATENCY_CALLS = 20
@@ -223,12 +229,12 @@ def end_to_end(folder, repeats: int, out=print) -> None:
         f"; cosine {cosine(outputs['keras'], outputs['onnx']):.7f}")  # fmt: skip
 
 
-def exported(folder, serve_python: str, out=print) -> None:
+def exported(folder, serve_python: str, serve_tf_python: str, out=print) -> None:
     import pandas as pd
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
-    from featurize import ImageFeaturizer, export_onnx
+    from featurize import ImageFeaturizer, export
     from pipelines import predict_rows
 
     train, train_labels = val_files(folder, "train")
@@ -267,24 +273,27 @@ def exported(folder, serve_python: str, out=print) -> None:
         f"| featurize predict (Keras, TF) | joblib + TF weights | - | - | "
         f"{accuracy:.3f} | {1000 * np.median(single):.1f} | {featurize_rate:.1f} |"
     )
-    for quantize in (None, "int8"):
-        target = work / (quantize or "float")
-        export = export_onnx(
-            model, quantize=quantize, calibration=train if quantize else None
-        )
-        sizes = export.save(target)
+    for format, quantize in EXPORTS:
+        target = work / f"{format}-{quantize or 'float'}"
+        written = export(model, format=format, quantize=quantize,
+                         calibration=train if quantize else None)  # fmt: skip
+        sizes = written.save(target)
+        graph = sum(v for k, v in sizes.items() if k.split("/")[0] in ("model",
+                    "model.onnx", "model.tflite"))  # fmt: skip
+        python = serve_tf_python if format == "saved_model" else serve_python
         done = subprocess.run(
-            [serve_python, "-c", _SERVE_SCRIPT, str(target), str(listing)],
+            [python, "-c", _SERVE_SCRIPT, str(target), str(listing)],
             capture_output=True, text=True,
         )  # fmt: skip
         if done.returncode:
             raise RuntimeError(done.stderr)
         served = json.loads(done.stdout.strip().splitlines()[-1])
-        assert not served["imported"], served["imported"]
+        runtime = {"tensorflow", "keras"} if format == "saved_model" else set()
+        assert not set(served["imported"]) - runtime, served["imported"]
         agree = np.mean(np.array(served["labels"]) == reference.label.to_numpy())
         gap = np.abs(np.array(served["proba"]) - proba).max()
         acc = np.mean(np.array(served["labels"]) == np.array(labels))
-        out(f"| exported {quantize or 'float32'} | {sizes['model.onnx'] / 2**20:.1f} "
+        out(f"| {format} {quantize or 'float32'} | {graph / 2**20:.1f} "
             f"MiB | {agree:.3f} | {gap:.1e} | {acc:.3f} | "
             f"{served['latency_ms']:.1f} | {served['rate']:.1f} |")  # fmt: skip
 
@@ -293,6 +302,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", help="hymenoptera: train/ and val/ class folders")
     parser.add_argument("--serve-python", default=sys.executable)
+    parser.add_argument(
+        "--serve-tf-python", default=sys.executable,
+        help="a venv with only numpy, Pillow and TensorFlow, to serve the SavedModel",
+    )  # fmt: skip
     parser.add_argument("--parts", default="runtime,end_to_end,exported")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
@@ -307,7 +320,7 @@ def main(argv=None) -> int:
     if "end_to_end" in parts:
         end_to_end(args.folder, args.repeats)
     if "exported" in parts:
-        exported(args.folder, args.serve_python)
+        exported(args.folder, args.serve_python, args.serve_tf_python)
     return 0
 
 

@@ -12,6 +12,7 @@ from .conftest import ROOT
 MODULES = [
     "featurize._backbones.applications",
     "featurize._backbones.registry",
+    "featurize._export.export",
     "featurize._shared.cache",
     "featurize._shared.results",
     "featurize._images.featurizer",
