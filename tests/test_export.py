@@ -160,6 +160,11 @@ def test_image_pipeline_served_without_featurize(folder, tmp_path):
     proba = good[["proba_blue", "proba_green", "proba_red"]].to_numpy(float)
     np.testing.assert_allclose(proba, pipeline.predict_proba(paths), atol=1e-5)
     assert (good.error == "").all()
+    # Where its runtime is missing, the folder says what to install.
+    missing = serve(out, paths[0], forbidden=FORBIDDEN + ("onnxruntime",))
+    assert missing.returncode != 0
+    assert "served by onnx" in missing.stderr
+    assert "requirements.txt" in missing.stderr
 
 
 @needs_tf
@@ -373,6 +378,8 @@ def test_saved_model_is_served_by_tensorflow_alone(folder, tmp_path):
     assert not [c for c in served.columns if c.startswith("proba_")]  # scores only
     with pytest.raises(ExportError, match="int8.*litert"):
         export(pipeline, format="saved_model", quantize="int8")
+    with pytest.raises(ExportError, match="calibration=\\[paths"):
+        export(pipeline, format="litert", quantize="int8")
     with pytest.raises(ExportError, match="format.*received 'tflite'"):
         export(pipeline, format="tflite")
 

@@ -24,7 +24,7 @@ def export(model, *, format="onnx", quantize=None, calibration=None) -> Export:
     format : {"onnx", "litert", "saved_model"}
         ``"onnx"``: served by onnxruntime; every kind of model, and any head
         skl2onnx converts. ``"litert"``: a ``.tflite`` flatbuffer served by
-        ``ai-edge-litert`` (phones, small devices, 2x TensorFlow's speed on a CPU).
+        ``ai-edge-litert`` (phones, small boards, any CPU).
         ``"saved_model"``: a TensorFlow SavedModel served by TensorFlow (TF
         Serving). Both take image and MiniLM text models whose head is scalers
         and a linear classifier (or none), and fine-tuned classifiers.

@@ -38,8 +38,6 @@ class Parts:
         Everything ``metadata.json`` says but the outputs, graphs and files.
     files : dict
         ``{name: bytes}`` a server reads besides the graphs (the tokenizer).
-    estimator : object
-        The featurizer or classifier whose settings calibration images are read with.
     """
 
     kind: str
@@ -48,7 +46,6 @@ class Parts:
     width: int
     metadata: dict
     files: dict = field(default_factory=dict)
-    estimator: object = None
 
     @property
     def size(self) -> tuple:
@@ -69,12 +66,18 @@ class Parts:
             )
         resize = self.metadata["input"]["resize"]
         items = as_image_list(calibration)
-        for start in range(0, len(items), batch_size):
-            pixels = [
-                load_image(item, size=self.size, resize=resize, index=k)
-                for k, item in enumerate(items[start : start + batch_size], start)
-            ]
-            yield np.stack(pixels).astype(np.float32)
+
+        # A generator inside, so that a missing `calibration` is said here, before
+        # a converter starts reading.
+        def batches():
+            for start in range(0, len(items), batch_size):
+                pixels = [
+                    load_image(item, size=self.size, resize=resize, index=k)
+                    for k, item in enumerate(items[start : start + batch_size], start)
+                ]
+                yield np.stack(pixels).astype(np.float32)
+
+        return batches()
 
 
 def take_apart(model) -> Parts:
@@ -115,8 +118,7 @@ def metadata(parts: Parts, outputs: HeadOutputs, runtime: str, **fields) -> dict
         "format": FORMAT,
         "format_version": FORMAT_VERSIONS[-1],
         "runtime": runtime,
-        "kind": parts.metadata["kind"],
-        "classes": parts.metadata["classes"],
+        **parts.metadata,
         "outputs": {
             "label": outputs.label,
             "probabilities": outputs.probabilities,
@@ -125,7 +127,6 @@ def metadata(parts: Parts, outputs: HeadOutputs, runtime: str, **fields) -> dict
             if not (outputs.label or outputs.probabilities or outputs.scores)
             else None,
         },
-        **{k: v for k, v in parts.metadata.items() if k not in ("kind", "classes")},
         **fields,
     }
 
@@ -179,7 +180,6 @@ def _image(featurizer, head) -> Parts:
             backbone=backbone.name,
             fingerprint=featurizer.fingerprint(),
         ),
-        estimator=featurizer,
     )
 
 
@@ -209,7 +209,6 @@ def _fine_tuned(classifier) -> Parts:
                 "resize": params["resize"],
             },
         ),
-        estimator=classifier,
     )
 
 
@@ -246,5 +245,4 @@ def _text(featurizer, head) -> Parts:
             fingerprint=featurizer.fingerprint(),
         ),
         files={"tokenizer.json": (row.files() / row.vocabulary).read_bytes()},
-        estimator=featurizer,
     )

@@ -30,9 +30,6 @@ from featurize._standalone.serving import (
 from featurize.errors import ExportError
 
 NAMES = {"litert": "LiteRT", "saved_model": "TF SavedModel"}
-# Images int8 activation ranges are calibrated on, one at a time: ranges settle
-# within a few hundred, and each costs a float forward pass.
-CALIBRATION_LIMIT = 256
 
 
 def tensorflow_export(parts: Parts, runtime: str, quantize, calibration) -> Export:
@@ -61,7 +58,7 @@ def tensorflow_export(parts: Parts, runtime: str, quantize, calibration) -> Expo
                 files.update(folder_files(saved, role))
                 continue
             representative = None
-            if quantize and parts.kind != "encoder" and role == "model":
+            if quantize and role == "model":  # an image network
                 representative = _representative(parts, calibration)
             files[f"{role}.tflite"] = _litert(saved, quantize, representative)
     paths = {
@@ -154,13 +151,12 @@ def _write_saved_model(folder: Path, signature: list, function) -> None:
 
 
 def _representative(parts: Parts, calibration):
-    """A representative dataset of calibration images, one per sample."""
-    batches = parts.calibration_batches(calibration, batch_size=1)
+    """A representative dataset of calibration images, one per sample (checked
+    now; read each time the converter asks)."""
+    parts.calibration_batches(calibration)
 
     def samples():
-        for k, batch in enumerate(batches):
-            if k == CALIBRATION_LIMIT:
-                return
+        for batch in parts.calibration_batches(calibration, batch_size=1):
             yield {PIXELS: batch}
 
     return samples

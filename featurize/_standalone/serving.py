@@ -136,10 +136,17 @@ class Model:
         self._outputs = [
             outputs[k] for k in ("label", "probabilities", "scores", "embedding")
         ]
-        self._runners = {
-            role: _RUNNERS[self.runtime](self.folder / path, self.threads)
-            for role, path in self.metadata["graphs"].items()
-        }
+        try:
+            self._runners = {
+                role: _RUNNERS[self.runtime](self.folder / path, self.threads)
+                for role, path in self.metadata["graphs"].items()
+            }
+        except ImportError as error:
+            raise ExportFolderError(
+                f"This model is served by {self.runtime}, whose package is not "
+                f"installed here ({error}): pip install -r "
+                f"{self.folder / 'requirements.txt'}"
+            ) from None
         if self.kind == "text":
             from tokenizers import Tokenizer
 
@@ -407,8 +414,7 @@ def read_metadata(folder: Path, *, verify: bool = True) -> dict:
             f"exported beside it."
         )
     if metadata["format"] in LEGACY_FORMATS:
-        graphs = metadata["graphs"]
-        graphs = {role: f"{role}.onnx" for role in graphs}
+        graphs = {role: f"{role}.onnx" for role in metadata["graphs"]}
         metadata = {**metadata, "runtime": "onnx", "graphs": graphs}
     if metadata.get("runtime") not in RUNTIMES:
         raise ExportFolderError(
