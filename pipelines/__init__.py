@@ -1,5 +1,7 @@
 """Ready-made scikit-learn pipelines, data loading and the ``featurize`` command."""
 
+from pipelines._audit.audit import Audit, audit_dataset
+from pipelines._audit.findings import NEAR_THRESHOLDS
 from pipelines._classifiers import make_image_classifier, make_text_classifier
 from pipelines._data import list_splits, load_image_folder
 from pipelines._embed import embed_dataset
@@ -10,8 +12,11 @@ from pipelines._tables import read_table
 from pipelines._train import Trained, train_and_evaluate
 
 __all__ = [
+    "Audit",
+    "NEAR_THRESHOLDS",
     "Predictions",
     "Trained",
+    "audit_dataset",
     "compare_models",
     "embed_dataset",
     "list_splits",

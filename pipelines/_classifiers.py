@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -10,23 +11,44 @@ from sklearn.svm import SVC, LinearSVC
 from featurize import ImageFeaturizer, TextFeaturizer
 
 CLASSIFIERS = {
-    "logreg": lambda: LogisticRegression(max_iter=5000),
-    "linear_svm": lambda: LinearSVC(max_iter=20000),
-    "svm": lambda: SVC(kernel="rbf"),
+    "logreg": lambda weights: LogisticRegression(max_iter=5000, class_weight=weights),
+    "linear_svm": lambda weights: LinearSVC(max_iter=20000, class_weight=weights),
+    "svm": lambda weights: SVC(kernel="rbf", class_weight=weights),
 }
+CLASS_WEIGHTS = (None, "balanced")
+# Folds of the sigmoid calibration: 3 keeps it usable from 3 images per class.
+CALIBRATION_FOLDS = 3
 
 
-def make_classifier(classifier):
-    """A fresh estimator for a classifier name, or the estimator itself."""
+def make_classifier(classifier, *, calibrate: bool = True, class_weight=None):
+    """A fresh estimator for a classifier name (calibrated by
+    ``CalibratedClassifierCV`` where it has no ``predict_proba`` and ``calibrate``),
+    or the estimator itself."""
     if not isinstance(classifier, str):
         return classifier
+    if class_weight not in CLASS_WEIGHTS and not isinstance(class_weight, dict):
+        raise ValueError(
+            f"class_weight must be None, 'balanced' or a dict of class -> weight; "
+            f"received {class_weight!r}."
+        )
     try:
-        return CLASSIFIERS[classifier]()
+        estimator = CLASSIFIERS[classifier](class_weight)
     except KeyError:
         raise ValueError(
             f"Unknown classifier {classifier!r}. Known classifiers: "
             f"{sorted(CLASSIFIERS)}, or pass a scikit-learn estimator."
         ) from None
+    if calibrate and not hasattr(estimator, "predict_proba"):
+        estimator = CalibratedClassifierCV(estimator, cv=CALIBRATION_FOLDS)
+    return estimator
+
+
+def parameter(classifier, name: str) -> str:
+    """The name of a classifier parameter as ``set_params`` reaches it (through
+    the calibration wrapper where there is one)."""
+    return (
+        f"estimator__{name}" if isinstance(classifier, CalibratedClassifierCV) else name
+    )
 
 
 def make_image_classifier(
@@ -34,6 +56,8 @@ def make_image_classifier(
     classifier="logreg",
     *,
     scale: bool = True,
+    calibrate: bool = True,
+    class_weight=None,
     **featurizer_params,
 ) -> Pipeline:
     """Build ``Pipeline([featurizer, (scaler,) classifier])`` for image paths.
@@ -47,6 +71,13 @@ def make_image_classifier(
         classifier.
     scale : bool, default=True
         Standardise the embeddings before the classifier.
+    calibrate : bool, default=True
+        Give the SVMs probabilities (``predict_proba``, and so ``proba_`` columns
+        in predictions) by a sigmoid ``CalibratedClassifierCV``; their parameters
+        are then ``classifier__estimator__C``.
+    class_weight : None, "balanced" or dict
+        Passed to the classifier: "balanced" weighs classes by inverse frequency,
+        for imbalanced data.
     **featurizer_params
         Passed to :class:`featurize.ImageFeaturizer` (``layer``, ``pooling``,
         ``weights``, ``input_size``, ...).
@@ -64,17 +95,24 @@ def make_image_classifier(
     >>> [name for name, _ in clf.steps]
     ['featurizer', 'scaler', 'classifier']
     """
-    return _pipeline(ImageFeaturizer(backbone, **featurizer_params), classifier, scale)
+    head = make_classifier(classifier, calibrate=calibrate, class_weight=class_weight)
+    return _pipeline(ImageFeaturizer(backbone, **featurizer_params), head, scale)
 
 
 def make_text_classifier(
-    encoder: str = "minilm_l6", classifier="logreg", *, scale=True, **featurizer_params
+    encoder: str = "minilm_l6",
+    classifier="logreg",
+    *,
+    scale=True,
+    calibrate: bool = True,
+    class_weight=None,
+    **featurizer_params,
 ) -> Pipeline:
     """The same pipeline as :func:`make_image_classifier`, for texts: a
     :class:`featurize.TextFeaturizer` of ``encoder`` (a name from
     :func:`featurize.list_text_encoders`; ``featurizer_params`` such as
     ``max_length``, ``long_text`` or ``cache`` go to it), then ``scaler`` and
-    ``classifier``.
+    ``classifier`` (``calibrate`` and ``class_weight`` as there).
 
     Examples
     --------
@@ -84,12 +122,13 @@ def make_text_classifier(
     ...     ["claim your prize"]).tolist()
     ['spam']
     """
-    return _pipeline(TextFeaturizer(encoder, **featurizer_params), classifier, scale)
+    head = make_classifier(classifier, calibrate=calibrate, class_weight=class_weight)
+    return _pipeline(TextFeaturizer(encoder, **featurizer_params), head, scale)
 
 
 def _pipeline(featurizer, classifier, scale: bool) -> Pipeline:
     steps = [("featurizer", featurizer)]
     if scale:
         steps.append(("scaler", StandardScaler()))
-    steps.append(("classifier", make_classifier(classifier)))
+    steps.append(("classifier", classifier))
     return Pipeline(steps)

@@ -20,10 +20,11 @@ from featurize import (
     list_backbones,
     list_text_encoders,
 )
-from pipelines._classifiers import CLASSIFIERS
+from pipelines._audit.command import add_audit_command
+from pipelines._classifiers import CLASS_WEIGHTS, CLASSIFIERS
 from pipelines._data import IMAGE_EXTENSIONS, list_splits, load_image_folder
 from pipelines._embed import embed_dataset
-from pipelines._export import FORMATS, export_command
+from pipelines._export import add_export_command
 from pipelines._files import (
     OverwritesInputError,
     check_output,
@@ -51,7 +52,9 @@ from pipelines._train import TRAIN_SPLITS, train_and_evaluate
 
 PREDICTION_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 # Commands that load Keras (the others answer without it, in a fraction of a second).
-FRAMEWORK_COMMANDS = ("train", "search", "embed", "predict", "encoders", "export")
+FRAMEWORK_COMMANDS = (
+    "train", "search", "embed", "predict", "encoders", "export", "audit",
+)  # fmt: skip
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -88,6 +91,17 @@ def _parser() -> argparse.ArgumentParser:
         "the header among , tab ; |)",
     )  # fmt: skip
 
+    selection = argparse.ArgumentParser(add_help=False)
+    selection.add_argument(
+        "--class-weight", choices=["none", *CLASS_WEIGHTS[1:]], default="none",
+        help="'balanced' weighs classes by inverse frequency (imbalanced data)",
+    )  # fmt: skip
+    selection.add_argument(
+        "--group-duplicates", action="store_true",
+        help="keep exact and near duplicates (as `featurize audit` finds them) on "
+        "one side of every split",
+    )  # fmt: skip
+
     def command(name, handler, parents=(), **kwargs):
         sub = commands.add_parser(name, parents=[common, *parents], **kwargs)
         sub.set_defaults(handler=handler)
@@ -108,7 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     train = command(
         "train",
         _train,
-        [featurizer, text, tables],
+        [featurizer, text, tables, selection],
         help="train and evaluate a classifier on an image folder or a text column",
         description="Train on DIR/<class>/* (holding out a stratified part for "
         "evaluation) or on DIR/train/<class>/*, evaluating on DIR/val (or test). "
@@ -150,7 +164,7 @@ def _parser() -> argparse.ArgumentParser:
     search = command(
         "search",
         _search,
-        [featurizer],
+        [featurizer, selection],
         help="cross-validate backbones x classifiers on an image folder",
         description="Compare featurizer configurations and classifiers by "
         "cross-validation on DIR/<class>/* (or DIR/train/<class>/*). Each image is "
@@ -222,34 +236,8 @@ def _parser() -> argparse.ArgumentParser:
         help="CSV, TSV or Parquet file to write (by its name; never an input)",
     )  # fmt: skip
 
-    export = command(
-        "export",
-        export_command,
-        [model_options()],
-        help="export a saved model to a folder that serves it without featurize",
-        description="Write OUT_DIR: the model (ONNX, LiteRT or TF SavedModel), "
-        "metadata.json (classes, input size and preprocessing, the files' SHA-256), "
-        "and a predict.py that needs only numpy, Pillow and the format's runtime "
-        "(and tokenizers for a text model) and writes the rows `featurize predict` "
-        "writes. OUT_DIR appears whole or not at all, and replaces only an earlier "
-        "export.",
-    )
-    export.add_argument("model", metavar="MODEL")
-    export.add_argument("out_dir", metavar="OUT_DIR")
-    export.add_argument(
-        "--format", choices=FORMATS, default=FORMATS[0],
-        help="onnx (onnxruntime; any head skl2onnx converts), litert (ai-edge-litert)"
-        " or saved_model (TensorFlow): these two take linear heads only",
-    )  # fmt: skip
-    export.add_argument(
-        "--quantize", choices=("int8",), default=None,
-        help="int8: calibrated static quantization of an image network (needs "
-        "--calibrate), dynamic quantization of a text encoder",
-    )  # fmt: skip
-    export.add_argument(
-        "--calibrate", default=None, metavar="DIR",
-        help="training images to calibrate int8 on (a folder, glob or manifest)",
-    )  # fmt: skip
+    add_export_command(command, model_options())
+    add_audit_command(command, [featurizer, manifest, text, tables])
 
     cache = command(
         "cache", _cache, help="inspect, clear or shrink the embedding cache"
@@ -378,6 +366,7 @@ def _train(args) -> int:
         args.directory, text_column=args.text_column, label_column=args.label_column,
         classifier=args.classifier, C=args.C, test_size=args.test_size, seed=args.seed,
         fine_tune=args.fine_tune, epochs=args.epochs, keep=args.keep or "better",
+        group_duplicates=args.group_duplicates, class_weight=_none(args.class_weight),
         verbose=0 if args.quiet else 1, encoding=args.encoding, sep=args.sep,
         say=_say, **params,
     )  # fmt: skip
@@ -456,6 +445,10 @@ def _predict(args) -> int:
     return 1 if predictions.failed else 0
 
 
+def _none(text: str):
+    return None if text == "none" else text
+
+
 def _csv_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
@@ -490,11 +483,13 @@ def _search(args) -> int:
         cv=args.cv,
         scoring=args.scoring,
         refit=args.model is not None,
+        group_duplicates=args.group_duplicates,
+        class_weight=_none(args.class_weight),
         verbose=0 if args.quiet else 1,
         **params,
     )
     columns = ["backbone", "layer", "pooling", "classifier", "params", "mean_score",
-               "std_score", "computed", "cache_hits"]  # fmt: skip
+               "std_score", "log_loss", "computed", "grouped"]  # fmt: skip
     print(results[columns].to_string(index=False, float_format="%.4f"))
     if args.out:
         write_table(results, args.out)

@@ -127,3 +127,35 @@ def export_command(args) -> int:
         f"with: python {exported.folder}/predict.py INPUT"
     )
     return 0
+
+
+def add_export_command(command, model_options) -> None:
+    """Declare ``featurize export`` (``command`` adds a sub-command)."""
+    export = command(
+        "export",
+        export_command,
+        [model_options],
+        help="export a saved model to a folder that serves it without featurize",
+        description="Write OUT_DIR: the model (ONNX, LiteRT or TF SavedModel), "
+        "metadata.json (classes, input size and preprocessing, the files' SHA-256), "
+        "and a predict.py that needs only numpy, Pillow and the format's runtime "
+        "(and tokenizers for a text model) and writes the rows `featurize predict` "
+        "writes. OUT_DIR appears whole or not at all, and replaces only an earlier "
+        "export.",
+    )
+    export.add_argument("model", metavar="MODEL")
+    export.add_argument("out_dir", metavar="OUT_DIR")
+    export.add_argument(
+        "--format", choices=FORMATS, default=FORMATS[0],
+        help="onnx (onnxruntime; any head skl2onnx converts), litert (ai-edge-litert)"
+        " or saved_model (TensorFlow): these two take linear heads only",
+    )  # fmt: skip
+    export.add_argument(
+        "--quantize", choices=("int8",), default=None,
+        help="int8: calibrated static quantization of an image network (needs "
+        "--calibrate), dynamic quantization of a text encoder",
+    )  # fmt: skip
+    export.add_argument(
+        "--calibrate", default=None, metavar="DIR",
+        help="training images to calibrate int8 on (a folder, glob or manifest)",
+    )  # fmt: skip

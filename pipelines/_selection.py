@@ -8,6 +8,7 @@ the same cross-validation splits for every configuration.
 from __future__ import annotations
 
 import itertools
+import numbers
 import time
 
 import numpy as np
@@ -16,7 +17,13 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from featurize import ImageFeaturizer, release_models
-from pipelines._classifiers import make_classifier, make_image_classifier
+from pipelines._audit.findings import NEAR_THRESHOLDS
+from pipelines._audit.groups import components, duplicate_groups
+from pipelines._classifiers import (
+    make_classifier,
+    make_image_classifier,
+    parameter,
+)
 
 DEFAULT_GRIDS = {
     "logreg": {"C": [0.1, 1.0, 10.0]},
@@ -52,6 +59,9 @@ def compare_models(
     scoring=None,
     n_jobs=None,
     refit=True,
+    groups=None,
+    group_duplicates: bool = False,
+    class_weight=None,
     **featurizer_params,
 ):
     """Cross-validate every backbone x layer x pooling x classifier x parameters.
@@ -77,6 +87,16 @@ def compare_models(
         Parallel workers for the classifier searches.
     refit : bool, default=True
         Fit the best candidate's whole pipeline on all the data and return it.
+    groups : array-like, optional
+        A group per image (a patient, a source photo): no group sits on both sides
+        of a fold (``StratifiedGroupKFold`` when ``cv`` is an int).
+    group_duplicates : bool, default=False
+        Also group exact copies (equal content) and near duplicates (cosine
+        similarity of the first configuration's embeddings at least
+        ``NEAR_THRESHOLDS["image"]``), as ``featurize audit`` finds them.
+    class_weight : None, "balanced" or dict
+        The classifiers' (see :func:`make_image_classifier`); the SVMs are
+        calibrated, so every built-in classifier reports ``log_loss``.
     **featurizer_params
         Passed to every featurizer (``weights``, ``input_size``, ``cache``, ...).
 
@@ -104,7 +124,7 @@ def compare_models(
     import pandas as pd
 
     labels = np.asarray(labels)
-    splits = list(check_cv(cv, labels, classifier=True).split(paths, labels))
+    splits = None
     metrics = _metric_names(scoring)
     rows = []
     configurations = list(itertools.product(backbones, layers, poolings))
@@ -118,19 +138,19 @@ def compare_models(
         result = featurizer.fit().embed(paths)
         embedding_time = time.perf_counter() - started
         embeddings, stats = result.array, result.stats
+        if splits is None:
+            splits, grouped = _splits(cv, labels, groups, group_duplicates, result)
         for classifier in classifiers:
-            head = Pipeline(
-                [
-                    ("scaler", StandardScaler()),
-                    ("classifier", make_classifier(classifier)),
-                ]
-            )
+            estimator = make_classifier(classifier, class_weight=class_weight)
+            head = Pipeline([("scaler", StandardScaler()), ("classifier", estimator)])
             grid = {
-                f"classifier__{name}": values
+                f"classifier__{parameter(estimator, name)}": values
                 for name, values in _grid_for(classifier, param_grid).items()
             }
+            probabilistic = hasattr(head, "predict_proba")
+            scorers = _scorers(scoring, metrics, probabilistic)
             search = GridSearchCV(
-                head, grid, cv=splits, scoring=scoring, refit=False, n_jobs=n_jobs
+                head, grid, cv=splits, scoring=scorers, refit=False, n_jobs=n_jobs
             ).fit(embeddings, labels)
             results = search.cv_results_
             for i, params in enumerate(results["params"]):
@@ -140,15 +160,19 @@ def compare_models(
                     "configuration": configuration,
                     "pooling": pooling,
                     "classifier": classifier,
-                    "params": {k.split("__", 1)[1]: v for k, v in params.items()},
+                    "params": {k.split("__")[-1]: v for k, v in params.items()},
                 }
                 for metric in metrics:
                     row[f"mean_{metric}"] = results[f"mean_test_{metric}"][i]
                     row[f"std_{metric}"] = results[f"std_test_{metric}"][i]
+                row["log_loss"] = (
+                    -results["mean_test_log_loss"][i] if probabilistic else np.nan
+                )
                 row["fit_time"] = results["mean_fit_time"][i]
                 row["embedding_time"] = embedding_time
                 row["cache_hits"] = stats["cache_hits"]
                 row["computed"] = stats["computed"]
+                row["grouped"] = grouped
                 rows.append(row)
     table = pd.DataFrame(rows).sort_values(
         f"mean_{metrics[0]}", ascending=False, kind="stable", ignore_index=True
@@ -158,11 +182,55 @@ def compare_models(
         top = table.iloc[0]
         backbone, layer, pooling = configurations[top.configuration]
         best = make_image_classifier(
-            backbone, top.classifier, layer=layer, pooling=pooling, **featurizer_params
+            backbone, top.classifier, layer=layer, pooling=pooling,
+            class_weight=class_weight, **featurizer_params,
+        )  # fmt: skip
+        head = best["classifier"]
+        best.set_params(
+            **{f"classifier__{parameter(head, k)}": v for k, v in top.params.items()}
         )
-        best.set_params(**{f"classifier__{k}": v for k, v in top.params.items()})
         best.fit(paths, labels)
     return table.drop(columns="configuration"), best
+
+
+def _splits(cv, labels, groups, group_duplicates: bool, result):
+    """The folds every configuration shares, and how many images were grouped."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    if group_duplicates:
+        copies = duplicate_groups(result, NEAR_THRESHOLDS["image"])
+        groups = copies if groups is None else _joined(groups, copies)
+    if groups is None:
+        return list(check_cv(cv, labels, classifier=True).split(labels, labels)), 0
+    groups = np.asarray(groups)
+    _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    grouped = int((counts[inverse] > 1).sum())
+    if isinstance(cv, numbers.Integral):
+        cv = StratifiedGroupKFold(int(cv))
+    return list(cv.split(labels, labels, groups)), grouped
+
+
+def _joined(*groupings) -> np.ndarray:
+    """One group per set of items that share a group in any of ``groupings``."""
+    pairs = []
+    for grouping in groupings:
+        first: dict = {}
+        for i, key in enumerate(grouping):
+            j = first.setdefault(key, i)
+            if j != i:
+                pairs.append((j, i))
+    return components(len(groupings[0]), pairs)
+
+
+def _scorers(scoring, metrics, probabilistic: bool):
+    """The caller's metrics, and log loss beside them where probabilities exist."""
+    if not probabilistic:
+        return scoring
+    if scoring is None or isinstance(scoring, str) or callable(scoring):
+        scoring = {metrics[0]: scoring or "accuracy"}
+    elif not isinstance(scoring, dict):
+        scoring = {name: name for name in scoring}
+    return {**scoring, "log_loss": "neg_log_loss"}
 
 
 def plot_comparison(results, *, metric: str | None = None, ax=None):

@@ -17,7 +17,13 @@ from featurize import (
     InvalidLabelsError,
     missing_labels,
 )
-from pipelines._classifiers import make_image_classifier, make_text_classifier
+from pipelines._audit.findings import NEAR_THRESHOLDS
+from pipelines._audit.groups import duplicate_groups, held_out_copies
+from pipelines._classifiers import (
+    make_image_classifier,
+    make_text_classifier,
+    parameter,
+)
 from pipelines._data import list_splits, load_image_folder
 from pipelines._manifests import read_text_table
 
@@ -40,8 +46,9 @@ class Trained:
     tuned_accuracy: float | None = None
 
 
-def holdout_split(items, labels, test_size: float, seed: int, noun: str):
-    """A stratified train / held-out split, or an error saying what is too few.
+def holdout_split(items, labels, test_size: float, seed: int, noun: str, grouping=None):
+    """A stratified train / held-out split, or an error saying what is too few;
+    with ``grouping`` (items -> group ids), no group on both sides.
 
     Returns ``train_items, held_items, train_labels, held_labels``.
     """
@@ -65,12 +72,23 @@ def holdout_split(items, labels, test_size: float, seed: int, noun: str):
             f"held-out part at least one per class ({len(classes)} of {n}: "
             f"{n_held} now). Label more, or change --test-size."
         )
+    if grouping is not None:
+        from sklearn.model_selection import StratifiedGroupKFold
+
+        folds = StratifiedGroupKFold(
+            max(2, round(1 / test_size)), shuffle=True, random_state=seed
+        )
+        train, held = next(folds.split(labels, labels, grouping(items)))
+        pick = (lambda rows: items.iloc[rows]) if hasattr(items, "iloc") else (
+            lambda rows: [items[i] for i in rows]
+        )  # fmt: skip
+        return pick(train), pick(held), labels[train], labels[held]
     return train_test_split(
         items, labels, test_size=n_held, stratify=labels, random_state=seed
     )
 
 
-def split_folder(directory: str, seed: int, test_size: float):
+def split_folder(directory: str, seed: int, test_size: float, grouping=None):
     """``DIR/train`` and ``DIR/val`` (or test), or a stratified split of
     ``DIR/<class>/``: ``train_x, train_y, test_x, test_y, how``."""
     splits = list_splits(directory)
@@ -90,9 +108,11 @@ def split_folder(directory: str, seed: int, test_size: float):
         )
     paths, labels = load_image_folder(directory)
     train_x, test_x, train_y, test_y = holdout_split(
-        paths, labels, test_size, seed, "images"
+        paths, labels, test_size, seed, "images", grouping
     )
-    how = f"stratified {1 - test_size:.0%}/{test_size:.0%} split"
+    how = f"stratified {1 - test_size:.0%}/{test_size:.0%} split" + (
+        ", duplicates grouped" if grouping else ""
+    )
     return list(train_x), list(train_y), list(test_x), list(test_y), how
 
 
@@ -109,7 +129,24 @@ def _embed_usable(featurizer, items, labels, noun: str):
             f"(--long-text chunks embeds them whole)"
         )
     keep = np.flatnonzero(result.ok)
-    return result.array[keep], [labels[i] for i in keep]
+    return result.array[keep], [labels[i] for i in keep], result
+
+
+def _report_leaks(train, held_out, noun: str, how: str, say) -> None:
+    """Say how many held-out items have copies in the training part."""
+    modality = "image" if noun == "images" else "text"
+    exact, near = held_out_copies(train, held_out, NEAR_THRESHOLDS[modality])
+    if exact or near:
+        say(
+            f"warning: {exact + near} of {len(held_out)} held-out {noun} have copies "
+            f"in the training part ({exact} exact, {near} near duplicates), so the "
+            f"held-out accuracy is optimistic. `featurize audit` lists them"
+            + (
+                "; --group-duplicates keeps copies on one side of the split."
+                if how.startswith("stratified")
+                else "."
+            )
+        )
 
 
 def _evaluate(head, features, labels) -> tuple[float, str]:
@@ -122,7 +159,9 @@ def _evaluate(head, features, labels) -> tuple[float, str]:
     )
 
 
-def split_table(table, text_column, label_column, seed, test_size, **read):
+def split_table(
+    table, text_column, label_column, seed, test_size, grouping=None, **read
+):
     """The labelled rows of a text table, split stratified: ``train_x, train_y,
     test_x, test_y, how`` (texts as Series indexed by row). Rows without a label
     are reported and left out."""
@@ -143,9 +182,11 @@ def split_table(table, text_column, label_column, seed, test_size, **read):
     labelled = frame[~unlabelled]
     train_x, test_x, train_y, test_y = holdout_split(
         labelled[text_column], labelled[label_column].to_numpy(), test_size, seed,
-        "texts",
+        "texts", grouping,
     )  # fmt: skip
-    how = f"stratified {1 - test_size:.0%}/{test_size:.0%} split"
+    how = f"stratified {1 - test_size:.0%}/{test_size:.0%} split" + (
+        ", duplicates grouped" if grouping else ""
+    )
     return train_x, list(train_y), test_x, list(test_y), how
 
 
@@ -159,6 +200,8 @@ def train_and_evaluate(
     test_size: float = 0.25,
     seed: int = 0,
     fine_tune: bool = False,
+    group_duplicates: bool = False,
+    class_weight=None,
     epochs: int | None = None,
     keep: str = "better",
     verbose: int = 1,
@@ -184,6 +227,10 @@ def train_and_evaluate(
         the seed of the split and of fine-tuning.
     fine_tune, epochs, keep : fine-tuning (images), its epochs, and which model
         to keep: ``"better"``, ``"frozen"`` or ``"fine-tuned"``.
+    group_duplicates : keep exact and near duplicates on one side of the split
+        made where ``source`` has none (see :func:`audit_dataset`). Either way a
+        held-out part with copies in the training part is reported through ``say``.
+    class_weight : the classifier's (None, ``"balanced"`` or a dict).
     verbose : progress bars; ``say`` receives the report's lines.
     encoding, sep : a CSV table's (see ``read_table``).
     **featurizer_params
@@ -193,28 +240,42 @@ def train_and_evaluate(
     -------
     Trained
     """
+    make = make_image_classifier if text_column is None else make_text_classifier
+    noun = "images" if text_column is None else "texts"
+    pipeline = make(
+        classifier=classifier, class_weight=class_weight, verbose=verbose,
+        **featurizer_params,
+    )  # fmt: skip
+    pipeline.set_params(**{f"classifier__{parameter(pipeline[-1], 'C')}": C})
+    grouping = None
+    if group_duplicates:
+        threshold = NEAR_THRESHOLDS["image" if text_column is None else "text"]
+
+        def grouping(items):
+            featurizer = pipeline["featurizer"].fit()
+            return duplicate_groups(featurizer.embed(items, on_error="nan"), threshold)
+
     if text_column is None:
-        train_x, train_y, test_x, test_y, how = split_folder(source, seed, test_size)
-        make, noun = make_image_classifier, "images"
+        train_x, train_y, test_x, test_y, how = split_folder(
+            source, seed, test_size, grouping
+        )
     else:
         train_x, train_y, test_x, test_y, how = split_table(
-            source, text_column, label_column, seed, test_size,
+            source, text_column, label_column, seed, test_size, grouping,
             encoding=encoding, sep=sep,
         )  # fmt: skip
-        make, noun = make_text_classifier, "texts"
-    pipeline = make(classifier=classifier, verbose=verbose, **featurizer_params)
-    pipeline.set_params(classifier__C=C)
     featurizer, head = pipeline["featurizer"], pipeline[1:]
     featurizer.fit()
     say(
         f"Training {classifier} on {_describe(featurizer)}; {len(train_x)} training "
         f"and {len(test_x)} held-out {noun} ({how})."
     )
-    features, labels = _embed_usable(featurizer, train_x, train_y, noun)
+    features, labels, seen = _embed_usable(featurizer, train_x, train_y, noun)
     if len(set(labels)) < 2:
         raise InvalidLabelsError(f"Training needs {noun} of at least two classes.")
     head.fit(features, labels)
-    test_features, test_labels = _embed_usable(featurizer, test_x, test_y, noun)
+    test_features, test_labels, held = _embed_usable(featurizer, test_x, test_y, noun)
+    _report_leaks(seen, held, noun, how, say)
     accuracy, report = _evaluate(head, test_features, test_labels)
     say(f"accuracy: {accuracy:.4f} ({len(test_labels)} held-out {noun})")
     say(report)

@@ -1,0 +1,282 @@
+"""``audit_dataset``: read a data set as ``featurize train`` would, embed it once
+(through the cache), and list what would make a score on it lie."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from featurize import ImageFeaturizer, InvalidLabelsError, TextFeaturizer
+from featurize import missing_labels as _missing
+from pipelines._audit import findings as find
+from pipelines._audit.groups import components, copies
+from pipelines._audit.neighbours import normalised
+from pipelines._audit.report import write_report
+from pipelines._data import list_splits, load_image_folder
+from pipelines._manifests import read_manifest, read_text_table
+from pipelines._tables import TABLE_SUFFIXES, table_suffix
+
+
+@dataclass
+class Audit:
+    """What :func:`audit_dataset` found.
+
+    Attributes
+    ----------
+    findings : pandas.DataFrame
+        One row per finding, sorted by kind then score: ``kind`` (one of
+        ``exact_duplicate``, ``near_duplicate``, ``label_issue``, ``outlier``),
+        ``path`` (``row`` and ``text`` for a text table), ``other_path`` (the other
+        member of a duplicate pair), ``split``, ``other_split``, ``label``,
+        ``other_label``, ``suggested_label`` (label issues), ``score`` (cosine
+        similarity for duplicates, 1 - label quality for label issues, robust
+        z-score of isolation for outliers) and ``conflict`` (a duplicate pair with
+        different labels).
+    items : pandas.DataFrame
+        One row per item read: ``path`` (or ``row`` and ``text``), ``split``,
+        ``label``, ``embedded`` and ``group`` (items joined by exact or near
+        duplicates share a group; pass it as ``groups=`` to model selection).
+    skipped : pandas.DataFrame
+        The items that could not be embedded (the featurizer's ``failures``).
+    modality, description, near_threshold, seconds
+        ``"image"`` or ``"text"``, the featurizer used, the similarity from which
+        a pair is a near duplicate, and the audit's wall time.
+    """
+
+    findings: object
+    items: object
+    skipped: object
+    modality: str
+    description: str
+    near_threshold: float
+    seconds: float
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return "path" if self.modality == "image" else "row"
+
+    def counts(self):
+        """Findings per kind and split (the split of the first member)."""
+        table = self.findings.assign(split=self.findings["split"].fillna("-"))
+        return (
+            table.groupby(["kind", "split"]).size().unstack(fill_value=0)
+            if len(table)
+            else table
+        )
+
+    def leaks(self):
+        """Duplicate pairs whose members sit in different splits."""
+        table = self.findings
+        pairs = table["kind"].isin(["exact_duplicate", "near_duplicate"])
+        return table[pairs & (table["split"] != table["other_split"])]
+
+    def write_report(self, path) -> None:
+        """Write the self-contained HTML report (thumbnails inlined) to ``path``."""
+        write_report(self, path)
+
+    def summary(self) -> str:
+        kinds = self.findings["kind"].value_counts()
+        parts = [
+            f"{kinds.get(kind, 0)} {kind.replace('_', ' ')}s" for kind in find.KINDS
+        ]
+        leaks = len(self.leaks())
+        conflicts = int(self.findings["conflict"].sum())
+        return (
+            f"audited {int(self.items['embedded'].sum())} of {len(self.items)} "
+            f"{'images' if self.modality == 'image' else 'texts'} with "
+            f"{self.description} in {self.seconds:.1f} s: {', '.join(parts)}; "
+            f"{leaks} duplicate pairs across splits, {conflicts} with different "
+            f"labels"
+        )
+
+
+def read_items(source, *, text_column=None, label_column="label", path_column="path",
+               split_column="split", encoding=None, sep=None):  # fmt: skip
+    """The items of a data set: a frame with ``path`` (or ``text``), ``split`` and
+    ``label``, from an image folder (split folders or class folders), a CSV/Parquet
+    manifest of paths, or a text table."""
+    import pandas as pd
+
+    text = os.fspath(source)
+    if text_column is not None:
+        frame = read_text_table(text, text_column, encoding=encoding, sep=sep)
+        items = pd.DataFrame({"row": frame.index, "text": frame[text_column]})
+    elif os.path.isdir(text):
+        parts = []
+        for split in list_splits(text) or [None]:
+            paths, labels = load_image_folder(text, split)
+            parts.append(pd.DataFrame({"path": paths, "split": split, "label": labels}))
+        return pd.concat(parts, ignore_index=True)
+    elif table_suffix(text) in TABLE_SUFFIXES:
+        frame = read_manifest(text, path_column, encoding=encoding, sep=sep)
+        items = pd.DataFrame({"path": frame["path"]})
+    else:
+        raise ValueError(
+            f"Cannot audit {text!r}: expected an image folder, a CSV/Parquet "
+            f"manifest of paths, or a table with --text-column."
+        )
+    if label_column not in frame.columns:
+        raise InvalidLabelsError(
+            f"{text!r} has no column {label_column!r}; its columns are "
+            f"{list(frame.columns)}. Pass the column of the classes (--label-column)."
+        )
+    items["split"] = frame[split_column] if split_column in frame.columns else None
+    items["label"] = frame[label_column].to_numpy()
+    return items
+
+
+def audit_dataset(
+    source,
+    *,
+    text_column: str | None = None,
+    label_column: str = "label",
+    path_column: str = "path",
+    split_column: str = "split",
+    kinds=find.KINDS,
+    near_threshold: float | None = None,
+    backend: str = "auto",
+    seed: int = 0,
+    verbose: int = 0,
+    encoding=None,
+    sep=None,
+    **featurizer_params,
+) -> Audit:
+    """Find exact and near duplicates (within and across splits), likely label
+    errors and outliers in an image folder, a manifest or a text table.
+
+    Parameters
+    ----------
+    source : str
+        As for ``featurize train``: ``DIR/<split>/<class>/*`` or ``DIR/<class>/*``,
+        a CSV/Parquet manifest with ``path_column``, ``label_column`` and optionally
+        ``split_column``, or with ``text_column`` a table of texts.
+    kinds : sequence of str
+        Which findings to look for (all four by default).
+    near_threshold : float, optional
+        Cosine similarity from which two items are near duplicates; by default the
+        measured one for the modality (``pipelines.NEAR_THRESHOLDS``).
+    backend : {"auto", "exact", "hnsw"}
+        Nearest neighbours: exact (scikit-learn) up to 50,000 items, faiss HNSW
+        past that with ``"auto"``.
+    seed : int
+        The cross-validation folds of the out-of-fold probabilities.
+    **featurizer_params
+        The :class:`featurize.ImageFeaturizer` (or, with ``text_column``,
+        :class:`featurize.TextFeaturizer`) parameters: ``backbone``, ``cache``, ...
+
+    Returns
+    -------
+    Audit
+
+    Examples
+    --------
+    >>> from pipelines import audit_dataset
+    >>> audit = audit_dataset("data/hymenoptera", input_size=96)
+    >>> sorted(audit.findings.columns)[:4]
+    ['conflict', 'kind', 'label', 'other_label']
+    """
+
+    unknown = sorted(set(kinds) - set(find.KINDS))
+    if unknown:
+        raise ValueError(f"Unknown kinds {unknown}; expected some of {find.KINDS}.")
+    started = time.perf_counter()
+    items = read_items(
+        source, text_column=text_column, label_column=label_column,
+        path_column=path_column, split_column=split_column, encoding=encoding, sep=sep,
+    )  # fmt: skip
+    modality = "text" if text_column is not None else "image"
+    make = TextFeaturizer if modality == "text" else ImageFeaturizer
+    featurizer = make(**featurizer_params, on_error="nan", verbose=verbose).fit()
+    column = "text" if modality == "text" else "path"
+    result = featurizer.embed(items[column].tolist())
+    ok = result.ok
+    items["embedded"] = ok
+    threshold = (
+        find.NEAR_THRESHOLDS[modality] if near_threshold is None else near_threshold
+    )
+    labels = items["label"].to_numpy(dtype=object)
+    labelled = ~_missing(labels)
+    digests = list(result.digests)
+
+    exact, near = copies(result, threshold, backend=backend)
+    items["group"] = components(len(items), exact + [(a, b) for a, b, _ in near])
+    rows = []
+    if "exact_duplicate" in kinds:
+        rows += find.exact_duplicates(digests, labels)
+    if "near_duplicate" in kinds:
+        rows += find.near_duplicates(near, labels)
+    kept = np.flatnonzero(ok)
+    usable = kept[labelled[kept]]
+    if "label_issue" in kinds:
+        probabilities, classes = find.out_of_fold_probabilities(
+            normalised(result.array[usable]), labels[usable].astype(str),
+            groups=items["group"].to_numpy()[usable], seed=seed,
+        )  # fmt: skip
+        rows += _at(
+            find.label_issues(probabilities, classes, labels[usable].astype(str)),
+            usable,
+        )
+    if "outlier" in kinds:
+        unit = normalised(result.array[kept])
+        rows += _at(find.outliers(unit, labels[kept].astype(str)), kept)
+    findings = _table(rows, items, modality)
+    return Audit(
+        findings=findings,
+        items=items,
+        skipped=result.failures,
+        modality=modality,
+        description=_describe(featurizer),
+        near_threshold=threshold,
+        seconds=time.perf_counter() - started,
+        stats=dict(result.stats),
+    )
+
+
+def _at(rows: list[dict], positions) -> list[dict]:
+    """Findings on a subset, their indices mapped back to the whole."""
+    for row in rows:
+        row["index"] = int(positions[row["index"]])
+        if row["other_index"] is not None:
+            row["other_index"] = int(positions[row["other_index"]])
+    return rows
+
+
+def _table(rows, items, modality: str):
+    import pandas as pd
+
+    table = pd.DataFrame(rows, columns=find.COLUMNS)
+    order = {kind: k for k, kind in enumerate(find.KINDS)}
+    table = table.assign(order=table["kind"].map(order)).sort_values(
+        ["order", "score"], ascending=[True, False], kind="stable"
+    )
+    key = "path" if modality == "image" else "row"
+    index, other = table["index"].to_numpy(int), table["other_index"]
+    has_other = other.notna().to_numpy()
+    other = other.fillna(0).to_numpy(int)
+
+    def pick(column, where):
+        values = items[column].to_numpy(dtype=object)[where]
+        return values
+
+    out = pd.DataFrame({"kind": table["kind"].to_numpy()})
+    out[key] = pick(key, index)
+    out[f"other_{key}"] = np.where(has_other, pick(key, other), None)
+    if modality == "text":
+        out["text"] = pick("text", index)
+        out["other_text"] = np.where(has_other, pick("text", other), None)
+    out["split"] = pick("split", index)
+    out["other_split"] = np.where(has_other, pick("split", other), None)
+    for column in ("label", "other_label", "suggested_label", "score", "conflict"):
+        out[column] = table[column].to_numpy()
+    out["conflict"] = out["conflict"].astype(bool)
+    return out
+
+
+def _describe(featurizer) -> str:
+    if hasattr(featurizer, "encoder_"):
+        return f"{featurizer.encoder_} text embeddings"
+    return f"{featurizer.backbone_} features (layer {featurizer.layer_!r})"

@@ -1,0 +1,153 @@
+"""The four kinds of finding, each from arrays the audit already holds: content
+digests, unit-length embeddings, labels. One row per finding, in ``COLUMNS``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipelines._audit.neighbours import nearest
+
+KINDS = ("exact_duplicate", "near_duplicate", "label_issue", "outlier")
+COLUMNS = [
+    "kind", "index", "other_index", "score", "label", "other_label",
+    "suggested_label", "conflict",
+]  # fmt: skip
+# Cosine similarity of avg-pooled, L2-normalised final-layer embeddings above which
+# two images are called near duplicates. Measured with planted copies (JPEG quality
+# 70, a 10% crop, a shrink to 80%): on hymenoptera every copy scored >= 0.90 and the
+# most similar pair of different photos 0.82; on dtd10's textures crops fall to 0.86
+# while different textures of one class reach 0.87 (BENCHMARKS.md, "Audit").
+NEAR_THRESHOLDS = {"image": 0.85, "text": 0.95}
+# Neighbours looked at per item: duplicates beyond the k-th most similar are missed.
+NEIGHBOURS = 10
+# Robust z-score (median and MAD of the neighbour distance) from which an item is
+# an outlier: on clean hymenoptera and dtd10 the largest was 4.2.
+OUTLIER_Z = 6.0
+
+
+def _rows(kind, pairs):
+    return [dict(zip(COLUMNS, (kind, *row))) for row in pairs]
+
+
+def exact_duplicates(digests, labels) -> list[dict]:
+    """Items whose content digests are equal: each later copy against the first
+    one, flagged ``conflict`` where their labels differ."""
+    first: dict = {}
+    rows = []
+    for i, digest in enumerate(digests):
+        if digest is None:
+            continue
+        if digest in first:
+            j = first[digest]
+            rows.append((j, i, 1.0, labels[j], labels[i], None, labels[i] != labels[j]))
+        else:
+            first[digest] = i
+    return _rows("exact_duplicate", rows)
+
+
+def similar_pairs(unit, threshold: float, *, backend="auto", digests=None):
+    """Pairs ``(i, j, similarity)`` with ``i < j`` at or above ``threshold``,
+    excluding pairs of equal digests (exact duplicates are reported as such)."""
+    indices, similarities = nearest(unit, NEIGHBOURS, backend=backend)
+    pairs = {}
+    for i, (row, sims) in enumerate(zip(indices, similarities)):
+        for j, similarity in zip(row, sims):
+            if similarity < threshold or j < 0:
+                break
+            a, b = (i, int(j)) if i < j else (int(j), i)
+            same = digests is not None and digests[a] is not None
+            if same and digests[a] == digests[b]:
+                continue
+            pairs[a, b] = max(float(similarity), pairs.get((a, b), -1.0))
+    return [(a, b, s) for (a, b), s in sorted(pairs.items())]
+
+
+def near_duplicates(pairs, labels) -> list[dict]:
+    """Near-duplicate findings of :func:`similar_pairs`, most similar first."""
+    pairs = sorted(pairs, key=lambda pair: -pair[2])
+    return _rows(
+        "near_duplicate",
+        [(a, b, s, labels[a], labels[b], None, labels[a] != labels[b])
+         for a, b, s in pairs],
+    )  # fmt: skip
+
+
+def out_of_fold_probabilities(features, labels, *, groups=None, seed=0):
+    """Cross-validated class probabilities of a logistic regression on the
+    embeddings: ``(probabilities, classes)``; None where a class has fewer than two
+    items (nothing to learn it from out of fold)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import (
+        StratifiedGroupKFold,
+        StratifiedKFold,
+        cross_val_predict,
+    )
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    classes, counts = np.unique(labels, return_counts=True)
+    if len(classes) < 2 or counts.min() < 2:
+        return None, classes
+    folds = int(min(5, counts.min()))
+    if groups is None:
+        cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    else:
+        cv = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
+    # Strong regularisation: out-of-fold probabilities should be calibrated, not
+    # confident, for confident learning to rank them.
+    head = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=5000))
+    probabilities = cross_val_predict(
+        head, features, labels, groups=groups, cv=cv, method="predict_proba"
+    )
+    return probabilities, classes
+
+
+def label_issues(probabilities, classes, labels) -> list[dict]:
+    """Likely label errors by confident learning (cleanlab), worst first; the score
+    is one minus cleanlab's label quality (self-confidence)."""
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    if probabilities is None:
+        return []
+    codes = np.searchsorted(classes, labels)
+    ranked = find_label_issues(
+        codes, probabilities, return_indices_ranked_by="self_confidence"
+    )
+    quality = get_label_quality_scores(codes, probabilities)
+    suggested = classes[probabilities.argmax(axis=1)]
+    return _rows(
+        "label_issue",
+        [(int(i), None, 1 - float(quality[i]), labels[i], None, suggested[i], False)
+         for i in ranked],
+    )  # fmt: skip
+
+
+def outliers(unit, labels) -> list[dict]:
+    """Items far from their nearest neighbours, in the whole set or in their class:
+    a robust z-score of the mean cosine distance to the ``NEIGHBOURS`` nearest, at
+    least ``OUTLIER_Z``. The score is the larger z of the two."""
+    labels = np.asarray(labels, dtype=object)
+    z = _isolation(unit)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        if len(members) > 2 * NEIGHBOURS:
+            z[members] = np.fmax(z[members], _isolation(unit[members]))
+    found = np.flatnonzero(z >= OUTLIER_Z)
+    found = found[np.argsort(-z[found], kind="stable")]
+    return _rows(
+        "outlier", [(int(i), None, float(z[i]), labels[i], None, None, False)
+                    for i in found],
+    )  # fmt: skip
+
+
+def _isolation(unit) -> np.ndarray:
+    """Robust z-scores of each row's mean distance to its nearest neighbours."""
+    _, similarities = nearest(unit, NEIGHBOURS)
+    if similarities.shape[1] == 0:
+        return np.zeros(len(unit))
+    distance = 1 - similarities.mean(axis=1).astype(np.float64)
+    median = np.median(distance)
+    spread = 1.4826 * np.median(np.abs(distance - median))
+    spread = max(spread, 1e-6, 0.05 * median)
+    return (distance - median) / spread

@@ -1,0 +1,66 @@
+"""Groups of copies: items joined by exact or near duplicates, so that model
+selection keeps each group on one side of every split."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipelines._audit.findings import similar_pairs
+from pipelines._audit.neighbours import normalised
+
+
+def components(n: int, pairs) -> np.ndarray:
+    """Group ids (0..g-1, numbered by first member) of the graph on ``n`` items
+    whose edges are ``pairs``."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    pairs = np.asarray(list(pairs), dtype=int).reshape(-1, 2)
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    _, first = np.unique(labels, return_index=True)
+    return np.argsort(np.argsort(first))[labels]
+
+
+def exact_pairs(digests) -> list[tuple[int, int]]:
+    """Each later item of equal content digest, paired with the first."""
+    first, pairs = {}, []
+    for i, digest in enumerate(digests):
+        if digest is not None:
+            j = first.setdefault(digest, i)
+            if j != i:
+                pairs.append((j, i))
+    return pairs
+
+
+def copies(result, threshold: float, *, backend="auto"):
+    """The exact-duplicate pairs and near-duplicate ``(i, j, similarity)`` triples
+    of one :class:`featurize.Embeddings`, in its positions."""
+    digests = list(result.digests)
+    kept = np.flatnonzero(result.ok)
+    near = similar_pairs(
+        normalised(result.array[kept]), threshold, backend=backend,
+        digests=[digests[i] for i in kept],
+    )  # fmt: skip
+    return exact_pairs(digests), [(int(kept[a]), int(kept[b]), s) for a, b, s in near]
+
+
+def duplicate_groups(result, threshold: float, *, backend="auto") -> np.ndarray:
+    """Group ids of one embedding call's items: equal content digests and near
+    duplicates (cosine >= ``threshold``) share a group; failed items stand alone."""
+    exact, near = copies(result, threshold, backend=backend)
+    return components(len(result), exact + [(a, b) for a, b, _ in near])
+
+
+def held_out_copies(train, held_out, threshold: float) -> tuple[int, int]:
+    """How many items of ``held_out`` have an exact copy in ``train``, and how many
+    more a near duplicate there (both :class:`featurize.Embeddings`)."""
+    seen = {digest for digest in train.digests if digest is not None}
+    exact = {i for i, digest in enumerate(held_out.digests) if digest in seen}
+    a, b = np.flatnonzero(train.ok), np.flatnonzero(held_out.ok)
+    unit = normalised(np.concatenate([train.array[a], held_out.array[b]]))
+    near = set()
+    for i, j, _ in similar_pairs(unit, threshold):
+        if i < len(a) <= j:  # pairs come with i < j: train first, held-out second
+            near.add(int(b[j - len(a)]))
+    return len(exact), len(near - exact)
