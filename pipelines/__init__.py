@@ -2,6 +2,7 @@
 
 from pipelines._audit.audit import Audit, audit_dataset
 from pipelines._audit.findings import NEAR_THRESHOLDS
+from pipelines._audit.neighbours import nearest as nearest_neighbours
 from pipelines._classifiers import make_image_classifier, make_text_classifier
 from pipelines._data import list_splits, load_image_folder
 from pipelines._embed import embed_dataset
@@ -23,6 +24,7 @@ __all__ = [
     "load_image_folder",
     "make_image_classifier",
     "make_text_classifier",
+    "nearest_neighbours",
     "plot_comparison",
     "predict_rows",
     "read_manifest",

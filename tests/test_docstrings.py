@@ -16,6 +16,7 @@ MODULES = [
     "featurize._shared.cache",
     "featurize._shared.results",
     "featurize._images.featurizer",
+    "pipelines._audit.audit",
     "pipelines._classifiers",
     "pipelines._data",
     "pipelines._selection",

@@ -52,8 +52,10 @@ def test_make_image_classifier():
     assert [name for name, _ in clf.steps] == ["featurizer", "scaler", "classifier"]
     assert clf.get_params()["featurizer__layer"] == -2
     assert isinstance(clf["classifier"], LogisticRegression)
-    assert isinstance(make_image_classifier(classifier="linear_svm")[-1], LinearSVC)
-    assert isinstance(make_image_classifier(classifier="svm")[-1], SVC)
+    # The SVMs come calibrated (test_audit.py); uncalibrated on request.
+    linear = make_image_classifier(classifier="linear_svm", calibrate=False)
+    assert isinstance(linear[-1], LinearSVC)
+    assert isinstance(make_image_classifier(classifier="svm")[-1].estimator, SVC)
     unscaled = make_image_classifier(scale=False)
     assert [name for name, _ in unscaled.steps] == ["featurizer", "classifier"]
     with pytest.raises(ValueError, match="Unknown classifier 'forest'"):

@@ -9,7 +9,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from featurize import ImageFeaturizer, InvalidLabelsError, TextFeaturizer
+from featurize import (
+    ImageFeaturizer,
+    InvalidLabelsError,
+    MissingDependencyError,
+    TextFeaturizer,
+)
 from featurize import missing_labels as _missing
 from pipelines._audit import findings as find
 from pipelines._audit.groups import components, copies
@@ -183,6 +188,14 @@ def audit_dataset(
     unknown = sorted(set(kinds) - set(find.KINDS))
     if unknown:
         raise ValueError(f"Unknown kinds {unknown}; expected some of {find.KINDS}.")
+    if "label_issue" in kinds:
+        try:
+            import cleanlab  # noqa: F401
+        except ImportError:
+            raise MissingDependencyError(
+                "Label issues are ranked by cleanlab, which is not installed: pip "
+                "install 'keras-featurize[audit]', or leave 'label_issue' out of kinds."
+            ) from None
     started = time.perf_counter()
     items = read_items(
         source, text_column=text_column, label_column=label_column,
@@ -221,8 +234,8 @@ def audit_dataset(
             usable,
         )
     if "outlier" in kinds:
-        unit = normalised(result.array[kept])
-        rows += _at(find.outliers(unit, labels[kept].astype(str)), kept)
+        outliers = find.outliers(result.array[kept], labels[kept].astype(str))
+        rows += _at(outliers, kept)
     findings = _table(rows, items, modality)
     return Audit(
         findings=findings,

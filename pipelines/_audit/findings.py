@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipelines._audit.neighbours import nearest
+from pipelines._audit.neighbours import nearest, normalised
 
 KINDS = ("exact_duplicate", "near_duplicate", "label_issue", "outlier")
 COLUMNS = [
@@ -20,9 +20,12 @@ COLUMNS = [
 NEAR_THRESHOLDS = {"image": 0.85, "text": 0.95}
 # Neighbours looked at per item: duplicates beyond the k-th most similar are missed.
 NEIGHBOURS = 10
-# Robust z-score (median and MAD of the neighbour distance) from which an item is
-# an outlier: on clean hymenoptera and dtd10 the largest was 4.2.
+# Robust z-scores (median and MAD) from which an item is an outlier. Far from its
+# neighbours: on hymenoptera the largest of a real photo was 4.2 (6.0 with planted
+# faults). Far weaker activations than the rest (the embedding's length): a blank
+# image scored -4.2 on both sets, real photos and textures no lower than -3.1.
 OUTLIER_Z = 6.0
+FAINT_Z = -4.0
 
 
 def _rows(kind, pairs):
@@ -85,10 +88,18 @@ def out_of_fold_probabilities(features, labels, *, groups=None, seed=0):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    labels = np.asarray(labels)
     classes, counts = np.unique(labels, return_counts=True)
     if len(classes) < 2 or counts.min() < 2:
         return None, classes
     folds = int(min(5, counts.min()))
+    if groups is not None:
+        groups = np.asarray(groups)
+        # Each class needs a group per fold, or some fold trains without it.
+        for label in classes:
+            folds = min(folds, len(np.unique(groups[labels == label])))
+        if folds < 2:  # a class that is all copies of one item: nothing held out
+            return None, classes
     if groups is None:
         cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
     else:
@@ -123,16 +134,22 @@ def label_issues(probabilities, classes, labels) -> list[dict]:
     )  # fmt: skip
 
 
-def outliers(unit, labels) -> list[dict]:
-    """Items far from their nearest neighbours, in the whole set or in their class:
-    a robust z-score of the mean cosine distance to the ``NEIGHBOURS`` nearest, at
-    least ``OUTLIER_Z``. The score is the larger z of the two."""
+def outliers(embeddings, labels) -> list[dict]:
+    """Items unlike the rest: far from their nearest neighbours in the whole set or
+    in their class (a robust z-score of the mean cosine distance to the
+    ``NEIGHBOURS`` nearest, at least ``OUTLIER_Z``), or with far fainter features
+    than the rest (a blank image: the robust z-score of the embedding's length at
+    most ``FAINT_Z``). The score is the larger of the isolation z and minus the
+    length z, scaled to the same cut-off."""
     labels = np.asarray(labels, dtype=object)
+    unit = normalised(embeddings)
     z = _isolation(unit)
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
         if len(members) > 2 * NEIGHBOURS:
             z[members] = np.fmax(z[members], _isolation(unit[members]))
+    length = _robust_z(np.linalg.norm(np.asarray(embeddings, np.float64), axis=1))
+    z = np.fmax(z, length * (OUTLIER_Z / FAINT_Z))
     found = np.flatnonzero(z >= OUTLIER_Z)
     found = found[np.argsort(-z[found], kind="stable")]
     return _rows(
@@ -146,8 +163,12 @@ def _isolation(unit) -> np.ndarray:
     _, similarities = nearest(unit, NEIGHBOURS)
     if similarities.shape[1] == 0:
         return np.zeros(len(unit))
-    distance = 1 - similarities.mean(axis=1).astype(np.float64)
-    median = np.median(distance)
-    spread = 1.4826 * np.median(np.abs(distance - median))
-    spread = max(spread, 1e-6, 0.05 * median)
-    return (distance - median) / spread
+    return _robust_z(1 - similarities.mean(axis=1).astype(np.float64))
+
+
+def _robust_z(values) -> np.ndarray:
+    """(value - median) / (1.4826 MAD), the spread floored at 5% of the median so
+    that a set of near-identical items does not make every small gap an outlier."""
+    median = np.median(values)
+    spread = 1.4826 * np.median(np.abs(values - median))
+    return (values - median) / max(spread, 1e-6, 0.05 * abs(median))

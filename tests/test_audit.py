@@ -1,0 +1,254 @@
+"""The audit: planted faults are found, clean data gives nothing; the report opens in
+a real browser; model selection groups copies; every built-in head has
+probabilities."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from pipelines import (
+    audit_dataset,
+    compare_models,
+    load_image_folder,
+    make_image_classifier,
+    train_and_evaluate,
+)
+from pipelines._audit.neighbours import nearest, normalised
+from pipelines._cli import main
+from tests.conftest import DATA
+
+# Lite0's real weights at the native size the threshold was measured at: the point
+# is real near-duplicate behaviour.
+AUDIT = {}
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """data/hymenoptera with known faults: a byte copy of a val image in train
+    under the other label, a JPEG-70 re-encode and a 10% crop of another in train,
+    one flipped label, and a blank image."""
+    root = tmp_path_factory.mktemp("planted") / "set"
+    shutil.copytree(DATA, root)
+    paths, _ = load_image_folder(root, "val")
+    ant = next(p for p in paths if "/ants/" in p)
+    bee = next(p for p in paths if "/bees/" in p)
+    faults = {"exact": (ant, str(root / "train/bees/copy.jpg"))}
+    shutil.copyfile(ant, faults["exact"][1])
+    image = Image.open(bee).convert("RGB")
+    w, h = image.size
+    near = [str(root / "train/bees/reencoded.jpg"), str(root / "train/bees/crop.jpg")]
+    image.save(near[0], quality=70)
+    image.crop((w // 10, h // 10, w - w // 10, h - h // 10)).save(near[1])
+    faults["near"] = (bee, near)
+    train_ants, _ = load_image_folder(root / "train")
+    moved = next(p for p in train_ants if "/ants/" in p)
+    flipped = moved.replace("/ants/", "/bees/")
+    shutil.move(moved, flipped)
+    faults["flipped"] = flipped
+    faults["blank"] = str(root / "train/ants/blank.png")
+    Image.new("RGB", (200, 200), "white").save(faults["blank"])
+    return root, faults
+
+
+@pytest.fixture(scope="module")
+def audit(planted):
+    return audit_dataset(planted[0], **AUDIT)
+
+
+def _kind(audit, kind):
+    return audit.findings[audit.findings["kind"] == kind]
+
+
+def test_exact_copy_across_splits_with_another_label(audit, planted):
+    _, faults = planted
+    rows = _kind(audit, "exact_duplicate")
+    assert len(rows) == 1
+    row = rows.iloc[0]
+    assert {row.path, row.other_path} == set(faults["exact"])
+    assert {row.split, row.other_split} == {"train", "val"}
+    assert row.conflict
+    assert {row.label, row.other_label} == {"ants", "bees"}
+    assert len(audit.leaks()) >= 3  # the copy, the re-encode, the crop
+
+
+def test_near_copies_found_and_nothing_else(audit, planted):
+    _, faults = planted
+    original, copies = faults["near"]
+    pairs = {frozenset((r.path, r.other_path)) for r in
+             _kind(audit, "near_duplicate").itertuples()}  # fmt: skip
+    expected = {frozenset((original, c)) for c in copies} | {frozenset(copies)}
+    assert pairs == expected
+    assert (_kind(audit, "near_duplicate")["score"] >= audit.near_threshold).all()
+    # Copies share a group; others stand alone.
+    group = audit.items.set_index("path")["group"]
+    assert group[original] == group[copies[0]] == group[copies[1]]
+    assert group[faults["exact"][0]] == group[faults["exact"][1]]
+
+
+def test_flipped_label_found_with_its_true_class(audit, planted):
+    _, faults = planted
+    rows = _kind(audit, "label_issue").set_index("path")
+    assert faults["flipped"] in rows.index
+    assert rows.loc[faults["flipped"], "suggested_label"] == "ants"
+    assert rows.index.get_loc(faults["flipped"]) < 4  # among the most likely
+
+
+def test_blank_image_is_an_outlier(audit, planted):
+    _, faults = planted
+    found = _kind(audit, "outlier")["path"].tolist()
+    assert faults["blank"] in found
+    # Besides it, only the ant copied in under "bees" is unlike its class.
+    assert set(found) <= {faults["blank"], faults["exact"][1]}
+
+
+def test_clean_data_has_no_findings():
+    audit = audit_dataset(DATA, **AUDIT)
+    assert len(audit.items) == 72
+    assert audit.items["embedded"].all()
+    # One hard photo, not a wrong label: a tiny ant on blossoms, which the
+    # out-of-fold model takes for a bee.
+    hard = "val/ants/119785936_dd428e40c3.jpg"
+    assert audit.findings["kind"].tolist() == ["label_issue"], audit.findings
+    assert audit.findings["path"].iloc[0].endswith(hard)
+    assert audit.items["group"].nunique() == 72
+
+
+def test_command_writes_table_and_report_and_never_an_input(planted, tmp_path, capsys):
+    root, _ = planted
+    out, report = tmp_path / "audit.csv", tmp_path / "audit.html"
+    args = ["audit", str(root), "--quiet"]
+    assert main([*args, "--out", str(out), "--report", str(report)]) == 0
+    printed = capsys.readouterr().out
+    assert "1 exact duplicates, 3 near duplicates" in printed
+    table = pd.read_csv(out)
+    assert {"kind", "path", "other_path", "split", "other_split", "label",
+            "suggested_label", "score"} <= set(table.columns)  # fmt: skip
+    assert set(table["kind"]) == {"exact_duplicate", "near_duplicate",
+                                  "label_issue", "outlier"}  # fmt: skip
+    page = report.read_text()
+    assert page.count("data:image/jpeg;base64,") >= 2 * 4 + 1
+    # A manifest audits the same; the table may never replace it.
+    items = audit_dataset(root, kinds=["exact_duplicate"]).items
+    manifest = tmp_path / "manifest.csv"
+    items[["path", "label", "split"]].to_csv(manifest, index=False)
+    again = audit_dataset(manifest, **AUDIT).findings
+    assert again["kind"].value_counts().equals(table["kind"].value_counts())
+    before = manifest.read_bytes()
+    with pytest.raises(SystemExit):
+        main(["audit", str(manifest), "--out", str(manifest)])
+    assert manifest.read_bytes() == before
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="no headless Chromium")
+def test_report_renders_in_a_browser(audit, tmp_path):
+    page = tmp_path / "report.html"
+    audit.write_report(page)
+    # The page marks how many thumbnails decoded once it has loaded.
+    html = page.read_text().replace(
+        "</body>",
+        "<script>window.onload=()=>{document.title='loaded '+[...document.images]"
+        ".filter(i=>i.naturalWidth>0).length+' of '+document.images.length}"
+        "</script></body>",
+    )
+    page.write_text(html)
+    dom = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu",
+         "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    ).stdout  # fmt: skip
+    pairs = audit.findings["kind"].str.endswith("duplicate").sum()
+    images = 2 * pairs + (~audit.findings["kind"].str.endswith("duplicate")).sum()
+    assert f"<title>loaded {images} of {images}</title>" in dom
+    assert "Can I trust this score?" in dom
+    assert "different labels" in dom
+
+
+def test_text_table_audit(tmp_path):
+    texts = [f"meeting at {h} tomorrow in room {h}" for h in range(12)] + [
+        f"win a free prize number {h} now, call today" for h in range(12)
+    ]
+    labels = ["ham"] * 12 + ["spam"] * 12
+    texts.append(texts[3])  # a copy, labelled the other way
+    labels.append("spam")
+    table = tmp_path / "texts.csv"
+    pd.DataFrame({"text": texts, "label": labels}).to_csv(table, index=False)
+    audit = audit_dataset(table, text_column="text", encoder="glove_50d", cache=None)
+    exact = _kind(audit, "exact_duplicate")
+    assert exact[["row", "other_row"]].values.tolist() == [[3, 24]]
+    assert exact["conflict"].all()
+    assert "meeting at 3" in exact["text"].iloc[0]
+
+
+def test_hnsw_agrees_with_exact_search():
+    rng = np.random.default_rng(0)
+    unit = normalised(rng.normal(size=(2000, 64)))
+    exact, _ = nearest(unit, 5, backend="exact")
+    approximate, similarities = nearest(unit, 5, backend="hnsw")
+    assert (exact[:, 0] == approximate[:, 0]).mean() > 0.95
+    assert (np.diff(similarities, axis=1) <= 1e-6).all()
+
+
+def test_compare_models_keeps_copies_in_one_fold(planted):
+    root, _ = planted
+    paths, labels = load_image_folder(root, "train")
+    results, _ = compare_models(
+        paths, labels, param_grid={"C": [1.0]}, cv=3, refit=False,
+        group_duplicates=True, **AUDIT,
+    )  # fmt: skip
+    assert results["grouped"].iloc[0] == 2  # the re-encode and the crop
+    assert results["log_loss"].iloc[0] > 0
+    groups = np.arange(len(paths)) // 2  # pairs of images
+    results, _ = compare_models(
+        paths, labels, param_grid={"C": [1.0]}, cv=3, refit=False, groups=groups,
+        classifiers=["linear_svm"], backbones=["mobilenet_v3_small"], weights=None,
+        input_size=32,
+    )  # fmt: skip
+    assert results["grouped"].iloc[0] == len(paths)
+    assert np.isfinite(results["log_loss"].iloc[0])  # calibrated: probabilities
+
+
+def test_train_warns_when_held_out_images_have_copies(planted):
+    root, _ = planted
+    said = []
+    train_and_evaluate(str(root), say=said.append, verbose=0, **AUDIT)
+    warning = next(line for line in said if line.startswith("warning:"))
+    assert "2 of 24 held-out images have copies" in warning
+    assert "(1 exact, 1 near duplicates)" in warning
+
+
+def test_grouped_split_keeps_copies_on_one_side(tmp_path):
+    root = tmp_path / "classes"
+    for label in ("ants", "bees"):
+        shutil.copytree(DATA / "train" / label, root / label)
+    for k, path in enumerate(sorted((root / "ants").iterdir())[:6]):
+        shutil.copyfile(path, root / "ants" / f"copy{k}.jpg")
+    said = []
+    train_and_evaluate(str(root), group_duplicates=True, say=said.append,
+                       verbose=0, **AUDIT)  # fmt: skip
+    assert not any(line.startswith("warning:") for line in said)
+    assert "duplicates grouped" in said[0]
+
+
+@pytest.mark.parametrize("name", ["linear_svm", "svm"])
+def test_svm_heads_are_calibrated_and_weighted(name):
+    from sklearn.calibration import CalibratedClassifierCV
+
+    pipeline = make_image_classifier(classifier=name, class_weight="balanced")
+    head = pipeline["classifier"]
+    assert isinstance(head, CalibratedClassifierCV)
+    assert head.estimator.class_weight == "balanced"
+    rng = np.random.default_rng(0)
+    x = np.r_[rng.normal(0, 1, (20, 4)), rng.normal(3, 1, (10, 4))]
+    y = np.r_[np.zeros(20), np.ones(10)]
+    probabilities = pipeline[1:].fit(x, y).predict_proba(x)
+    assert np.allclose(probabilities.sum(axis=1), 1)
+    raw = make_image_classifier(classifier=name, calibrate=False)["classifier"]
+    assert not hasattr(raw, "predict_proba")
+    with pytest.raises(ValueError, match="class_weight must be None, 'balanced'"):
+        make_image_classifier(classifier=name, class_weight="inverse")
