@@ -9,12 +9,14 @@ each class is train. Then ``pipelines.audit_dataset`` runs twice, and the second
 
 Near duplicates: recall over the planted pairs (each original with its three
 copies, and the copies among themselves), and the share of copies that share a group
-with their original (found directly or through another copy); precision over the reported pairs that
-involve a planted copy, counted right only when both members come from the same
-photo (a strict bound: dtd10 holds near-duplicate photos of its own, and a copy
+with their original (found directly or through another copy); precision over the
+reported pairs that involve a planted copy, counted right only when both members
+come from the same photo (a strict bound: dtd10 holds near-duplicate photos of its own, and a copy
 paired with its original's twin counts as wrong). Pairs of two original files are
 counted apart ("pre-existing"). Label issues: the share of flipped labels among the
-top 2x as many label-issue rows, and the precision of all rows.
+top 2x as many label-issue rows, and the precision of all rows; beside it, the share
+among the 2x items of lowest ``label_quality`` (every item ranked, not only those
+confident learning flags).
 
     python benchmarks/audit.py [--seeds 0 1] [--neighbours]
 """
@@ -121,6 +123,8 @@ def score(audit, truth) -> dict:
     flipped = truth["flipped"]
     top = set(issues[: 2 * len(flipped)])
     outliers = findings[kind == "outlier"]["path"].tolist()
+    by_quality = audit.items.sort_values("label_quality")["path"]
+    lowest = set(by_quality.head(2 * len(flipped)))
     group = dict(zip(audit.items["path"], audit.items["group"]))
     copies = [(m, family[0]) for family in truth["families"] for m in family[1:]]
     return {
@@ -134,6 +138,7 @@ def score(audit, truth) -> dict:
         / max(1, len(exact_pairs)),
         "conflicts": int(exact["conflict"].sum()),
         "label_recall_top2x": len(flipped & top) / len(flipped),
+        "label_lowest_2x": len(flipped & lowest) / len(flipped),
         "label_precision": len(flipped & set(issues)) / max(1, len(issues)),
         "label_rows": len(issues),
         "blank_found": truth["blank"] in outliers,

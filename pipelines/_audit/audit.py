@@ -42,8 +42,10 @@ class Audit:
         different labels).
     items : pandas.DataFrame
         One row per item read: ``path`` (or ``row`` and ``text``), ``split``,
-        ``label``, ``embedded`` and ``group`` (items joined by exact or near
-        duplicates share a group; pass it as ``groups=`` to model selection).
+        ``label``, ``embedded``, ``group`` (items joined by exact or near
+        duplicates share a group; pass it as ``groups=`` to model selection) and
+        ``label_quality`` (the out-of-fold probability of the given label: sort by
+        it to look past the label issues confident learning flags).
     skipped : pandas.DataFrame
         The items that could not be embedded (the featurizer's ``failures``).
     modality, description, near_threshold, seconds
@@ -229,10 +231,12 @@ def audit_dataset(
             normalised(result.array[usable]), labels[usable].astype(str),
             groups=items["group"].to_numpy()[usable], seed=seed,
         )  # fmt: skip
-        rows += _at(
-            find.label_issues(probabilities, classes, labels[usable].astype(str)),
-            usable,
+        issues, quality = find.label_issues(
+            probabilities, classes, labels[usable].astype(str)
         )
+        rows += _at(issues, usable)
+        items["label_quality"] = np.nan
+        items.loc[usable, "label_quality"] = quality
     if "outlier" in kinds:
         outliers = find.outliers(result.array[kept], labels[kept].astype(str))
         rows += _at(outliers, kept)

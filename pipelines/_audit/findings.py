@@ -113,25 +113,27 @@ def out_of_fold_probabilities(features, labels, *, groups=None, seed=0):
     return probabilities, classes
 
 
-def label_issues(probabilities, classes, labels) -> list[dict]:
-    """Likely label errors by confident learning (cleanlab), worst first; the score
-    is one minus cleanlab's label quality (self-confidence)."""
+def label_issues(probabilities, classes, labels) -> tuple[list[dict], np.ndarray]:
+    """Likely label errors by confident learning (cleanlab's defaults), worst
+    first, and every item's label quality (cleanlab's self-confidence: the
+    out-of-fold probability of its given label); the score is one minus it."""
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
     if probabilities is None:
-        return []
+        return [], np.full(len(labels), np.nan)
     codes = np.searchsorted(classes, labels)
     ranked = find_label_issues(
         codes, probabilities, return_indices_ranked_by="self_confidence"
     )
     quality = get_label_quality_scores(codes, probabilities)
     suggested = classes[probabilities.argmax(axis=1)]
-    return _rows(
+    rows = _rows(
         "label_issue",
         [(int(i), None, 1 - float(quality[i]), labels[i], None, suggested[i], False)
          for i in ranked],
     )  # fmt: skip
+    return rows, quality
 
 
 def outliers(embeddings, labels) -> list[dict]:
