@@ -8,15 +8,15 @@ each class is train. Then ``pipelines.audit_dataset`` runs twice, and the second
 (warm cache) run is timed.
 
 Near duplicates: recall over the planted pairs (each original with its three
-copies, and the copies among themselves), and the share of copies that share a group
-with their original (found directly or through another copy); precision over the
-reported pairs that involve a planted copy, counted right only when both members
-come from the same photo (a strict bound: dtd10 holds near-duplicate photos of its own, and a copy
-paired with its original's twin counts as wrong). Pairs of two original files are
-counted apart ("pre-existing"). Label issues: the share of flipped labels among the
-top 2x as many label-issue rows, and the precision of all rows; beside it, the share
-among the 2x items of lowest ``label_quality`` (every item ranked, not only those
-confident learning flags).
+copies, and the copies among themselves), and the share of copies that share a
+group with their original (found directly or through another copy); precision over
+the reported pairs that involve a planted copy, counted right only when both
+members come from the same photo (a strict bound: dtd10 holds near-duplicate photos
+of its own, and a copy paired with its original's twin counts as wrong). Pairs of
+two original files are counted apart ("pre-existing"). Label issues: the share of
+flipped labels among the top 2x as many label-issue rows, and the precision of all
+rows; beside it, the share among the 2x items of lowest ``label_quality`` (every
+item ranked, not only those confident learning flags).
 
     python benchmarks/audit.py [--seeds 0 1] [--neighbours]
 """

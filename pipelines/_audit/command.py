@@ -47,7 +47,7 @@ def add_audit_command(command, parents) -> None:
     audit.add_argument(
         "--near-threshold", type=float, default=None, metavar="COSINE",
         help="similarity from which two items are near duplicates (default: 0.85 "
-        "for images, 0.95 for texts; measured, see BENCHMARKS.md)",
+        "for images, 0.90 for texts; measured, see BENCHMARKS.md)",
     )  # fmt: skip
     audit.add_argument("--seed", type=int, default=0, help="cross-validation folds")
     audit.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -71,21 +71,23 @@ def audit_command(args) -> int:
         near_threshold=args.near_threshold, seed=args.seed,
         verbose=0 if args.quiet else 1, encoding=args.encoding, sep=args.sep, **params,
     )  # fmt: skip
+    # Files first: a reader that closes the pipe early loses nothing.
+    if out:
+        write_table(audit.findings, out)
+    if report:
+        audit.write_report(report)
     for row in audit.skipped.itertuples():
         print(f"featurize: skipped {row.input!r}: {row.reason}", flush=True)
     print(audit.summary())
     key = audit.key
-    findings = audit.findings
-    for kind, rows in findings.groupby("kind", sort=False):
+    for kind, rows in audit.findings.groupby("kind", sort=False):
         print(f"\n{kind} ({len(rows)}):")
         columns = [key, f"other_{key}", "split", "other_split", "label",
                    "suggested_label", "score"]  # fmt: skip
         shown = rows[columns].head(PRINTED).dropna(axis=1, how="all")
         print(shown.to_string(index=False, float_format="%.3f"))
     if out:
-        write_table(findings, out)
-        print(f"wrote {len(findings)} findings to {out}")
+        print(f"wrote {len(audit.findings)} findings to {out}")
     if report:
-        audit.write_report(report)
         print(f"wrote the report to {report}")
     return 0
