@@ -21,7 +21,8 @@ from featurize import (
     list_text_encoders,
 )
 from pipelines._audit.command import add_audit_command
-from pipelines._classifiers import CLASS_WEIGHTS, CLASSIFIERS
+from pipelines._audit.groups import groups_from_names
+from pipelines._classifiers import CLASSIFIERS
 from pipelines._data import IMAGE_EXTENSIONS, list_splits, load_image_folder
 from pipelines._embed import embed_dataset
 from pipelines._export import add_export_command
@@ -42,6 +43,7 @@ from pipelines._options import (
     featurizer_options,
     featurizer_params,
     model_options,
+    selection_options,
     text_params,
 )
 from pipelines._predict import check_options, predict_rows, read_model
@@ -91,16 +93,7 @@ def _parser() -> argparse.ArgumentParser:
         "the header among , tab ; |)",
     )  # fmt: skip
 
-    selection = argparse.ArgumentParser(add_help=False)
-    selection.add_argument(
-        "--class-weight", choices=["none", *CLASS_WEIGHTS[1:]], default="none",
-        help="'balanced' weighs classes by inverse frequency (imbalanced data)",
-    )  # fmt: skip
-    selection.add_argument(
-        "--group-duplicates", action="store_true",
-        help="keep exact and near duplicates (as `featurize audit` finds them) on "
-        "one side of every split",
-    )  # fmt: skip
+    selection = selection_options()
 
     def command(name, handler, parents=(), **kwargs):
         sub = commands.add_parser(name, parents=[common, *parents], **kwargs)
@@ -366,7 +359,8 @@ def _train(args) -> int:
         args.directory, text_column=args.text_column, label_column=args.label_column,
         classifier=args.classifier, C=args.C, test_size=args.test_size, seed=args.seed,
         fine_tune=args.fine_tune, epochs=args.epochs, keep=args.keep or "better",
-        group_duplicates=args.group_duplicates, class_weight=_none(args.class_weight),
+        group_duplicates=args.group_duplicates, group_pattern=args.group_pattern,
+        class_weight=_none(args.class_weight),
         verbose=0 if args.quiet else 1, encoding=args.encoding, sep=args.sep,
         say=_say, **params,
     )  # fmt: skip
@@ -484,6 +478,7 @@ def _search(args) -> int:
         scoring=args.scoring,
         refit=args.model is not None,
         group_duplicates=args.group_duplicates,
+        groups=args.group_pattern and groups_from_names(paths, args.group_pattern),
         class_weight=_none(args.class_weight),
         verbose=0 if args.quiet else 1,
         **params,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from featurize import FeaturizeError, ImageFeaturizer, TextFeaturizer
+from pipelines._classifiers import CLASS_WEIGHTS
 
 # What each command offers, read off the parameter rules: the featurizer options
 # (shared by every command that embeds), and the text options with --text-column
@@ -105,6 +106,27 @@ def model_options() -> argparse.ArgumentParser:
         "is made of (it can run code: only for files you trust)",
     )
     return parent
+
+
+def selection_options() -> argparse.ArgumentParser:
+    """What keeps model selection honest: class weights, and groups no split
+    divides (``train`` and ``search``)."""
+    selection = argparse.ArgumentParser(add_help=False)
+    selection.add_argument(
+        "--class-weight", choices=["none", *CLASS_WEIGHTS[1:]], default="none",
+        help="'balanced' weighs classes by inverse frequency (imbalanced data)",
+    )  # fmt: skip
+    selection.add_argument(
+        "--group-duplicates", action="store_true",
+        help="keep exact and near duplicates (as `featurize audit` finds them) on "
+        "one side of every split",
+    )  # fmt: skip
+    selection.add_argument(
+        "--group-pattern", default=None, metavar="REGEX",
+        help="images whose file names share this pattern's match (a patient id: "
+        "'person[0-9]+') stay on one side of every split",
+    )  # fmt: skip
+    return selection
 
 
 def common_options() -> argparse.ArgumentParser:

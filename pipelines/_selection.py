@@ -18,7 +18,7 @@ from sklearn.preprocessing import StandardScaler
 
 from featurize import ImageFeaturizer, release_models
 from pipelines._audit.findings import NEAR_THRESHOLDS
-from pipelines._audit.groups import components, duplicate_groups
+from pipelines._audit.groups import duplicate_groups, joined
 from pipelines._classifiers import (
     make_classifier,
     make_image_classifier,
@@ -89,7 +89,8 @@ def compare_models(
         Fit the best candidate's whole pipeline on all the data and return it.
     groups : array-like, optional
         A group per image (a patient, a source photo): no group sits on both sides
-        of a fold (``StratifiedGroupKFold`` when ``cv`` is an int).
+        of a fold (``StratifiedGroupKFold`` when ``cv`` is an int; a splitter
+        passed as ``cv`` receives the groups and must be one that honours them).
     group_duplicates : bool, default=False
         Also group exact copies (equal content) and near duplicates (cosine
         similarity of the first configuration's embeddings at least
@@ -199,7 +200,7 @@ def _splits(cv, labels, groups, group_duplicates: bool, result):
 
     if group_duplicates:
         copies = duplicate_groups(result, NEAR_THRESHOLDS["image"])
-        groups = copies if groups is None else _joined(groups, copies)
+        groups = copies if groups is None else joined(groups, copies)
     if groups is None:
         return list(check_cv(cv, labels, classifier=True).split(labels, labels)), 0
     groups = np.asarray(groups)
@@ -208,18 +209,6 @@ def _splits(cv, labels, groups, group_duplicates: bool, result):
     if isinstance(cv, numbers.Integral):
         cv = StratifiedGroupKFold(int(cv))
     return list(cv.split(labels, labels, groups)), grouped
-
-
-def _joined(*groupings) -> np.ndarray:
-    """One group per set of items that share a group in any of ``groupings``."""
-    pairs = []
-    for grouping in groupings:
-        first: dict = {}
-        for i, key in enumerate(grouping):
-            j = first.setdefault(key, i)
-            if j != i:
-                pairs.append((j, i))
-    return components(len(groupings[0]), pairs)
 
 
 def _scorers(scoring, metrics, probabilistic: bool):

@@ -18,7 +18,12 @@ from featurize import (
     missing_labels,
 )
 from pipelines._audit.findings import NEAR_THRESHOLDS
-from pipelines._audit.groups import duplicate_groups, held_out_copies
+from pipelines._audit.groups import (
+    duplicate_groups,
+    groups_from_names,
+    held_out_copies,
+    joined,
+)
 from pipelines._classifiers import (
     make_image_classifier,
     make_text_classifier,
@@ -111,7 +116,7 @@ def split_folder(directory: str, seed: int, test_size: float, grouping=None):
         paths, labels, test_size, seed, "images", grouping
     )
     how = f"stratified {1 - test_size:.0%}/{test_size:.0%} split" + (
-        ", duplicates grouped" if grouping else ""
+        ", grouped" if grouping else ""
     )
     return list(train_x), list(train_y), list(test_x), list(test_y), how
 
@@ -185,7 +190,7 @@ def split_table(
         "texts", grouping,
     )  # fmt: skip
     how = f"stratified {1 - test_size:.0%}/{test_size:.0%} split" + (
-        ", duplicates grouped" if grouping else ""
+        ", grouped" if grouping else ""
     )
     return train_x, list(train_y), test_x, list(test_y), how
 
@@ -201,6 +206,7 @@ def train_and_evaluate(
     seed: int = 0,
     fine_tune: bool = False,
     group_duplicates: bool = False,
+    group_pattern: str | None = None,
     class_weight=None,
     epochs: int | None = None,
     keep: str = "better",
@@ -230,6 +236,8 @@ def train_and_evaluate(
     group_duplicates : keep exact and near duplicates on one side of the split
         made where ``source`` has none (see :func:`audit_dataset`). Either way a
         held-out part with copies in the training part is reported through ``say``.
+    group_pattern : a regular expression whose match in an image's file name is
+        its group (a patient id), kept on one side of that split too.
     class_weight : the classifier's (None, ``"balanced"`` or a dict).
     verbose : progress bars; ``say`` receives the report's lines.
     encoding, sep : a CSV table's (see ``read_table``).
@@ -247,13 +255,20 @@ def train_and_evaluate(
         **featurizer_params,
     )  # fmt: skip
     pipeline.set_params(**{f"classifier__{parameter(pipeline[-1], 'C')}": C})
+    if group_pattern is not None and text_column is not None:
+        raise ValueError("group_pattern groups images by file name, not texts.")
     grouping = None
-    if group_duplicates:
+    if group_duplicates or group_pattern is not None:
         threshold = NEAR_THRESHOLDS["image" if text_column is None else "text"]
 
         def grouping(items):
-            featurizer = pipeline["featurizer"].fit()
-            return duplicate_groups(featurizer.embed(items, on_error="nan"), threshold)
+            found = []
+            if group_pattern is not None:
+                found.append(groups_from_names(items, group_pattern))
+            if group_duplicates:
+                result = pipeline["featurizer"].fit().embed(items, on_error="nan")
+                found.append(duplicate_groups(result, threshold))
+            return joined(*found)
 
     if text_column is None:
         train_x, train_y, test_x, test_y, how = split_folder(

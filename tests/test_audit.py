@@ -183,6 +183,12 @@ def test_text_table_audit(tmp_path):
     assert exact[["row", "other_row"]].values.tolist() == [[3, 24]]
     assert exact["conflict"].all()
     assert "meeting at 3" in exact["text"].iloc[0]
+    out, report = tmp_path / "audit.parquet", tmp_path / "audit.html"
+    assert main(["audit", str(table), "--text-column", "text", "--encoder",
+                 "glove_50d", "--cache", "none", "--quiet", "--out", str(out),
+                 "--report", str(report)]) == 0  # fmt: skip
+    assert pd.read_parquet(out)["kind"].iloc[0] == "exact_duplicate"
+    assert "meeting at 3 tomorrow in room 3" in report.read_text()
 
 
 def test_hnsw_agrees_with_exact_search():
@@ -252,3 +258,23 @@ def test_svm_heads_are_calibrated_and_weighted(name):
     assert not hasattr(raw, "predict_proba")
     with pytest.raises(ValueError, match="class_weight must be None, 'balanced'"):
         make_image_classifier(classifier=name, class_weight="inverse")
+
+
+def test_groups_from_names_and_search_by_pattern(capsys):
+    from pipelines._audit.groups import groups_from_names
+
+    names = ["a/person1_x.jpg", "b/person1_y.jpg", "person12_z.jpg", "other.jpg"]
+    groups = groups_from_names(names, r"person\d+")
+    assert groups.tolist() == [0, 0, 1, 2]
+    with pytest.raises(ValueError, match="not a regular expression"):
+        groups_from_names(names, "person(")
+    # Hymenoptera's names start with a photo id: group by its first digit.
+    args = ["search", str(DATA), "--backbone", "mobilenet_v3_small", "--weights",
+            "none", "--input-size", "32", "--cv", "2", "--quiet",
+            "--group-pattern", "^[0-9]"]  # fmt: skip
+    assert main(args) == 0
+    table = capsys.readouterr().out.splitlines()
+    header = table[1].split()
+    row = table[2].split()
+    assert header[-1] == "grouped"
+    assert int(row[-1]) > 40  # every image whose name starts with a digit

@@ -14,8 +14,8 @@ from featurize import (
     InvalidLabelsError,
     MissingDependencyError,
     TextFeaturizer,
+    missing_labels,
 )
-from featurize import missing_labels as _missing
 from pipelines._audit import findings as find
 from pipelines._audit.groups import components, copies
 from pipelines._audit.neighbours import normalised
@@ -214,7 +214,7 @@ def audit_dataset(
         find.NEAR_THRESHOLDS[modality] if near_threshold is None else near_threshold
     )
     labels = items["label"].to_numpy(dtype=object)
-    labelled = ~_missing(labels)
+    labelled = ~missing_labels(labels)
     digests = list(result.digests)
 
     exact, near = copies(result, threshold, backend=backend)
@@ -276,8 +276,7 @@ def _table(rows, items, modality: str):
     other = other.fillna(0).to_numpy(int)
 
     def pick(column, where):
-        values = items[column].to_numpy(dtype=object)[where]
-        return values
+        return items[column].to_numpy(dtype=object)[where]
 
     out = pd.DataFrame({"kind": table["kind"].to_numpy()})
     out[key] = pick(key, index)

@@ -3,6 +3,9 @@ selection keeps each group on one side of every split."""
 
 from __future__ import annotations
 
+import os
+import re
+
 import numpy as np
 
 from pipelines._audit.findings import similar_pairs
@@ -64,3 +67,33 @@ def held_out_copies(train, held_out, threshold: float) -> tuple[int, int]:
         if i < len(a) <= j:  # pairs come with i < j: train first, held-out second
             near.add(int(b[j - len(a)]))
     return len(exact), len(near - exact)
+
+
+def joined(*groupings) -> np.ndarray:
+    """One group per set of items that share a group in any of ``groupings``."""
+    pairs = []
+    for grouping in groupings:
+        first: dict = {}
+        for i, key in enumerate(grouping):
+            j = first.setdefault(key, i)
+            if j != i:
+                pairs.append((j, i))
+    return components(len(groupings[0]), pairs)
+
+
+def groups_from_names(paths, pattern: str) -> np.ndarray:
+    """Group ids from file names: images whose names hold the same first match of
+    the regular expression ``pattern`` (a patient id such as ``person\\d+``) share
+    a group; a name without a match is a group of its own."""
+    try:
+        expression = re.compile(pattern)
+    except re.error as error:
+        raise ValueError(
+            f"The group pattern {pattern!r} is not a regular expression ({error}); "
+            f"pass one such as 'person\\d+' that matches the shared part of names."
+        ) from None
+    keys = []
+    for i, path in enumerate(paths):
+        found = expression.search(os.path.basename(os.fspath(path)))
+        keys.append(("name", found.group(0)) if found else ("alone", i))
+    return joined(keys)
