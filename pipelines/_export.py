@@ -148,7 +148,8 @@ def add_export_command(command, model_options) -> None:
     export.add_argument(
         "--format", choices=FORMATS, default=FORMATS[0],
         help="onnx (onnxruntime; any head skl2onnx converts), litert (ai-edge-litert)"
-        " or saved_model (TensorFlow): these two take linear heads only",
+        " or saved_model (TensorFlow): these two take linear heads (calibrated or "
+        "not) only",
     )  # fmt: skip
     export.add_argument(
         "--quantize", choices=("int8",), default=None,

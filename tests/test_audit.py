@@ -238,7 +238,7 @@ def test_grouped_split_keeps_copies_on_one_side(tmp_path):
     train_and_evaluate(str(root), group_duplicates=True, say=said.append,
                        verbose=0, **AUDIT)  # fmt: skip
     assert not any(line.startswith("warning:") for line in said)
-    assert "duplicates grouped" in said[0]
+    assert "split, grouped)" in said[0]
 
 
 @pytest.mark.parametrize("name", ["linear_svm", "svm"])

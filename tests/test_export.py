@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
@@ -171,25 +172,56 @@ def test_image_pipeline_served_without_featurize(folder, tmp_path):
 # skl2onnx reads SVC's deprecated probA_ (scikit-learn 1.9).
 @pytest.mark.filterwarnings("ignore:Attribute `prob:FutureWarning")
 @pytest.mark.parametrize(
-    "head", [LinearSVC(), SVC(), KNeighborsClassifier(3)],
-    ids=["linear_svc", "svc_rbf", "knn"],
+    "head",
+    [LinearSVC(), SVC(), KNeighborsClassifier(3),
+     CalibratedClassifierCV(LinearSVC(), cv=3)],
+    ids=["linear_svc", "svc_rbf", "knn", "calibrated_linear_svc"],
 )  # fmt: skip
 def test_other_heads_agree_as_a_module(folder, tmp_path, head):
     _, paths, _ = folder
     pipeline = fitted_pipeline(folder, head)
-    export_onnx(pipeline).save(tmp_path / "m")
-    model = ExportedModel(tmp_path / "m")
-    assert list(model.predict(paths)) == list(pipeline.predict(paths))
-    if hasattr(pipeline, "predict_proba"):
-        np.testing.assert_allclose(
-            model.predict_proba(paths), pipeline.predict_proba(paths), atol=1e-4
-        )
-    else:
-        with pytest.raises(ValueError, match="no probabilities"):
-            model.predict_proba(paths)
+    formats = ["onnx"]
+    if isinstance(head, CalibratedClassifierCV):  # pipelines' SVMs: every format
+        formats += ["litert", "saved_model"]
+    for format in formats:
+        export(pipeline, format=format).save(tmp_path / format)
+        model = ExportedModel(tmp_path / format)
+        assert list(model.predict(paths)) == list(pipeline.predict(paths))
+        if hasattr(pipeline, "predict_proba"):
+            np.testing.assert_allclose(
+                model.predict_proba(paths), pipeline.predict_proba(paths), atol=1e-4
+            )
+        else:
+            with pytest.raises(ValueError, match="no probabilities"):
+                model.predict_proba(paths)
     if isinstance(head, KNeighborsClassifier):  # no TensorFlow form: refused, named
         with pytest.raises(ExportError, match="KNeighborsClassifier.*--format onnx"):
             export(pipeline, format="litert")
+
+
+@pytest.mark.parametrize("classes", [2, 4])
+def test_calibrated_linear_heads_fold(classes):
+    from featurize._export.heads import fold_calibrated
+
+    rng = np.random.default_rng(0)
+    x = (
+        rng.normal(size=(120, 6))
+        + np.repeat(np.arange(classes), 120 // classes)[:, None]
+    )
+    y = np.repeat(np.arange(classes), 120 // classes)
+    steps = [StandardScaler(), CalibratedClassifierCV(LinearSVC(), cv=3)]
+    make_pipeline(*steps).fit(x, y)
+    folded = fold_calibrated(steps, 6)
+    assert folded.kernels.shape == (3, 6, 1 if classes == 2 else classes)
+    probe = rng.normal(size=(50, 6)) * 2
+    np.testing.assert_allclose(
+        folded.probabilities(probe), make_pipeline(*steps).predict_proba(probe),
+        atol=1e-5,
+    )  # fmt: skip
+    steps = CalibratedClassifierCV(LinearSVC(), cv=3, method="isotonic")
+    isotonic = [StandardScaler(), steps]
+    make_pipeline(*isotonic).fit(x, y)
+    assert fold_calibrated(isotonic, 6) is None  # steps, not sigmoids: ONNX only
 
 
 @needs_tf

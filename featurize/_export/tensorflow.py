@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from featurize._export.folder import Export, folder_files
-from featurize._export.heads import HeadOutputs, describe, fold
+from featurize._export.heads import HeadOutputs, describe, fold, fold_calibrated
 from featurize._export.parts import Parts, metadata
 from featurize._standalone.serving import (
     ATTENTION_MASK,
@@ -118,11 +118,15 @@ def _head(parts: Parts, runtime: str):
     if not parts.head:
         return (lambda embedding: {EMBEDDING: embedding}), HeadOutputs()
     folded = fold(parts.head, parts.width)
+    calibrated = None if folded else fold_calibrated(parts.head, parts.width)
+    if calibrated is not None:
+        return _calibrated_head(calibrated), HeadOutputs(probabilities=PROBABILITIES)
     if folded is None:
         raise ExportError(
             f"The head {describe(parts.head)} cannot be exported to "
             f"{NAMES[runtime]}: only scalers followed by a linear classifier "
-            f"(logistic regression, a linear SVM, ridge) fold into a TensorFlow "
+            f"(logistic regression, a linear SVM, ridge; calibrated by sigmoids or "
+            f"not) fold into a TensorFlow "
             f"graph. Export it with format='onnx' (--format onnx), which converts "
             f"this head through skl2onnx."
         )
@@ -135,6 +139,40 @@ def _head(parts: Parts, runtime: str):
 
     outputs = HeadOutputs(**{"probabilities" if probabilistic else "scores": name})
     return head, outputs
+
+
+def _calibrated_head(calibrated):
+    """:meth:`Calibrated.probabilities` as a TensorFlow function of embeddings
+    (a product per calibration fold: LiteRT's builtins hold matmul, not einsum)."""
+    import tensorflow as tf
+
+    classes = calibrated.n_classes
+    folds = [
+        tuple(tf.constant(array[k]) for array in (
+            calibrated.kernels, calibrated.biases, calibrated.slopes,
+            calibrated.offsets,
+        ))
+        for k in range(len(calibrated.kernels))
+    ]  # fmt: skip
+
+    def head(embedding):
+        total = 0.0
+        for kernel, bias, slope, offset in folds:
+            scores = tf.matmul(embedding, kernel) + bias
+            probabilities = tf.sigmoid(-(slope * scores + offset))
+            if classes == 2:
+                probabilities = tf.concat([1 - probabilities, probabilities], -1)
+            else:
+                sums = tf.reduce_sum(probabilities, axis=-1, keepdims=True)
+                probabilities = tf.where(
+                    sums > 0,
+                    probabilities / tf.maximum(sums, 1e-30),
+                    tf.fill(tf.shape(probabilities), 1.0 / classes),
+                )
+            total = total + probabilities
+        return {PROBABILITIES: total / len(folds)}
+
+    return head
 
 
 def _write_saved_model(folder: Path, signature: list, function) -> None:
