@@ -175,6 +175,11 @@ def _parser() -> argparse.ArgumentParser:
         "--out", default=None, help="write the results table (CSV or Parquet)"
     )
     search.add_argument("--model", default=None, help="save the best pipeline (joblib)")
+    search.add_argument(
+        "--fine-tune", action="store_true",
+        help="also cross-validate a FineTunedClassifier per backbone (it trains "
+        "once per fold: minutes, not seconds)",
+    )  # fmt: skip
     search.add_argument("--quiet", action="store_true")
 
     embed = command(
@@ -478,13 +483,14 @@ def _search(args) -> int:
         scoring=args.scoring,
         refit=args.model is not None,
         group_duplicates=args.group_duplicates,
+        fine_tune=args.fine_tune,
         groups=args.group_pattern and groups_from_names(paths, args.group_pattern),
         class_weight=_none(args.class_weight),
         verbose=0 if args.quiet else 1,
         **params,
     )
     columns = ["backbone", "layer", "pooling", "classifier", "params", "mean_score",
-               "std_score", "log_loss", "computed", "grouped"]  # fmt: skip
+               "std_score", "log_loss", "fit_time", "computed", "grouped"]  # fmt: skip
     print(results[columns].to_string(index=False, float_format="%.4f"))
     if args.out:
         write_table(results, args.out)

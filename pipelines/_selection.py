@@ -12,11 +12,12 @@ import numbers
 import time
 
 import numpy as np
+from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, check_cv
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from featurize import ImageFeaturizer, release_models
+from featurize import FineTunedClassifier, ImageFeaturizer, release_models
 from pipelines._audit.findings import NEAR_THRESHOLDS
 from pipelines._audit.groups import duplicate_groups, joined
 from pipelines._classifiers import (
@@ -62,9 +63,11 @@ def compare_models(
     groups=None,
     group_duplicates: bool = False,
     class_weight=None,
+    fine_tune=False,
     **featurizer_params,
 ):
-    """Cross-validate every backbone x layer x pooling x classifier x parameters.
+    """Cross-validate every backbone x layer x pooling x classifier x parameters,
+    and, if asked, fine-tuned candidates on the same folds.
 
     Parameters
     ----------
@@ -98,6 +101,14 @@ def compare_models(
     class_weight : None, "balanced" or dict
         The classifiers' (see :func:`make_image_classifier`); the SVMs are
         calibrated, so every built-in classifier reports ``log_loss``.
+    fine_tune : bool or list of dict, default=False
+        Also cross-validate a :class:`featurize.FineTunedClassifier` per backbone:
+        ``True`` for its defaults, or a list of candidates, each a dict of its
+        parameters (``[{"epochs": 2}, {"epochs": 8, "augment": "strong"}]``).
+        They share ``featurizer_params`` where the two take the same option, get
+        ``random_state=0`` unless a candidate sets it, and their linear probe reads
+        the embeddings the frozen candidates cached. Their rows have classifier
+        ``"fine_tuned"``, the candidate as ``params`` and ``fit_time`` per fold.
     **featurizer_params
         Passed to every featurizer (``weights``, ``input_size``, ``cache``, ...).
 
@@ -127,6 +138,9 @@ def compare_models(
     labels = np.asarray(labels)
     splits = None
     metrics = _metric_names(scoring)
+    tuned = _fine_tuned_candidates(
+        fine_tune, backbones, class_weight, featurizer_params
+    )
     rows = []
     configurations = list(itertools.product(backbones, layers, poolings))
     for configuration, (backbone, layer, pooling) in enumerate(configurations):
@@ -159,6 +173,7 @@ def compare_models(
                     "backbone": featurizer.backbone_,
                     "layer": featurizer.layer_,
                     "configuration": configuration,
+                    "candidate": -1,
                     "pooling": pooling,
                     "classifier": classifier,
                     "params": {k.split("__")[-1]: v for k, v in params.items()},
@@ -175,13 +190,20 @@ def compare_models(
                 row["computed"] = stats["computed"]
                 row["grouped"] = grouped
                 rows.append(row)
+    if tuned:
+        release_models()
+    for candidate, estimator in enumerate(tuned):
+        rows.append(_cross_validate_tuned(estimator, paths, labels, splits, scoring,
+                                          metrics, grouped, candidate))  # fmt: skip
     table = pd.DataFrame(rows).sort_values(
         f"mean_{metrics[0]}", ascending=False, kind="stable", ignore_index=True
     )
     best = None
-    if refit and len(table):
+    if refit and len(table) and table.iloc[0].classifier == "fine_tuned":
+        best = clone(tuned[int(table.iloc[0].candidate)]).fit(paths, labels)
+    elif refit and len(table):
         top = table.iloc[0]
-        backbone, layer, pooling = configurations[top.configuration]
+        backbone, layer, pooling = configurations[int(top.configuration)]
         best = make_image_classifier(
             backbone, top.classifier, layer=layer, pooling=pooling,
             class_weight=class_weight, **featurizer_params,
@@ -191,7 +213,62 @@ def compare_models(
             **{f"classifier__{parameter(head, k)}": v for k, v in top.params.items()}
         )
         best.fit(paths, labels)
-    return table.drop(columns="configuration"), best
+    return table.drop(columns=["configuration", "candidate"], errors="ignore"), best
+
+
+def _fine_tuned_candidates(fine_tune, backbones, class_weight, featurizer_params):
+    """One unfitted FineTunedClassifier per backbone and candidate."""
+    if fine_tune is False or fine_tune is None:
+        return []
+    candidates = [{}] if fine_tune is True else list(fine_tune)
+    if not all(isinstance(c, dict) for c in candidates):
+        raise ValueError(
+            f"fine_tune must be True, False or a list of dicts of FineTunedClassifier "
+            f"parameters; received {fine_tune!r}."
+        )
+    rules = FineTunedClassifier.parameter_rules
+    # The featurizer's batch is an inference batch, not a training one.
+    shared = {k: v for k, v in featurizer_params.items()
+              if k in rules and k != "batch_size"}  # fmt: skip
+    if class_weight is not None:
+        shared["class_weight"] = class_weight
+    return [
+        FineTunedClassifier(backbone, **{"random_state": 0, **shared, **candidate})
+        for backbone in dict.fromkeys(backbones)
+        for candidate in candidates
+    ]
+
+
+def _cross_validate_tuned(estimator, paths, labels, splits, scoring, metrics,
+                          grouped: int, candidate: int) -> dict:  # fmt: skip
+    """A results row for one fine-tuned candidate, on the shared folds."""
+    from sklearn.model_selection import cross_validate
+
+    params = estimator.get_params()
+    defaults = FineTunedClassifier().get_params()
+    scores = cross_validate(
+        estimator, paths, labels, cv=splits,
+        scoring=_scorers(scoring, metrics, True), error_score="raise",
+    )  # fmt: skip
+    row = {
+        "backbone": params["backbone"],
+        "layer": params["layer"],
+        "configuration": -1,
+        "candidate": candidate,
+        "pooling": "avg",
+        "classifier": "fine_tuned",
+        "params": {k: v for k, v in params.items()
+                   if k != "backbone" and v != defaults[k] and k != "verbose"},
+    }  # fmt: skip
+    for metric in metrics:
+        row[f"mean_{metric}"] = float(np.mean(scores[f"test_{metric}"]))
+        row[f"std_{metric}"] = float(np.std(scores[f"test_{metric}"]))
+    row["log_loss"] = -float(np.mean(scores["test_log_loss"]))
+    row["fit_time"] = float(np.mean(scores["fit_time"]))
+    row["embedding_time"] = np.nan
+    row["cache_hits"] = row["computed"] = np.nan
+    row["grouped"] = grouped
+    return row
 
 
 def _splits(cv, labels, groups, group_duplicates: bool, result):

@@ -183,12 +183,16 @@ def test_text_table_audit(tmp_path):
     assert exact[["row", "other_row"]].values.tolist() == [[3, 24]]
     assert exact["conflict"].all()
     assert "meeting at 3" in exact["text"].iloc[0]
+    assert audit.leaks().empty  # no splits, so nothing across them
     out, report = tmp_path / "audit.parquet", tmp_path / "audit.html"
     assert main(["audit", str(table), "--text-column", "text", "--encoder",
                  "glove_50d", "--cache", "none", "--quiet", "--out", str(out),
                  "--report", str(report)]) == 0  # fmt: skip
     assert pd.read_parquet(out)["kind"].iloc[0] == "exact_duplicate"
-    assert "meeting at 3 tomorrow in room 3" in report.read_text()
+    page = report.read_text()
+    assert "meeting at 3 tomorrow in room 3" in page
+    assert "row 24" in page
+    assert "split None" not in page
 
 
 def test_hnsw_agrees_with_exact_search():

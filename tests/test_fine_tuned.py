@@ -531,3 +531,33 @@ def test_predicts_images_at_fsspec_urls(fitted, data):
         rtol=1e-5,
     )
     assert frame.error.iloc[3] == "file not found"
+
+
+def test_compare_models_with_a_fine_tuned_candidate(data):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from pipelines import compare_models, plot_comparison
+
+    images, labels = data
+    candidate = {"epochs": 1, "batch_size": 8, "validation_fraction": None}
+    results, best = compare_models(
+        images, labels, backbones=[TINY], weights=None, input_size=SIZE,
+        cache=None, param_grid={"C": [1.0]}, cv=2, fine_tune=[candidate],
+    )  # fmt: skip
+    assert sorted(results.classifier) == ["fine_tuned", "logreg"]
+    tuned = results[results.classifier == "fine_tuned"].iloc[0]
+    assert tuned.params["epochs"] == 1
+    assert tuned.params["random_state"] == 0  # reproducible unless asked otherwise
+    assert 0 <= tuned.mean_score <= 1
+    assert tuned.fit_time > 0
+    assert np.isfinite(tuned.log_loss)
+    assert best.predict(images[:3]).shape == (3,)
+    if results.classifier.iloc[0] == "fine_tuned":
+        assert isinstance(best, FineTunedClassifier)
+    ax = plot_comparison(results)
+    heights = [bar.get_height() for bar in ax.patches]
+    assert np.isfinite(heights).sum() == 2  # one bar per candidate
+    with pytest.raises(ValueError, match="list of dicts"):
+        compare_models(images, labels, backbones=[TINY], weights=None,
+                       fine_tune="yes", cv=2)  # fmt: skip

@@ -76,10 +76,11 @@ class Audit:
         )
 
     def leaks(self):
-        """Duplicate pairs whose members sit in different splits."""
+        """Duplicate pairs whose members sit in different (named) splits."""
         table = self.findings
         pairs = table["kind"].isin(["exact_duplicate", "near_duplicate"])
-        return table[pairs & (table["split"] != table["other_split"])]
+        named = table["split"].notna() & table["other_split"].notna()
+        return table[pairs & named & (table["split"] != table["other_split"])]
 
     def write_report(self, path) -> None:
         """Write the self-contained HTML report (thumbnails inlined) to ``path``."""

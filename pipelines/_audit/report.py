@@ -13,16 +13,25 @@ THUMBNAIL = 160
 # Rows shown per kind; the table (--out) holds them all.
 SHOWN = 200
 ADVICE = {
-    "exact_duplicate": "Byte-identical copies. Keep one; where they sit in different "
-    "splits, the held-out score counts training images. Different labels on one "
-    "image are a contradiction: decide which is right.",
+    "exact_duplicate": "Identical copies. Keep one; where they sit in different "
+    "splits, the held-out score counts training items. Different labels on one "
+    "item are a contradiction: decide which is right.",
     "near_duplicate": "Re-encoded, resized or cropped copies (or shots of one "
-    "scene). Keep them on one side of every split: pass group_duplicates=True to "
-    "compare_models, or remove the extras.",
+    "scene). Keep them on one side of every split (--group-duplicates for "
+    "`featurize train` and `search`, group_duplicates=True for compare_models), "
+    "or remove the extras.",
     "label_issue": "The cross-validated model is confident the given label is "
     "wrong. Look at each and relabel where the suggestion is right.",
     "outlier": "Unlike the rest of the set or of its class: blank, corrupt, the "
     "wrong kind of image, or a rare case worth more examples.",
+}
+# What differs for a table of texts.
+TEXT_ADVICE = {
+    "near_duplicate": "Reworded copies (templates with another number or name). "
+    "Keep them on one side of every split (--group-duplicates for `featurize "
+    "train`), or remove the extras.",
+    "outlier": "Unlike the rest of the set or of its class: empty, another "
+    "language, or a rare case worth more examples.",
 }
 _STYLE = """
 body{font:14px system-ui,sans-serif;margin:2em;color:#222}
@@ -67,7 +76,10 @@ def render(audit) -> str:
         rows = findings[findings["kind"] == kind]
         title = kind.replace("_", " ")
         parts.append(f"<h2 id='{kind}'>{title}s ({len(rows)})</h2>")
-        parts.append(f"<p class='advice'>{html.escape(ADVICE[kind])}</p>")
+        advice = ADVICE[kind]
+        if audit.modality == "text":
+            advice = TEXT_ADVICE.get(kind, advice)
+        parts.append(f"<p class='advice'>{html.escape(advice)}</p>")
         if not len(rows):
             parts.append("<p>None found.</p>")
         for row in rows.head(SHOWN).itertuples(index=False):
@@ -102,10 +114,11 @@ def _finding(audit, row: dict, thumbnails) -> str:
         else:
             text = row["text"] if n == 0 else row["other_text"]
             shown = f"<div class='text'>{html.escape(str(text))}</div>"
+        name = str(item) if audit.modality == "image" else f"row {item}"
+        where = f"split {html.escape(str(split))}, " if _given(split) else ""
         cells.append(
-            f"<div>{shown}<br><small>{html.escape(str(item))}<br>split "
-            f"{html.escape(str(split))}, label <b>{html.escape(str(label))}</b>"
-            f"</small></div>"
+            f"<div>{shown}<br><small>{html.escape(name)}<br>{where}label "
+            f"<b>{html.escape(str(label))}</b></small></div>"
         )
     note = f"score {row['score']:.3f}"
     if _given(row["suggested_label"]):
