@@ -132,3 +132,14 @@ def _pipeline(featurizer, classifier, scale: bool) -> Pipeline:
         steps.append(("scaler", StandardScaler()))
     steps.append(("classifier", classifier))
     return Pipeline(steps)
+
+
+def describe_featurizer(featurizer) -> str:
+    """A fitted featurizer in words, for reports."""
+    width = featurizer.n_features_out_
+    if hasattr(featurizer, "encoder_"):
+        return f"{featurizer.encoder_} text embeddings ({width} per text)"
+    return (
+        f"{featurizer.backbone_} features ({width} per image, layer "
+        f"{featurizer.layer_!r})"
+    )

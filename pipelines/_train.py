@@ -25,6 +25,7 @@ from pipelines._audit.groups import (
     joined,
 )
 from pipelines._classifiers import (
+    describe_featurizer,
     make_image_classifier,
     make_text_classifier,
     parameter,
@@ -137,7 +138,7 @@ def _embed_usable(featurizer, items, labels, noun: str):
     return result.array[keep], [labels[i] for i in keep], result
 
 
-def _report_leaks(train, held_out, noun: str, how: str, say) -> None:
+def _report_leaks(train, held_out, noun: str, say) -> None:
     """Say how many held-out items have copies in the training part."""
     modality = "image" if noun == "images" else "text"
     exact, near = held_out_copies(train, held_out, NEAR_THRESHOLDS[modality])
@@ -145,12 +146,8 @@ def _report_leaks(train, held_out, noun: str, how: str, say) -> None:
         say(
             f"warning: {exact + near} of {len(held_out)} held-out {noun} have copies "
             f"in the training part ({exact} exact, {near} near duplicates), so the "
-            f"held-out accuracy is optimistic. `featurize audit` lists them"
-            + (
-                "; --group-duplicates keeps copies on one side of the split."
-                if how.startswith("stratified")
-                else "."
-            )
+            f"held-out accuracy is optimistic. `featurize audit` lists them; "
+            f"--group-duplicates keeps them on one side of a split featurize makes."
         )
 
 
@@ -282,15 +279,15 @@ def train_and_evaluate(
     featurizer, head = pipeline["featurizer"], pipeline[1:]
     featurizer.fit()
     say(
-        f"Training {classifier} on {_describe(featurizer)}; {len(train_x)} training "
-        f"and {len(test_x)} held-out {noun} ({how})."
+        f"Training {classifier} on {describe_featurizer(featurizer)}; "
+        f"{len(train_x)} training and {len(test_x)} held-out {noun} ({how})."
     )
     features, labels, seen = _embed_usable(featurizer, train_x, train_y, noun)
     if len(set(labels)) < 2:
         raise InvalidLabelsError(f"Training needs {noun} of at least two classes.")
     head.fit(features, labels)
     test_features, test_labels, held = _embed_usable(featurizer, test_x, test_y, noun)
-    _report_leaks(seen, held, noun, how, say)
+    _report_leaks(seen, held, noun, say)
     accuracy, report = _evaluate(head, test_features, test_labels)
     say(f"accuracy: {accuracy:.4f} ({len(test_labels)} held-out {noun})")
     say(report)
@@ -308,16 +305,6 @@ def train_and_evaluate(
         if keep == "fine-tuned" or (keep == "better" and tuned_accuracy > accuracy):
             trained.model, trained.kind = tuned, "fine-tuned classifier"
     return trained
-
-
-def _describe(featurizer) -> str:
-    width = featurizer.n_features_out_
-    if hasattr(featurizer, "encoder_"):
-        return f"{featurizer.encoder_} text embeddings ({width} per text)"
-    return (
-        f"{featurizer.backbone_} features ({width} per image, layer "
-        f"{featurizer.layer_!r})"
-    )
 
 
 def _fine_tune(params, epochs, seed, verbose, train_x, train_y, test_x, test_y, say):

@@ -221,6 +221,13 @@ def test_compare_models_keeps_copies_in_one_fold(planted):
     )  # fmt: skip
     assert results["grouped"].iloc[0] == len(paths)
     assert np.isfinite(results["log_loss"].iloc[0])  # calibrated: probabilities
+    # The folds themselves: no group on both sides of any of them.
+    from pipelines._selection import _splits
+
+    folds, grouped = _splits(3, np.asarray(labels), groups, False, None)
+    assert grouped == len(paths)
+    for train, test in folds:
+        assert not set(groups[train]) & set(groups[test])
 
 
 def test_train_warns_when_held_out_images_have_copies(planted):

@@ -57,7 +57,7 @@ class Calibrated:
     n_classes: int
 
     def probabilities(self, x) -> np.ndarray:
-        """The same computation in NumPy (float64), to check the fold."""
+        """The same computation in NumPy, to check the fold."""
         total = 0.0
         for kernel, bias, slope, offset in zip(
             self.kernels, self.biases, self.slopes, self.offsets
@@ -131,16 +131,15 @@ def fold_calibrated(steps: list, n_features: int) -> Calibrated | None:
         slopes = [float(c.a_) for c in member.calibrators]
         offsets = [float(c.b_) for c in member.calibrators]
         parts.append((kernel, bias, slopes, offsets))
-    kernels, biases, slopes, offsets = (np.array(column) for column in zip(*parts))
+    kernels, biases, slopes, offsets = (
+        np.asarray(column, np.float32) for column in zip(*parts)
+    )
     folded = Calibrated(kernels, biases, slopes, offsets, len(head.classes_))
     probe = np.random.default_rng(0).normal(size=(16, n_features)) * 3
     theirs = make_pipeline(*steps).predict_proba(probe)
     if not np.allclose(folded.probabilities(probe), theirs, atol=FOLD_TOLERANCE):
         return None
-    return Calibrated(
-        *(np.asarray(a, np.float32) for a in (kernels, biases, slopes, offsets)),
-        len(head.classes_),
-    )
+    return folded
 
 
 def fold(steps: list, n_features: int):

@@ -18,8 +18,9 @@ from featurize import (
 )
 from pipelines._audit import findings as find
 from pipelines._audit.groups import components, copies
-from pipelines._audit.neighbours import normalised
+from pipelines._audit.neighbours import nearest, normalised
 from pipelines._audit.report import write_report
+from pipelines._classifiers import describe_featurizer
 from pipelines._data import list_splits, load_image_folder
 from pipelines._manifests import read_manifest, read_text_table
 from pipelines._tables import TABLE_SUFFIXES, table_suffix
@@ -51,6 +52,9 @@ class Audit:
     modality, description, near_threshold, seconds
         ``"image"`` or ``"text"``, the featurizer used, the similarity from which
         a pair is a near duplicate, and the audit's wall time.
+    stats : dict
+        The embedding call's ``stats`` (``cache_hits``, ``computed``, ...): after a
+        search, every item is a cache hit.
     """
 
     findings: object
@@ -64,7 +68,8 @@ class Audit:
 
     @property
     def key(self) -> str:
-        return "path" if self.modality == "image" else "row"
+        """The column naming an item: ``path`` for images, ``row`` for texts."""
+        return key_column(self.modality)
 
     def counts(self):
         """Findings per kind and split (the split of the first member)."""
@@ -100,6 +105,10 @@ class Audit:
             f"{leaks} duplicate pairs across splits, {conflicts} with different "
             f"labels"
         )
+
+
+def key_column(modality: str) -> str:
+    return "path" if modality == "image" else "row"
 
 
 def read_items(source, *, text_column=None, label_column="label", path_column="path",
@@ -218,14 +227,18 @@ def audit_dataset(
     labelled = ~missing_labels(labels)
     digests = list(result.digests)
 
-    exact, near = copies(result, threshold, backend=backend)
+    kept = np.flatnonzero(ok)
+    # One neighbour search serves the near duplicates and the outliers.
+    neighbours = nearest(
+        normalised(result.array[kept]), find.NEIGHBOURS, backend=backend
+    )
+    exact, near = copies(result, threshold, neighbours=neighbours)
     items["group"] = components(len(items), exact + [(a, b) for a, b, _ in near])
     rows = []
     if "exact_duplicate" in kinds:
         rows += find.exact_duplicates(digests, labels)
     if "near_duplicate" in kinds:
         rows += find.near_duplicates(near, labels)
-    kept = np.flatnonzero(ok)
     usable = kept[labelled[kept]]
     if "label_issue" in kinds:
         probabilities, classes = find.out_of_fold_probabilities(
@@ -239,7 +252,9 @@ def audit_dataset(
         items["label_quality"] = np.nan
         items.loc[usable, "label_quality"] = quality
     if "outlier" in kinds:
-        outliers = find.outliers(result.array[kept], labels[kept].astype(str))
+        outliers = find.outliers(
+            result.array[kept], labels[kept].astype(str), neighbours=neighbours
+        )
         rows += _at(outliers, kept)
     findings = _table(rows, items, modality)
     return Audit(
@@ -247,7 +262,7 @@ def audit_dataset(
         items=items,
         skipped=result.failures,
         modality=modality,
-        description=_describe(featurizer),
+        description=describe_featurizer(featurizer),
         near_threshold=threshold,
         seconds=time.perf_counter() - started,
         stats=dict(result.stats),
@@ -271,7 +286,7 @@ def _table(rows, items, modality: str):
     table = table.assign(order=table["kind"].map(order)).sort_values(
         ["order", "score"], ascending=[True, False], kind="stable"
     )
-    key = "path" if modality == "image" else "row"
+    key = key_column(modality)
     index, other = table["index"].to_numpy(int), table["other_index"]
     has_other = other.notna().to_numpy()
     other = other.fillna(0).to_numpy(int)
@@ -291,9 +306,3 @@ def _table(rows, items, modality: str):
         out[column] = table[column].to_numpy()
     out["conflict"] = out["conflict"].astype(bool)
     return out
-
-
-def _describe(featurizer) -> str:
-    if hasattr(featurizer, "encoder_"):
-        return f"{featurizer.encoder_} text embeddings"
-    return f"{featurizer.backbone_} features (layer {featurizer.layer_!r})"

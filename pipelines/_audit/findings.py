@@ -44,26 +44,37 @@ def _differ(labels, i: int, j: int) -> bool:
     return not missing_labels(pair).any() and pair[0] != pair[1]
 
 
+def first_pairs(keys) -> list[tuple[int, int]]:
+    """``(first, later)`` for each item whose key an earlier item has (None is no
+    key): equal digests, or members of one group."""
+    first: dict = {}
+    pairs = []
+    for i, key in enumerate(keys):
+        if key is not None:
+            j = first.setdefault(key, i)
+            if j != i:
+                pairs.append((j, i))
+    return pairs
+
+
 def exact_duplicates(digests, labels) -> list[dict]:
     """Items whose content digests are equal: each later copy against the first
     one, flagged ``conflict`` where their labels differ."""
-    first: dict = {}
-    rows = []
-    for i, digest in enumerate(digests):
-        if digest is None:
-            continue
-        if digest in first:
-            j = first[digest]
-            rows.append((j, i, 1.0, labels[j], labels[i], None, _differ(labels, i, j)))
-        else:
-            first[digest] = i
-    return _rows("exact_duplicate", rows)
+    return _rows(
+        "exact_duplicate",
+        [(j, i, 1.0, labels[j], labels[i], None, _differ(labels, i, j))
+         for j, i in first_pairs(digests)],
+    )  # fmt: skip
 
 
-def similar_pairs(unit, threshold: float, *, backend="auto", digests=None):
+def similar_pairs(unit, threshold: float, *, backend="auto", digests=None,
+                  neighbours=None):  # fmt: skip
     """Pairs ``(i, j, similarity)`` with ``i < j`` at or above ``threshold``,
-    excluding pairs of equal digests (exact duplicates are reported as such)."""
-    indices, similarities = nearest(unit, NEIGHBOURS, backend=backend)
+    excluding pairs of equal digests (exact duplicates are reported as such).
+    ``neighbours`` is ``nearest(unit, NEIGHBOURS)`` where the caller has it."""
+    if neighbours is None:
+        neighbours = nearest(unit, NEIGHBOURS, backend=backend)
+    indices, similarities = neighbours
     pairs = {}
     for i, (row, sims) in enumerate(zip(indices, similarities)):
         for j, similarity in zip(row, sims):
@@ -148,16 +159,17 @@ def label_issues(probabilities, classes, labels) -> tuple[list[dict], np.ndarray
     return rows, quality
 
 
-def outliers(embeddings, labels) -> list[dict]:
+def outliers(embeddings, labels, *, neighbours=None) -> list[dict]:
     """Items unlike the rest: far from their nearest neighbours in the whole set or
     in their class (a robust z-score of the mean cosine distance to the
     ``NEIGHBOURS`` nearest, at least ``OUTLIER_Z``), or with far fainter features
     than the rest (a blank image: the robust z-score of the embedding's length at
     most ``FAINT_Z``). The score is the larger of the isolation z and minus the
-    length z, scaled to the same cut-off."""
+    length z, scaled to the same cut-off. ``neighbours`` is ``nearest(unit rows,
+    NEIGHBOURS)`` over the whole set, where the caller has it."""
     labels = np.asarray(labels, dtype=object)
     unit = normalised(embeddings)
-    z = _isolation(unit)
+    z = _isolation(unit, neighbours)
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
         if len(members) > 2 * NEIGHBOURS:
@@ -172,9 +184,9 @@ def outliers(embeddings, labels) -> list[dict]:
     )  # fmt: skip
 
 
-def _isolation(unit) -> np.ndarray:
+def _isolation(unit, neighbours=None) -> np.ndarray:
     """Robust z-scores of each row's mean distance to its nearest neighbours."""
-    _, similarities = nearest(unit, NEIGHBOURS)
+    _, similarities = nearest(unit, NEIGHBOURS) if neighbours is None else neighbours
     if similarities.shape[1] == 0:
         return np.zeros(len(unit))
     return _robust_z(1 - similarities.mean(axis=1).astype(np.float64))

@@ -8,7 +8,7 @@ import re
 
 import numpy as np
 
-from pipelines._audit.findings import similar_pairs
+from pipelines._audit.findings import first_pairs, similar_pairs
 from pipelines._audit.neighbours import normalised
 
 
@@ -25,27 +25,17 @@ def components(n: int, pairs) -> np.ndarray:
     return np.argsort(np.argsort(first))[labels]
 
 
-def exact_pairs(digests) -> list[tuple[int, int]]:
-    """Each later item of equal content digest, paired with the first."""
-    first, pairs = {}, []
-    for i, digest in enumerate(digests):
-        if digest is not None:
-            j = first.setdefault(digest, i)
-            if j != i:
-                pairs.append((j, i))
-    return pairs
-
-
-def copies(result, threshold: float, *, backend="auto"):
+def copies(result, threshold: float, *, backend="auto", neighbours=None):
     """The exact-duplicate pairs and near-duplicate ``(i, j, similarity)`` triples
-    of one :class:`featurize.Embeddings`, in its positions."""
+    of one :class:`featurize.Embeddings`, in its positions (``neighbours``: those
+    of its embedded rows, where the caller has them)."""
     digests = list(result.digests)
     kept = np.flatnonzero(result.ok)
     near = similar_pairs(
         normalised(result.array[kept]), threshold, backend=backend,
-        digests=[digests[i] for i in kept],
+        digests=[digests[i] for i in kept], neighbours=neighbours,
     )  # fmt: skip
-    return exact_pairs(digests), [(int(kept[a]), int(kept[b]), s) for a, b, s in near]
+    return first_pairs(digests), [(int(kept[a]), int(kept[b]), s) for a, b, s in near]
 
 
 def duplicate_groups(result, threshold: float, *, backend="auto") -> np.ndarray:
@@ -71,13 +61,7 @@ def held_out_copies(train, held_out, threshold: float) -> tuple[int, int]:
 
 def joined(*groupings) -> np.ndarray:
     """One group per set of items that share a group in any of ``groupings``."""
-    pairs = []
-    for grouping in groupings:
-        first: dict = {}
-        for i, key in enumerate(grouping):
-            j = first.setdefault(key, i)
-            if j != i:
-                pairs.append((j, i))
+    pairs = [pair for grouping in groupings for pair in first_pairs(grouping)]
     return components(len(groupings[0]), pairs)
 
 
