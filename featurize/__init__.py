@@ -32,6 +32,7 @@ from featurize._standalone.serving import Model as ExportedModel
 from featurize._texts.encoders import TextEncoder, get_text_encoder, list_text_encoders
 from featurize._texts.featurizer import TextFeaturizer
 from featurize._tuning.classifier import FineTunedClassifier
+from featurize._tuning.text_classifier import FineTunedTextClassifier
 from featurize.errors import (
     CacheUnavailableError,
     CacheWarning,
@@ -75,6 +76,7 @@ __all__ = [
     "ExportedModel",
     "FeaturizeError",
     "FineTunedClassifier",
+    "FineTunedTextClassifier",
     "ImageDecodeError",
     "ImageError",
     "ImageFeaturizer",

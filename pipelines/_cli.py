@@ -144,7 +144,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.add_argument(
         "--fine-tune", action="store_true",
-        help="also fine-tune the backbone (FineTunedClassifier) and compare",
+        help="also fine-tune the backbone or text encoder, and compare",
     )  # fmt: skip
     train.add_argument(
         "--epochs", type=int, default=None, help="with --fine-tune: training epochs"
@@ -352,8 +352,8 @@ def _train(args) -> int:
         given = "--epochs" if args.epochs is not None else "--keep"
         raise UsageError(f"{given} needs --fine-tune.")
     if args.text_column is not None:
-        if args.fine_tune:
-            raise UsageError("--fine-tune applies to images, not to --text-column.")
+        if args.epochs is not None:
+            raise UsageError("--epochs sets image fine-tuning's epochs, not texts'.")
         params = text_params(args)
     else:
         check_no_text_options(args)

@@ -12,6 +12,7 @@ from sklearn.pipeline import Pipeline
 from featurize import (
     FeaturizeError,
     FineTunedClassifier,
+    FineTunedTextClassifier,
     ImageFeaturizer,
     InvalidParameterError,
     ModelFileError,
@@ -58,6 +59,8 @@ def model_modality(model, source="the model") -> str:
     """
     if isinstance(model, FineTunedClassifier):
         return "image"
+    if isinstance(model, FineTunedTextClassifier):
+        return "text"
     if isinstance(model, Pipeline) and model.steps:
         first = model.steps[0][1]
         if isinstance(first, ImageFeaturizer):
@@ -67,7 +70,7 @@ def model_modality(model, source="the model") -> str:
     raise ModelFileError(
         f"{source!r} holds a {type(model).__name__}, not a model featurize saves: "
         f"expected a scikit-learn Pipeline starting with an ImageFeaturizer or a "
-        f"TextFeaturizer (featurize train / search --out), or a FineTunedClassifier."
+        f"TextFeaturizer (featurize train / search --out), or a fine-tuned classifier."
     )
 
 
@@ -137,7 +140,7 @@ def check_options(model, options: dict) -> None:
     if isinstance(model, FineTunedClassifier):
         featurizer_with(_reading_featurizer(model), options)
     else:
-        featurizer_with(model.steps[0][1], options)
+        featurizer_with(_featurizer_and_head(model)[0], options)
 
 
 def predict_rows(model, rows, column: str, options: dict | None = None) -> Predictions:
@@ -145,7 +148,7 @@ def predict_rows(model, rows, column: str, options: dict | None = None) -> Predi
 
     Parameters
     ----------
-    model : Pipeline or FineTunedClassifier
+    model : Pipeline, FineTunedClassifier or FineTunedTextClassifier
         As saved by ``featurize train`` or ``search`` (see :func:`read_model`).
     rows : pandas.DataFrame
         The input table; every one of its columns comes back unchanged.
@@ -174,8 +177,8 @@ def predict_rows(model, rows, column: str, options: dict | None = None) -> Predi
         proba = result[[c for c in result.columns if c.startswith("proba_")]]
         truncated = 0
     else:
-        featurizer = featurizer_with(model.steps[0][1], options).fit()
-        head = model[1:]
+        featurizer, head = _featurizer_and_head(model)
+        featurizer = featurizer_with(featurizer, options).fit()
         chunk = embed_chunk(featurizer, items)
         usable = [i for i in range(len(items)) if i not in chunk.failures]
         labels = pd.Series([None] * len(items), dtype=object)
@@ -200,6 +203,14 @@ def predict_rows(model, rows, column: str, options: dict | None = None) -> Predi
     failed = sum(1 for error in errors if error)
     renamed = {name: used for name, used in names.items() if name != used}
     return Predictions(out, failed, list(names.values()), renamed, truncated)
+
+
+def _featurizer_and_head(model):
+    """A frozen pipeline's steps; a fine-tuned text classifier's tuned encoder
+    and head, which classify as such a pipeline does."""
+    if isinstance(model, FineTunedTextClassifier):
+        return model.to_featurizer(), model.head_
+    return model.steps[0][1], model[1:]
 
 
 def _reading_featurizer(model: FineTunedClassifier) -> ImageFeaturizer:

@@ -14,6 +14,7 @@ import numpy as np
 
 from featurize import (
     FineTunedClassifier,
+    FineTunedTextClassifier,
     InvalidLabelsError,
     missing_labels,
 )
@@ -214,8 +215,8 @@ def train_and_evaluate(
     **featurizer_params,
 ) -> Trained:
     """Train a frozen pipeline and score it on a held-out part; with
-    ``fine_tune``, also a :class:`featurize.FineTunedClassifier`, keeping the
-    better (or the one ``keep`` names).
+    ``fine_tune``, also a fine-tuned classifier, keeping the better (or the one
+    ``keep`` names).
 
     Parameters
     ----------
@@ -228,8 +229,10 @@ def train_and_evaluate(
     classifier, C : the head (see ``make_image_classifier``) and its C.
     test_size, seed : the held-out fraction (where ``source`` has no split) and
         the seed of the split and of fine-tuning.
-    fine_tune, epochs, keep : fine-tuning (images), its epochs, and which model
-        to keep: ``"better"``, ``"frozen"`` or ``"fine-tuned"``.
+    fine_tune, epochs, keep : fine-tuning (a :class:`featurize.FineTunedClassifier`
+        for images, a :class:`featurize.FineTunedTextClassifier` for texts), its
+        epochs (images), and which model to keep: ``"better"``, ``"frozen"`` or
+        ``"fine-tuned"``.
     group_duplicates : keep exact and near duplicates on one side of the split
         made where ``source`` has none (see :func:`audit_dataset`). Either way a
         held-out part with copies in the training part is reported through ``say``.
@@ -293,9 +296,10 @@ def train_and_evaluate(
     say(report)
     trained = Trained(pipeline, "pipeline", accuracy, report)
     if fine_tune:
+        kind = FineTunedClassifier if text_column is None else FineTunedTextClassifier
         tuned, tuned_accuracy = _fine_tune(
-            featurizer_params, epochs, seed, verbose, train_x, train_y, test_x,
-            test_y, say,
+            kind, featurizer_params, epochs, seed, verbose, train_x, train_y,
+            test_x, test_y, say,
         )  # fmt: skip
         say(
             f"held-out accuracy: frozen {classifier} {accuracy:.4f}, "
@@ -307,20 +311,24 @@ def train_and_evaluate(
     return trained
 
 
-def _fine_tune(params, epochs, seed, verbose, train_x, train_y, test_x, test_y, say):
-    """Fit a FineTunedClassifier on the same split; its held-out accuracy."""
+def _fine_tune(
+    kind, params, epochs, seed, verbose, train_x, train_y, test_x, test_y, say
+):
+    """Fit a fine-tuned classifier (``kind``) on the same split; its held-out
+    accuracy."""
     from sklearn.metrics import accuracy_score
 
-    shared = {
-        k: v for k, v in params.items() if k in FineTunedClassifier.parameter_rules
-    }
-    shared.pop("batch_size", None)  # the featurizer's inference batch, not training's
+    shared = {k: v for k, v in params.items() if k in kind.parameter_rules}
+    # The featurizer's inference batch, not training's.
+    shared.pop("batch_size", None)
     if epochs is not None:
         shared["epochs"] = epochs
-    tuned = FineTunedClassifier(
-        **shared, on_error="nan", random_state=seed, verbose=verbose
+    tuned = kind(**shared, on_error="nan", random_state=seed, verbose=verbose)
+    say(
+        "Fine-tuning (linear probe first, then stages from the top)..."
+        if kind is FineTunedClassifier
+        else "Fine-tuning the encoder on pairs of training texts, then its head..."
     )
-    say("Fine-tuning (linear probe first, then stages from the top)...")
     tuned.fit(train_x, train_y)
     for row in tuned.fit_failures_.itertuples():
         _stderr(f"skipped {row.input!r}: {row.reason}")
@@ -328,8 +336,13 @@ def _fine_tune(params, epochs, seed, verbose, train_x, train_y, test_x, test_y, 
     ok = (frame["error"] == "").to_numpy()
     labels = [y for y, good in zip(test_y, ok) if good]
     accuracy = accuracy_score(labels, frame["label"][ok].tolist())
+    last = int(tuned.history_.epoch.max())
+    how = (
+        f"best epoch {tuned.best_epoch_} of {last}"
+        if kind is FineTunedClassifier
+        else f"{last} pair iterations"
+    )
     say(
-        f"fine-tuned accuracy: {accuracy:.4f} ({ok.sum()} held-out images; best "
-        f"epoch {tuned.best_epoch_} of {int(tuned.history_.epoch.max())})"
+        f"fine-tuned accuracy: {accuracy:.4f} ({ok.sum()} held-out {tuned.noun}; {how})"
     )
     return tuned, accuracy

@@ -216,7 +216,7 @@ def _text(featurizer, head) -> Parts:
     from featurize._texts.encoders import load_encoder
 
     params, row, length = featurizer._settings()
-    encoder = load_encoder(row)
+    encoder = load_encoder(row, params["weights"])
     if encoder.network is None:
         raise ExportError(
             f"Text encoder {row.name!r} ({type(encoder).__name__}) has no network "

@@ -29,9 +29,10 @@ def _layers():
     class Embeddings(keras.layers.Layer):
         """Word + position + segment-0 embeddings, then LayerNorm."""
 
-        def __init__(self, config, **kwargs):
+        def __init__(self, config, dropout=None, **kwargs):
             super().__init__(**kwargs)
             width = config["hidden_size"]
+            self.dropout = dropout
             self.words = keras.layers.Embedding(
                 config["vocab_size"], width, name="words"
             )
@@ -49,15 +50,17 @@ def _layers():
             positions = ops.arange(ops.shape(ids)[1])
             # expand_dims, not [None]: LiteRT's builtin slicing cannot add axes.
             x = self.words(ids) + ops.expand_dims(self.positions(positions), 0)
-            return self.norm(x + self.segments(ops.zeros_like(ids)))
+            x = self.norm(x + self.segments(ops.zeros_like(ids)))
+            return x if self.dropout is None else self.dropout(x)
 
     class Block(keras.layers.Layer):
         """One post-norm Transformer encoder block, as in BERT."""
 
-        def __init__(self, config, **kwargs):
+        def __init__(self, config, dropout=None, **kwargs):
             super().__init__(**kwargs)
             width = config["hidden_size"]
             self.heads = config["num_attention_heads"]
+            self.dropout = dropout or (lambda x: x)
             self.head_size = width // self.heads
             eps = config["layer_norm_eps"]
             dense = keras.layers.Dense
@@ -90,10 +93,11 @@ def _layers():
             attended = ops.reshape(
                 attended, (batch, length, self.heads * self.head_size)
             )
-            x = self.attention_norm(x + self.attention_output(attended))
+            attended = self.dropout(self.attention_output(attended))
+            x = self.attention_norm(x + attended)
             # The checkpoint's "gelu" is the exact (erf) form, not the tanh one.
             hidden = keras.activations.gelu(self.intermediate(x), approximate=False)
-            return self.output_norm(x + self.output_dense(hidden))
+            return self.output_norm(x + self.dropout(self.output_dense(hidden)))
 
     class MeanPool(keras.layers.Layer):
         """Mean of the token states over the non-padding positions."""
@@ -106,22 +110,36 @@ def _layers():
     return Embeddings, Block, MeanPool
 
 
-def build_encoder(config: dict):
-    """The Keras model: (token ids, attention mask) -> mean-pooled token states."""
+def build_encoder(config: dict, dropout_seed: int | None = None):
+    """The Keras model: (token ids, attention mask) -> mean-pooled token states.
+
+    With ``dropout_seed``, the copy to fine-tune: the checkpoint's hidden dropout
+    (seeded) after the embeddings and in every block, as BERT was trained. Without
+    it there are no dropout layers at all, so what inference and export trace is
+    unchanged.
+    """
     import keras
 
     Embeddings, Block, MeanPool = _layers()
+
+    def dropout(k: int):
+        if dropout_seed is None:
+            return None
+        rate = config.get("hidden_dropout_prob", 0.1)
+        return keras.layers.Dropout(rate, seed=dropout_seed + k)
+
     ids = keras.Input((None,), dtype="int32", name="token_ids")
     mask = keras.Input((None,), dtype="int32", name="attention_mask")
-    x = Embeddings(config, name="embeddings")(ids)
+    x = Embeddings(config, dropout(0), name="embeddings")(ids)
     for index in range(config["num_hidden_layers"]):
-        x = Block(config, name=f"block_{index}")(x, mask)
+        x = Block(config, dropout(index + 1), name=f"block_{index}")(x, mask)
     pooled = MeanPool(name="mean_pool")(x, mask)
     return keras.Model([ids, mask], pooled, name="bert_mean_pool")
 
 
-def load_checkpoint(model, tensors: dict) -> None:
-    """Copy a Hugging Face ``BertModel`` state (numpy arrays) into ``model``."""
+def _checkpoint_pairs(model) -> list[tuple]:
+    """``(variable, checkpoint tensor name, transposed?)`` for every weight: the
+    one map between the Keras model and a Hugging Face ``BertModel`` state."""
     embeddings = model.get_layer("embeddings")
     # (variable, tensor name, transposed?)
     pairs = [
@@ -139,9 +157,8 @@ def load_checkpoint(model, tensors: dict) -> None:
         (embeddings.norm.gamma, "embeddings.LayerNorm.weight", False),
         (embeddings.norm.beta, "embeddings.LayerNorm.bias", False),
     ]
-    index = 0
-    while f"encoder.layer.{index}.output.dense.weight" in tensors:
-        block = model.get_layer(f"block_{index}")
+    blocks = [x for x in model.layers if x.name.startswith("block_")]
+    for index, block in enumerate(blocks):
         prefix = f"encoder.layer.{index}."
         for layer, name in [
             (block.query, "attention.self.query"),
@@ -160,8 +177,17 @@ def load_checkpoint(model, tensors: dict) -> None:
         ]:
             pairs.append((norm.gamma, prefix + name + ".weight", False))
             pairs.append((norm.beta, prefix + name + ".bias", False))
-        index += 1
-    for variable, name, transpose in pairs:
+    return pairs
+
+
+def load_checkpoint(model, tensors: dict) -> None:
+    """Copy a Hugging Face ``BertModel`` state (numpy arrays) into ``model``."""
+    for variable, name, transpose in _checkpoint_pairs(model):
+        if name not in tensors:
+            raise WeightsMismatchError(
+                f"the checkpoint has no tensor {name}: it is not a BERT state of "
+                f"this encoder's shape"
+            )
         value = tensors[name].T if transpose else tensors[name]
         if tuple(variable.shape) != value.shape:
             raise WeightsMismatchError(
@@ -171,6 +197,19 @@ def load_checkpoint(model, tensors: dict) -> None:
         variable.assign(value)
 
 
+def checkpoint_tensors(model) -> dict[str, np.ndarray]:
+    """``model``'s weights as a Hugging Face ``BertModel`` state (numpy arrays):
+    what :func:`load_checkpoint` reads back, and what a ``model.safetensors`` of
+    fine-tuned weights holds."""
+    from keras import ops
+
+    tensors = {}
+    for variable, name, transpose in _checkpoint_pairs(model):
+        value = ops.convert_to_numpy(variable).astype(np.float32)
+        tensors[name] = np.ascontiguousarray(value.T if transpose else value)
+    return tensors
+
+
 class BertEncoder:
     """A sentence-transformers BERT checkpoint: tokenizer, model, mean pooling.
 
@@ -178,11 +217,12 @@ class BertEncoder:
     """
 
     @classmethod
-    def from_files(cls, folder: Path, row) -> BertEncoder:
-        """The encoder of a registry row whose files are in ``folder``."""
-        return cls(folder, row.vocabulary)
+    def from_files(cls, folder: Path, row, weights=None) -> BertEncoder:
+        """The encoder of a registry row whose files are in ``folder``; ``weights``,
+        a ``.safetensors`` file of the same shape (fine-tuned), replaces its own."""
+        return cls(folder, row.vocabulary, weights)
 
-    def __init__(self, folder: Path, vocabulary: str = "tokenizer.json"):
+    def __init__(self, folder: Path, vocabulary: str = "tokenizer.json", weights=None):
         from safetensors.numpy import load_file
         from tokenizers import Tokenizer
 
@@ -194,10 +234,20 @@ class BertEncoder:
         self.cls = self.tokenizer.token_to_id("[CLS]")
         self.sep = self.tokenizer.token_to_id("[SEP]")
         self.positions = config["max_position_embeddings"]
+        self.config = config
         self.model = build_encoder(config)
-        load_checkpoint(self.model, load_file(str(folder / "model.safetensors")))
+        load_checkpoint(
+            self.model, load_file(str(weights or folder / "model.safetensors"))
+        )
         self._run = compile_inference(self.model, [((None,), "int32")] * 2)
         self._lock = threading.Lock()
+
+    def trainable_copy(self, seed: int):
+        """A fresh Keras model with these weights and dropout (seeded), to fine-tune
+        without touching the shared encoder."""
+        copy = build_encoder(self.config, dropout_seed=seed)
+        copy.set_weights(self.model.get_weights())
+        return copy
 
     def token_ids(self, texts: list[str]) -> list[list[int]]:
         """Each text's word-piece ids, without the special tokens."""

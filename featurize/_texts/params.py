@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
+
 from featurize._onnx.runtime import RUNTIMES
 from featurize._shared.rules import (
     ON_ERROR,
@@ -10,13 +13,39 @@ from featurize._shared.rules import (
     Integer,
     Options,
     RegistryName,
+    Rule,
 )
 from featurize._texts.encoders import get_text_encoder
+from featurize.errors import InvalidParameterError
+
+
+@dataclass(frozen=True)
+class EncoderWeights(Rule):
+    """None (the registry's weights) or the path of a ``.safetensors`` file."""
+
+    def check(self, name: str, value):
+        if value is None:
+            return value
+        if isinstance(value, (str, os.PathLike)) and os.fspath(value).endswith(
+            ".safetensors"
+        ):
+            return os.fspath(value)
+        raise InvalidParameterError(
+            f"`{name}` must be None (the encoder's own weights) or the path of a "
+            f".safetensors file of the same shape (FineTunedTextClassifier."
+            f"to_featurizer() writes one); received {value!r}."
+        )
+
+    accepts_none = True
+
 
 LONG_TEXT_POLICIES = ("truncate", "chunks")
 
 TEXT_FEATURIZER_RULES = {
     "encoder": RegistryName(get_text_encoder, help="a name from `featurize encoders`"),
+    "weights": EncoderWeights(
+        help="a .safetensors file of fine-tuned weights", cli=False
+    ),
     "batch_size": Integer(1, help="texts (token windows) per forward pass"),
     "max_length": Integer(
         3,

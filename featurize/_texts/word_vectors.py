@@ -24,8 +24,9 @@ class WordVectors:
     """A vocabulary and its vectors; a text is the mean of its known words'."""
 
     @classmethod
-    def from_files(cls, folder: Path, row) -> WordVectors:
-        """The vectors of a registry row whose files are in ``folder``."""
+    def from_files(cls, folder: Path, row, weights=None) -> WordVectors:
+        """The vectors of a registry row whose files are in ``folder`` (static
+        vectors are never fine-tuned: ``weights`` is refused before this)."""
         return cls(folder / row.weights_file, folder / row.vocabulary)
 
     def __init__(self, vectors: Path, vocabulary: Path):

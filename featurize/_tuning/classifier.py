@@ -16,7 +16,6 @@ from featurize._images.featurizer import ImageFeaturizer, native_or
 from featurize._images.pixels import Batches, pixel_source
 from featurize._shared.cache import resolve_cache
 from featurize._shared.labels import check_labels
-from featurize._shared.reporting import warn_failures
 from featurize._shared.results import failures_frame, first_error, merge_failures
 from featurize._shared.rules import validate
 from featurize._tuning.loop import (
@@ -29,6 +28,7 @@ from featurize._tuning.loop import (
     sample_weights,
     validation_split,
 )
+from featurize._tuning.outputs import ProbabilityOutputs
 from featurize._tuning.params import FINE_TUNED_RULES, NOT_SHARED_WITH_FINE_TUNING
 from featurize._tuning.probe import choose_probe, glorot, probe_embeddings, probe_row
 
@@ -39,7 +39,7 @@ HISTORY_COLUMNS = [
 ]  # fmt: skip
 
 
-class FineTunedClassifier(ClassifierMixin, BaseEstimator):
+class FineTunedClassifier(ProbabilityOutputs, ClassifierMixin, BaseEstimator):
     """Fine-tune a pretrained backbone into an image classifier.
 
     The recipe, each step a parameter: (1) a linear probe initialises the head: the
@@ -227,6 +227,7 @@ default="light"
         self.verbose = verbose
 
     parameter_rules = FINE_TUNED_RULES
+    noun = "images"
 
     # -- fitting
 
@@ -265,6 +266,7 @@ default="light"
         source = pixel_source(params, size)
 
         from featurize._tuning import model as tm
+        from featurize._tuning.schedule import rate
 
         started = time.perf_counter()
         probe = probe_embeddings(items, params, backbone, size)
@@ -376,8 +378,8 @@ default="light"
                 return {
                     "phase": f"{unfrozen} stages",
                     "unfrozen_stages": unfrozen,
-                    "lr_head": tm.rate(rates[0], warmup_steps, steps, step),
-                    "lr_lowest": tm.rate(rates[unfrozen], warmup_steps, steps, step),
+                    "lr_head": rate(rates[0], warmup_steps, steps, step),
+                    "lr_lowest": rate(rates[unfrozen], warmup_steps, steps, step),
                 }
 
             # Patience counts once every stage is unfrozen: epochs with only the
@@ -437,43 +439,6 @@ default="light"
             self._tuned, self._saved_weights = tuned, None
         return tuned
 
-    def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities, one column per class in ``classes_``.
-
-        Rows of NaN for images that failed under ``on_error="nan"`` (with a warning
-        naming them; :meth:`predict_frame` returns the reasons).
-        """
-        proba, failures = self._proba(X)
-        if failures:
-            warn_failures(failures_frame(failures), len(proba), "clf.predict_frame(X)")
-        return proba
-
-    def predict_frame(self, X):
-        """Labels, probabilities and errors as a table, one row per image.
-
-        Never raises for a bad image, whatever ``on_error`` says: its row has no
-        label, NaN probabilities and the reason in ``error``.
-
-        Returns
-        -------
-        pandas.DataFrame
-            Columns ``label``, ``proba_<class>`` for each class, ``error`` (empty
-            where the image was classified).
-        """
-        import pandas as pd
-
-        proba, failures = self._proba(X, on_error="nan")
-        frame = pd.DataFrame({"label": pd.Series([None] * len(proba), dtype=object)})
-        ok = ~np.isnan(proba).any(axis=1)
-        frame.loc[ok, "label"] = self.classes_[proba[ok].argmax(axis=1)]
-        for k, label in enumerate(self.classes_):
-            frame[f"proba_{label}"] = proba[:, k]
-        errors_ = [""] * len(proba)
-        for failure in failures:
-            errors_[failure.index] = failure.reason
-        frame["error"] = errors_
-        return frame
-
     def _proba(self, X, on_error=None):
         model = self._model()
         items = as_image_list(X)
@@ -493,22 +458,6 @@ default="light"
         if failures:
             out[[f.index for f in failures]] = np.nan
         return out, failures
-
-    def predict(self, X) -> np.ndarray:
-        """Predicted class labels.
-
-        Raises an error naming any image that could not be used, whatever
-        ``on_error`` says (there is no label to give it): use
-        :meth:`predict_proba`, which gives it a row of NaN.
-        """
-        proba = self.predict_proba(X)
-        failed = np.flatnonzero(np.isnan(proba).any(axis=1))
-        if len(failed):
-            raise errors.InvalidInputError(
-                f"{len(failed)} images could not be classified (inputs "
-                f"{failed[:5].tolist()}): predict_proba gives them rows of NaN."
-            )
-        return self.classes_[proba.argmax(axis=1)]
 
     def keras_model(self):
         """The fine-tuned Keras classifier: pixels in [0, 255] to probabilities.

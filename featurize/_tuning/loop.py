@@ -55,6 +55,7 @@ def fit_loop(
     patience: int | None,
     first: dict,
     bar=None,
+    unit: str = "images",
 ) -> tuple[list[dict], int]:
     """Train for ``epochs``; return the history rows (``first`` included) and the
     epoch whose weights are kept.
@@ -63,7 +64,7 @@ def fit_loop(
     validation); ``weights`` is ``(get, set)`` for keeping the best epoch's. With
     validation the best epoch is kept (``first``, epoch 0, included) and training
     stops after ``patience`` patient epochs without a better one; without it the
-    last epoch is kept.
+    last epoch is kept. ``unit`` names the rate column (``images_per_second``).
     """
     history = [first]
     get_weights, set_weights = weights
@@ -75,7 +76,7 @@ def fit_loop(
         if current is None or now.key != current.key:
             current = now
             current.start(epoch)
-        row = {"epoch": epoch, **run_epoch(trainer, batches), **evaluate()}
+        row = {"epoch": epoch, **run_epoch(trainer, batches, unit), **evaluate()}
         row |= current.columns(epoch)
         history.append(row)
         if bar is not None:
@@ -98,9 +99,9 @@ def fit_loop(
     return history, (best[2] if validated else len(history) - 1)
 
 
-def run_epoch(trainer, batches) -> dict:
+def run_epoch(trainer, batches, unit: str = "images") -> dict:
     """One pass over the shuffled batches: mean loss and accuracy (augmented),
-    seconds and training inputs per second."""
+    seconds and training inputs (``unit``) per second."""
     started = time.perf_counter()
     batches.shuffle()
     loss = accuracy = seen = 0.0
@@ -115,7 +116,7 @@ def run_epoch(trainer, batches) -> dict:
         "loss": loss / max(seen, 1),
         "accuracy": accuracy / max(seen, 1),
         "seconds": seconds,
-        "images_per_second": seen / seconds if seconds else math.nan,
+        f"{unit}_per_second": seen / seconds if seconds else math.nan,
     }
 
 

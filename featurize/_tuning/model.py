@@ -10,7 +10,6 @@ own learning rate.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import keras
@@ -20,6 +19,7 @@ from keras import layers, ops
 from featurize._backbones.models import build_backbone, resolve_layer
 from featurize._backbones.registry import Backbone
 from featurize._backbones.stages import find_stages
+from featurize._tuning.schedule import WarmupCosine
 
 HEAD = "head"
 STANDARDIZE = "standardize"
@@ -163,44 +163,6 @@ def _preprocess_layer(backbone: Backbone):
     dense.build((None, 3))
     dense.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
     return dense
-
-
-class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up to ``peak``, then cosine decay to zero, over the whole fit.
-
-    ``offset`` is the global step at which the optimizer using it starts (its own
-    step counter starts at 0), so that every depth follows one curve.
-    """
-
-    def __init__(self, peak: float, warmup_steps: int, total_steps: int, offset: int):
-        self.peak = float(peak)
-        self.warmup_steps = int(warmup_steps)
-        self.total_steps = max(int(total_steps), 1)
-        self.offset = int(offset)
-
-    def value(self, step: float) -> float:
-        """The rate at global step ``step``, in Python (for the history)."""
-        if step < self.warmup_steps:
-            return self.peak * (step + 1) / self.warmup_steps
-        span = max(self.total_steps - self.warmup_steps, 1)
-        progress = min(max((step - self.warmup_steps) / span, 0.0), 1.0)
-        return self.peak * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    def __call__(self, step):
-        step = ops.cast(step, "float32") + float(self.offset)
-        warm = self.peak * (step + 1.0) / float(max(self.warmup_steps, 1))
-        span = float(max(self.total_steps - self.warmup_steps, 1))
-        progress = ops.clip((step - float(self.warmup_steps)) / span, 0.0, 1.0)
-        cosine = self.peak * 0.5 * (1.0 + ops.cos(math.pi * progress))
-        return ops.where(step < float(self.warmup_steps), warm, cosine)
-
-    def get_config(self) -> dict:
-        return {
-            "peak": self.peak,
-            "warmup_steps": self.warmup_steps,
-            "total_steps": self.total_steps,
-            "offset": self.offset,
-        }
 
 
 class StageOptimizers:
@@ -348,8 +310,3 @@ def predictor(model: TuningModel, params: dict, n_images: int):
         keras_predict,
     )
     return lambda pixels: run(made, pixels)
-
-
-def rate(peak: float, warmup_steps: int, total_steps: int, step: int) -> float:
-    """The learning rate after ``step`` steps (for the history)."""
-    return WarmupCosine(peak, warmup_steps, total_steps, 0).value(step - 1)

@@ -1,4 +1,5 @@
-"""FineTunedClassifier's parameter rules (and the fine-tuning-only rule types)."""
+"""The fine-tuned classifiers' parameter rules (and the fine-tuning-only rule
+types)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from numbers import Integral, Real
 
 from featurize._images.params import IMAGE_FEATURIZER_RULES, Layer
 from featurize._shared.rules import Integer, Number, Options, Rule
+from featurize._texts.params import TEXT_FEATURIZER_RULES
 from featurize.errors import InvalidParameterError
 
 
@@ -134,5 +136,30 @@ FINE_TUNED_RULES = {
     "patience": Integer(1, allow_none=True, help="epochs without improvement"),
     "class_weight": ClassWeight(help="'balanced' or none"),
     "preload_bytes": Integer(0, help="decoded training images kept in memory"),
+    "random_state": Integer(0, allow_none=True, help="seed for reproducible fits"),
+}
+
+
+# A fine-tuned text classifier reads texts as the featurizer does; the featurizer's
+# batch size is its inference batch, and it never runs on onnxruntime while training.
+TEXT_NOT_SHARED_WITH_FINE_TUNING = ("batch_size", "weights", "normalize", "runtime")
+
+FINE_TUNED_TEXT_RULES = {
+    **{
+        name: rule
+        for name, rule in TEXT_FEATURIZER_RULES.items()
+        if name not in TEXT_NOT_SHARED_WITH_FINE_TUNING
+    },
+    "iterations": Integer(
+        1,
+        help="pair draws per text: each pairs it with one text of its class and "
+        "one of another",
+    ),
+    "learning_rate": Number(1e-9, help="peak learning rate of the encoder"),
+    "warmup": Number(0.0, 1.0, help="fraction of the steps that warm the rate up"),
+    "weight_decay": Number(0.0, help="AdamW weight decay (never on norms or biases)"),
+    "batch_size": Integer(1, help="pairs per training step"),
+    "C": Number(1e-9, help="inverse regularisation of the logistic-regression head"),
+    "class_weight": ClassWeight(help="'balanced' or none"),
     "random_state": Integer(0, allow_none=True, help="seed for reproducible fits"),
 }
