@@ -27,7 +27,8 @@ def main(draw_path: str, out_path: str) -> None:
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
 
-    draw = json.load(open(draw_path))
+    with open(draw_path) as handle:
+        draw = json.load(handle)
     torch.manual_seed(draw["seed"])
     started = time.perf_counter()
     model = SetFitModel.from_pretrained(draw["model"])
@@ -47,15 +48,17 @@ def main(draw_path: str, out_path: str) -> None:
     trainer.train()
     fit_seconds = time.perf_counter() - started
     predicted = [str(p) for p in model.predict(draw["test_texts"])]
-    json.dump(
-        {
-            "predicted": predicted,
-            "fit_seconds": fit_seconds,
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "torch_threads": torch.get_num_threads(),
-        },
-        open(out_path, "w"),
-    )
+    with open(out_path, "w") as handle:
+        json.dump(
+            {
+                "predicted": predicted,
+                "fit_seconds": fit_seconds,
+                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                / 1024,
+                "torch_threads": torch.get_num_threads(),
+            },
+            handle,
+        )
 
 
 if __name__ == "__main__":

@@ -154,14 +154,16 @@ def run_frozen(spec: dict) -> dict:
 def in_process(kind: str, spec: dict, python: str) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         spec_path, out_path = (os.path.join(folder, f) for f in ("in.json", "out"))
-        json.dump(spec, open(spec_path, "w"))
+        with open(spec_path, "w") as handle:
+            json.dump(spec, handle)
         if kind == "setfit":
             script = os.path.join(os.path.dirname(__file__), "setfit_reference.py")
             command = [python, script, spec_path, out_path]
         else:
             command = [python, __file__, "--child", kind, spec_path, out_path]
         subprocess.run(command, check=True)
-        return json.load(open(out_path))
+        with open(out_path) as handle:
+            return json.load(handle)
 
 
 def main() -> None:
@@ -180,9 +182,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         kind, spec_path, out_path = args.child
-        spec = json.load(open(spec_path))
+        with open(spec_path) as handle:
+            spec = json.load(handle)
         result = {"featurize": run_featurize, "frozen": run_frozen}[kind](spec)
-        json.dump(result, open(out_path, "w"))
+        with open(out_path, "w") as handle:
+            json.dump(result, handle)
         return
 
     import featurize
@@ -218,7 +222,8 @@ def main() -> None:
                 python = args.setfit_python if method == "setfit" else sys.executable
                 result = in_process(method, spec, python)
                 predicted = result.pop("predicted")
-                named = predicted if isinstance(predicted, dict) else {method: predicted}
+                named = predicted if isinstance(predicted, dict) else {}
+                named = named or {method: predicted}
                 for name, labels in named.items():
                     row = header | {
                         "method": name,

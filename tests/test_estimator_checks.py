@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from featurize import FineTunedClassifier, ImageFeaturizer, TextFeaturizer
+from featurize import (
+    FineTunedClassifier,
+    FineTunedTextClassifier,
+    ImageFeaturizer,
+    TextFeaturizer,
+)
 
 # Checks that fit or transform on a numeric (n_samples, n_features) array.
 _NUMERIC = (
@@ -80,7 +85,11 @@ FINE_TUNED = {name: IMAGES for name in (*_NUMERIC, *_CLASSIFIER)} | {
     "check_complex_data": IMAGE_WORDING,
     "check_estimators_empty_data_messages": IMAGE_WORDING,
 }
+FINE_TUNED_TEXT = {name: TEXTS for name in (*_NUMERIC, *_CLASSIFIER)} | {
+    "check_estimators_empty_data_messages": TEXT_WORDING,
+}
 EXPECTED = {
+    "FineTunedTextClassifier": FINE_TUNED_TEXT,
     "ImageFeaturizer": IMAGE_FEATURIZER,
     "TextFeaturizer": TEXT_FEATURIZER,
     "FineTunedClassifier": FINE_TUNED,
@@ -99,6 +108,9 @@ EXPECTED = {
             batch_size=8,
             random_state=0,
         ),  # fmt: skip
+        FineTunedTextClassifier(
+            iterations=1, max_length=16, cache=None, random_state=0
+        ),
     ],
     expected_failed_checks=lambda estimator: EXPECTED[type(estimator).__name__],
 )
