@@ -17,7 +17,8 @@ on its whole test part. Every method sees the same draw:
 Each fit runs in a fresh process, so the peak RSS is that fit's own.
 
     python benchmarks/text_fine_tuning.py --data emotion --sizes 16 64 \\
-        --seeds 0 1 2 --setfit-python /work/setfit-venv/bin/python --out r.json
+        --seeds 0 1 2 --setfit-python /work/setfit-venv/bin/python --out r.jsonl
+    python benchmarks/text_fine_tuning.py --summarize r.jsonl
 """
 
 from __future__ import annotations
@@ -166,6 +167,28 @@ def in_process(kind: str, spec: dict, python: str) -> dict:
             return json.load(handle)
 
 
+def summarize(path: str) -> str:
+    """A markdown table of a results file: mean and sd over seeds per method and
+    draw size."""
+    with open(path) as handle:
+        rows = pd.DataFrame([json.loads(line) for line in handle])
+    metrics = [m for m in ("accuracy", "macro_f1", "f1_positive") if m in rows]
+    lines = [
+        "| method | per class | seeds | "
+        + " | ".join(metrics)
+        + " | fit s | peak RSS MiB |",
+        "|---" * (len(metrics) + 5) + "|",
+    ]
+    for (method, n), group in rows.groupby(["method", "per_class"], sort=False):
+        cells = [f"{group[m].mean():.3f} ± {group[m].std(ddof=1):.3f}" for m in metrics]
+        lines.append(
+            f"| {method} | {n} | {len(group)} | "
+            + " | ".join(cells)
+            + f" | {group.fit_seconds.mean():.0f} | {group.peak_rss_mib.max():.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="emotion", choices=("emotion", "sms_spam"))
@@ -178,8 +201,12 @@ def main() -> None:
     parser.add_argument("--params", default="{}", help="featurize's, as JSON")
     parser.add_argument("--setfit-python", default=None)
     parser.add_argument("--out", default=None, help="append results (JSON lines)")
+    parser.add_argument("--summarize", default=None, help="a results file's table")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.summarize:
+        print(summarize(args.summarize))
+        return
     if args.child:
         kind, spec_path, out_path = args.child
         with open(spec_path) as handle:

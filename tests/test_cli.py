@@ -337,8 +337,8 @@ def test_train_and_embed_a_text_column(capsys, tmp_path):
          "--max-length needs --text-column"),
         (["embed", str(SMS), "--out", "x.parquet", "--text-column", "text",
           "--layer", "-2"], "--layer applies to images"),
-        (["train", str(SMS), "--text-column", "text", "--fine-tune"],
-         "--fine-tune applies to images"),
+        (["train", str(SMS), "--text-column", "text", "--fine-tune", "--epochs",
+          "2"], "--epochs sets image fine-tuning's epochs"),
     ]:  # fmt: skip
         with pytest.raises(SystemExit) as exit_info:
             main(argv)
