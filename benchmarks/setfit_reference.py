@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import resource
 import sys
+import tempfile
 import time
 
 
@@ -40,6 +41,8 @@ def main(draw_path: str, out_path: str) -> None:
             num_iterations=20,
             seed=draw["seed"],
             show_progress_bar=False,
+            # Its checkpoints would otherwise land in the working directory.
+            output_dir=tempfile.mkdtemp(prefix="setfit-"),
         ),
         train_dataset=Dataset.from_dict(
             {"text": draw["train_texts"], "label": draw["train_labels"]}
