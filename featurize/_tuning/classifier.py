@@ -23,6 +23,7 @@ from featurize._tuning.loop import (
     epoch_bar,
     evaluate,
     fit_loop,
+    fit_seed,
     plot_history,
     pooled_features,
     sample_weights,
@@ -257,11 +258,7 @@ default="light"
         backbone = get_backbone(params["backbone"])
         resolve_cache(params["cache"])  # validates
         size = native_or(params["input_size"], backbone)
-        seed = (
-            params["random_state"]
-            if params["random_state"] is not None
-            else int(np.random.default_rng().integers(2**31))
-        )
+        seed = fit_seed(params["random_state"])
         rng = np.random.default_rng(seed)
         source = pixel_source(params, size)
 

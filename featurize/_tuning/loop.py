@@ -191,6 +191,13 @@ def validation_split(rows, codes, fraction, seed):
     return np.sort(train), np.sort(val)
 
 
+def fit_seed(random_state) -> int:
+    """The seed of one fit: ``random_state``, or a fresh one when it is None."""
+    if random_state is not None:
+        return random_state
+    return int(np.random.default_rng().integers(2**31))
+
+
 def sample_weights(codes, classes, class_weight) -> np.ndarray:
     if class_weight is None:
         return np.ones(len(codes), np.float32)

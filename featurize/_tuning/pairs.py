@@ -98,9 +98,9 @@ class PairBatches:
         length = -(-longest // LENGTH_STEP) * LENGTH_STEP
         ids = np.zeros((len(anchors), 2, length), np.int32)
         mask = np.zeros_like(ids)
-        for k, pair in enumerate(zip(anchors, partners)):
+        for at, pair in enumerate(zip(anchors, partners)):
             for side, row in enumerate(pair):
                 tokens = self.windows[row]
-                ids[k, side, : len(tokens)] = tokens
-                mask[k, side, : len(tokens)] = 1
+                ids[at, side, : len(tokens)] = tokens
+                mask[at, side, : len(tokens)] = 1
         return (ids, mask), same[:, None], self.weights[anchors]

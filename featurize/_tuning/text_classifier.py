@@ -17,7 +17,13 @@ from featurize._shared.rules import validate
 from featurize._texts.encoders import get_text_encoder, load_encoder
 from featurize._texts.featurizer import TextFeaturizer
 from featurize._texts.values import as_text_list, check_text
-from featurize._tuning.loop import Phase, epoch_bar, fit_loop, sample_weights
+from featurize._tuning.loop import (
+    Phase,
+    epoch_bar,
+    fit_loop,
+    fit_seed,
+    sample_weights,
+)
 from featurize._tuning.outputs import ProbabilityOutputs
 from featurize._tuning.params import (
     FINE_TUNED_TEXT_RULES,
@@ -197,11 +203,7 @@ class FineTunedTextClassifier(ProbabilityOutputs, ClassifierMixin, BaseEstimator
                 else "FineTunedTextClassifier: no usable training text; see "
                 "fit_failures_."
             )
-        seed = (
-            params["random_state"]
-            if params["random_state"] is not None
-            else int(np.random.default_rng().integers(2**31))
-        )
+        seed = fit_seed(params["random_state"])
         rng = np.random.default_rng(seed)
         weights = sample_weights(codes, self.classes_, params["class_weight"])
         encoder = load_encoder(row)
