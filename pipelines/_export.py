@@ -52,7 +52,8 @@ def export_model(
 
     Parameters
     ----------
-    model : Pipeline, FineTunedClassifier, featurizer, or path
+    model : Pipeline, FineTunedClassifier, FineTunedTextClassifier, featurizer,
+        or path
         A fitted model, or a file saved by ``featurize train --out`` (loaded
         without running code unless ``trust``).
     out_dir : path

@@ -219,7 +219,7 @@ def test_optimizer_state_is_kept_across_phases():
     assert late is stages.optimizers[2]  # created when its stage was unfrozen
     # ... on the same curve: 10 steps in, past the warm-up, at the cosine's value
     assert float(late.learning_rate) == pytest.approx(
-        tm.WarmupCosine(2.5e-4, 2, 100, 0).value(10)
+        tm.WarmupDecay(2.5e-4, 2, 100, 0).value(10)
     )
 
 

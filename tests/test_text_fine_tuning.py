@@ -17,11 +17,13 @@ import pandas as pd
 import pytest
 
 from featurize import (
+    ExportedModel,
     FineTunedTextClassifier,
     InvalidLabelsError,
     InvalidParameterError,
     TextError,
     TextFeaturizer,
+    export,
     load_model,
 )
 
@@ -119,6 +121,17 @@ def test_reloads_in_a_fresh_process_with_its_weights(tuned, tmp_path):
     assert load_model(path).get_params() == tuned.get_params()
 
 
+def test_exports_as_its_tuned_encoder_and_head(tuned, tmp_path):
+    """The export serves the tuned encoder (not MiniLM's own weights) and the
+    head, without featurize."""
+    export(tuned, format="onnx").save(tmp_path / "served")
+    served = ExportedModel(tmp_path / "served")
+    np.testing.assert_allclose(
+        served.predict_proba(TEXTS), tuned.predict_proba(TEXTS), atol=1e-4
+    )
+    assert list(served.predict(TEXTS)) == LABELS
+
+
 def test_same_seed_same_predictions(tuned):
     again = FineTunedTextClassifier(**PARAMS, cache=None).fit(TEXTS, LABELS)
     np.testing.assert_array_equal(
@@ -127,6 +140,78 @@ def test_same_seed_same_predictions(tuned):
     np.testing.assert_allclose(
         again.predict_proba(TEXTS), tuned.predict_proba(TEXTS), atol=1e-6
     )
+
+
+def test_pairs_walk_every_pair_evenly(monkeypatch):
+    """Each iteration brings as many similar as dissimilar pairs, and across
+    iterations every possible pair recurs as evenly as can be; with too many to
+    list, each text draws one partner of each kind."""
+    from featurize._tuning import pairs
+
+    codes = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2, 2])
+    sampler = pairs.PairSampler(codes, np.random.default_rng(0))
+    seen = {}
+    for _ in range(7):
+        anchors, partners, same = sampler.draw()
+        assert len(same) == 2 * len(codes)
+        assert same.mean() == 0.5
+        assert ((codes[anchors] == codes[partners]) == (same == 1)).all()
+        for a, b in zip(anchors, partners):
+            key = (min(a, b), max(a, b))
+            seen[key] = seen.get(key, 0) + 1
+    similar = [count for (a, b), count in seen.items() if codes[a] == codes[b]]
+    dissimilar = [count for (a, b), count in seen.items() if codes[a] != codes[b]]
+    # 4*5/2 + 4*5/2 + 2*3/2 = 23 similar pairs (self-pairs too), 32 dissimilar ones.
+    assert len(similar) == 23
+    assert max(similar) - min(similar) <= 1
+    assert len(dissimilar) == 32
+    assert max(dissimilar) - min(dissimilar) <= 1
+
+    monkeypatch.setattr(pairs, "MAX_LISTED", 10)
+    sampler = pairs.PairSampler(codes, np.random.default_rng(0))
+    assert sampler.lists is None
+    anchors, partners, same = sampler.draw()
+    assert sorted(anchors[same == 1]) == sorted(anchors[same == 0]) == list(range(10))
+    assert ((codes[anchors] == codes[partners]) == (same == 1)).all()
+
+
+def test_the_rate_falls_linearly_or_as_a_cosine():
+    from featurize._tuning.schedule import WarmupDecay
+
+    linear = WarmupDecay(1.0, 2, 12, 0, "linear")
+    cosine = WarmupDecay(1.0, 2, 12, 0, "cosine")
+    assert linear.value(0) == cosine.value(0) == 0.5
+    assert linear.value(4) == pytest.approx(0.8)
+    assert cosine.value(4) == pytest.approx(0.5 * (1 + np.cos(0.2 * np.pi)))
+    assert float(linear(4)) == pytest.approx(0.8)
+    assert linear.value(12) == 0.0
+
+
+def test_few_tuned_encoders_stay_loaded(monkeypatch, tmp_path):
+    """A loop of fits loads a new tuned encoder each time; only the latest few
+    stay in memory, and the registry's own stays."""
+    import dataclasses
+
+    from featurize._texts import encoders
+
+    monkeypatch.setattr(encoders, "_LOADED", {})
+    row = dataclasses.replace(
+        encoders.get_text_encoder("minilm_l6"),
+        implementation=f"{__name__}.CountedEncoder",
+    )
+    shared = encoders.load_encoder(row)
+    files = [tmp_path / f"{k}.safetensors" for k in range(4)]
+    loaded = [encoders.load_encoder(row, path) for path in files]
+    assert encoders.load_encoder(row, files[-1]) is loaded[-1]
+    assert encoders.load_encoder(row) is shared
+    kept = [key[1] for key in encoders._LOADED if key[1] is not None]
+    assert kept == [str(path) for path in files[-encoders.TUNED_KEPT :]]
+
+
+class CountedEncoder:
+    @classmethod
+    def from_files(cls, folder, row, weights=None):
+        return cls()
 
 
 def test_errors_before_training():

@@ -18,7 +18,8 @@ def export(model, *, format="onnx", quantize=None, calibration=None) -> Export:
 
     Parameters
     ----------
-    model : Pipeline, ImageFeaturizer, TextFeaturizer or FineTunedClassifier
+    model : Pipeline, ImageFeaturizer, TextFeaturizer, FineTunedClassifier or
+        FineTunedTextClassifier
         A pipeline starting with a featurizer (then a scikit-learn head), a
         featurizer alone (the graph gives embeddings), or a fine-tuned classifier.
     format : {"onnx", "litert", "saved_model"}

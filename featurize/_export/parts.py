@@ -85,15 +85,17 @@ def take_apart(model) -> Parts:
 
     Parameters
     ----------
-    model : Pipeline, ImageFeaturizer, TextFeaturizer or FineTunedClassifier
+    model : Pipeline, ImageFeaturizer, TextFeaturizer, FineTunedClassifier or
+        FineTunedTextClassifier
         A pipeline starting with a featurizer, a featurizer alone, or a fine-tuned
-        classifier.
+        classifier (a text one exports as its tuned encoder and its head).
     """
     from sklearn.pipeline import Pipeline
 
     from featurize._images.featurizer import ImageFeaturizer
     from featurize._texts.featurizer import TextFeaturizer
     from featurize._tuning.classifier import FineTunedClassifier
+    from featurize._tuning.text_classifier import FineTunedTextClassifier
 
     head = None
     first = model
@@ -105,10 +107,12 @@ def take_apart(model) -> Parts:
         return _text(first, head)
     if isinstance(first, FineTunedClassifier) and head is None:
         return _fine_tuned(first)
+    if isinstance(first, FineTunedTextClassifier) and head is None:
+        return _text(first.to_featurizer(), first.head_)
     raise ExportError(
         f"Cannot export a {type(model).__name__}: expected a Pipeline starting with "
-        f"an ImageFeaturizer or TextFeaturizer, a featurizer alone, or a "
-        f"FineTunedClassifier."
+        f"an ImageFeaturizer or TextFeaturizer, a featurizer alone, a "
+        f"FineTunedClassifier or a FineTunedTextClassifier."
     )
 
 

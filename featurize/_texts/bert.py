@@ -56,11 +56,12 @@ def _layers():
     class Block(keras.layers.Layer):
         """One post-norm Transformer encoder block, as in BERT."""
 
-        def __init__(self, config, dropout=None, **kwargs):
+        def __init__(self, config, dropout=None, attention_dropout=None, **kwargs):
             super().__init__(**kwargs)
             width = config["hidden_size"]
             self.heads = config["num_attention_heads"]
             self.dropout = dropout or (lambda x: x)
+            self.attention_dropout = attention_dropout
             self.head_size = width // self.heads
             eps = config["layer_norm_eps"]
             dense = keras.layers.Dense
@@ -81,10 +82,23 @@ def _layers():
             batch, length = ops.shape(x)[0], ops.shape(x)[1]
             return ops.reshape(x, (batch, length, self.heads, self.head_size))
 
+        def _attend(self, query, key, value, keys):
+            """Attention with dropout on its probabilities, as BERT trained:
+            ``ops.dot_product_attention`` has no dropout."""
+            scores = ops.einsum("bqhd,bkhd->bhqk", query, key) / self.head_size**0.5
+            scores = ops.where(keys, scores, ops.cast(-1e9, scores.dtype))
+            weights = self.attention_dropout(ops.softmax(scores, axis=-1))
+            return ops.einsum("bhqk,bkhd->bqhd", weights, value)
+
         def call(self, x, mask):
             batch, length = ops.shape(x)[0], ops.shape(x)[1]
             keys = ops.reshape(ops.cast(mask, "bool"), (batch, 1, 1, length))
-            attended = ops.dot_product_attention(
+            attend = (
+                ops.dot_product_attention
+                if self.attention_dropout is None
+                else lambda q, k, v, mask: self._attend(q, k, v, mask)
+            )
+            attended = attend(
                 self._split(self.query(x)),
                 self._split(self.key(x)),
                 self._split(self.value(x)),
@@ -114,25 +128,32 @@ def build_encoder(config: dict, dropout_seed: int | None = None):
     """The Keras model: (token ids, attention mask) -> mean-pooled token states.
 
     With ``dropout_seed``, the copy to fine-tune: the checkpoint's hidden dropout
-    (seeded) after the embeddings and in every block, as BERT was trained. Without
-    it there are no dropout layers at all, so what inference and export trace is
-    unchanged.
+    after the embeddings and in every block, and its dropout of the attention
+    probabilities (all seeded), as BERT was trained. Without it there are no
+    dropout layers at all, so what inference and export trace is unchanged.
     """
     import keras
 
     Embeddings, Block, MeanPool = _layers()
 
-    def dropout(k: int):
+    def dropout(k: int, kind: str = "hidden"):
         if dropout_seed is None:
             return None
-        rate = config.get("hidden_dropout_prob", 0.1)
+        rate = config.get(f"{kind}_dropout_prob", 0.1)
         return keras.layers.Dropout(rate, seed=dropout_seed + k)
+
+    blocks = config["num_hidden_layers"]
 
     ids = keras.Input((None,), dtype="int32", name="token_ids")
     mask = keras.Input((None,), dtype="int32", name="attention_mask")
     x = Embeddings(config, dropout(0), name="embeddings")(ids)
-    for index in range(config["num_hidden_layers"]):
-        x = Block(config, dropout(index + 1), name=f"block_{index}")(x, mask)
+    for index in range(blocks):
+        x = Block(
+            config,
+            dropout(index + 1),
+            dropout(blocks + index + 1, "attention_probs"),
+            name=f"block_{index}",
+        )(x, mask)
     pooled = MeanPool(name="mean_pool")(x, mask)
     return keras.Model([ids, mask], pooled, name="bert_mean_pool")
 

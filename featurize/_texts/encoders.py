@@ -172,6 +172,9 @@ def list_text_encoders():
 
 _LOCK = threading.Lock()
 _LOADED: dict[tuple, object] = {}
+# Fine-tuned encoders kept loaded, most recent last: each is ~90 MB, and a loop
+# of fits (a grid search, a benchmark) makes a new one per fit.
+TUNED_KEPT = 2
 
 
 def load_encoder(row: TextEncoder, weights=None):
@@ -179,7 +182,7 @@ def load_encoder(row: TextEncoder, weights=None):
     weights or those of a ``weights`` file of the same shape (fine-tuned)."""
     key = (row.name, None if weights is None else str(weights))
     with _LOCK:
-        encoder = _LOADED.get(key)
+        encoder = _LOADED.pop(key, None)
         if encoder is None:
             folder = row.files()
             for module in row.requires:
@@ -191,7 +194,10 @@ def load_encoder(row: TextEncoder, weights=None):
             path, _, name = row.implementation.rpartition(".")
             implementation = getattr(importlib.import_module(path), name)
             encoder = implementation.from_files(folder, row, weights)
-            _LOADED[key] = encoder
+        _LOADED[key] = encoder
+        tuned = [k for k in _LOADED if k[1] is not None]
+        for stale in tuned[: max(len(tuned) - TUNED_KEPT, 0)]:
+            del _LOADED[stale]
         return encoder
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from featurize._tuning.schedule import WarmupCosine
+from featurize._tuning.schedule import WarmupDecay
 
 
 class PairSimilarity(keras.Model):
@@ -34,17 +34,28 @@ class PairSimilarity(keras.Model):
         return ops.sum(unit[:, 0] * unit[:, 1], axis=-1, keepdims=True)
 
 
+# The gradient's global norm is clipped to 1, as SetFit's trainer (Hugging Face's
+# ``max_grad_norm``) does: the first steps on a fresh pair loss can be large.
+CLIP_NORM = 1.0
+
+
 def pair_trainer(
-    encoder, learning_rate: float, weight_decay: float, warmup_steps: int, steps: int
+    encoder,
+    learning_rate: float,
+    weight_decay: float,
+    warmup_steps: int,
+    steps: int,
+    decay: str,
 ):
-    """The compiled trainer: AdamW (no decay on norms and biases) on the warm-up
-    and cosine schedule, mean squared error of the similarity (SetFit's
-    ``CosineSimilarityLoss``), and the share of pairs on the right side of 0.5 as
-    its ``accuracy``."""
+    """The compiled trainer: AdamW (no decay on norms and biases, the gradient
+    clipped) on the warm-up and ``decay`` schedule, mean squared error of the
+    similarity (SetFit's ``CosineSimilarityLoss``), and the share of pairs on the
+    right side of 0.5 as its ``accuracy``."""
     trainer = PairSimilarity(encoder, name="pair_similarity")
     optimizer = keras.optimizers.AdamW(
-        learning_rate=WarmupCosine(learning_rate, warmup_steps, steps, 0),
+        learning_rate=WarmupDecay(learning_rate, warmup_steps, steps, 0, decay),
         weight_decay=weight_decay,
+        global_clipnorm=CLIP_NORM,
     )
     optimizer.exclude_from_weight_decay(
         var_list=[v for v in encoder.trainable_variables if len(v.shape) <= 1]

@@ -19,7 +19,7 @@ from keras import layers, ops
 from featurize._backbones.models import build_backbone, resolve_layer
 from featurize._backbones.registry import Backbone
 from featurize._backbones.stages import find_stages
-from featurize._tuning.schedule import WarmupCosine
+from featurize._tuning.schedule import WarmupDecay
 
 HEAD = "head"
 STANDARDIZE = "standardize"
@@ -205,7 +205,7 @@ class StageOptimizers:
         while len(self.optimizers) <= n_unfrozen:
             rate = self.rates[len(self.optimizers)]
             optimizer = keras.optimizers.AdamW(
-                learning_rate=WarmupCosine(
+                learning_rate=WarmupDecay(
                     rate, self.warmup_steps, self.total_steps, step
                 ),
                 weight_decay=self.weight_decay,

@@ -1,9 +1,14 @@
 """Contrastive pairs drawn from a few labelled texts, and their training batches.
 
-SetFit's sampling: in each iteration every text is paired once with a text of its
-class (similar, target 1) and once with a text of another class (dissimilar,
-target 0), so positives and negatives are balanced and every text anchors as many
-pairs as any other. Fresh pairs are drawn for each iteration. numpy only.
+SetFit's sampling: each iteration brings as many similar pairs (two texts of one
+class, target 1) and as many dissimilar pairs (two classes, target 0) as there are
+texts, so positives and negatives are balanced. With few texts, every possible
+pair is listed and the iterations walk through a shuffled list of each kind,
+reshuffled when used up, so that pairs recur as evenly as they can instead of at
+random; a text's pair with itself counts as similar (as SetFit's list has it): its
+two dropout masks differ, which is SimCSE's signal. With many texts the lists
+would not fit, and each text is paired with one random text of its class and one
+of another instead. numpy only.
 """
 
 from __future__ import annotations
@@ -14,11 +19,14 @@ from featurize._standalone.tokens import LENGTH_STEP
 
 # Batches whose pairs are grouped by length (see PairBatches.shuffle).
 SORT_RUN = 50
+# Pairs listed at most (of each kind): 16 MB of int32 rows; about 2,800 texts.
+MAX_LISTED = 2_000_000
 
 
-def sample_pairs(codes: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One iteration's pairs: ``(anchors, partners, same)`` row indices into
-    ``codes`` and float targets, two pairs per text.
+def draw_pairs(codes: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One iteration's random pairs: ``(anchors, partners, same)`` row indices into
+    ``codes`` and float targets, each text paired once with a text of its class and
+    once with a text of another.
 
     A text whose class has no other member is paired with itself as its similar
     partner (a class of one text still pulls nothing apart).
@@ -39,9 +47,53 @@ def sample_pairs(codes: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray, np.nda
     return anchors, partners, same
 
 
+def listed_pairs(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Every similar pair (self-pairs included) and every dissimilar pair, as
+    ``(k, 2)`` int32 rows, or None where there would be more than MAX_LISTED."""
+    n = len(codes)
+    counts = np.unique(codes, return_counts=True)[1]
+    similar = int(sum(m * (m + 1) // 2 for m in counts))
+    if max(similar, n * (n + 1) // 2 - similar) > MAX_LISTED:
+        return None
+    first, second = np.triu_indices(n)
+    same = codes[first] == codes[second]
+    rows = np.stack([first, second], axis=1).astype(np.int32)
+    return rows[same], rows[~same]
+
+
+class PairSampler:
+    """Each iteration's pairs, ``draw() -> (anchors, partners, same)``: walks
+    through the shuffled lists of pairs where they fit (see the module), else
+    random draws.
+    """
+
+    def __init__(self, codes, rng):
+        self.codes = np.asarray(codes)
+        self.rng = rng
+        self.lists = listed_pairs(self.codes)
+        self.queues = [np.empty((0, 2), np.int32), np.empty((0, 2), np.int32)]
+
+    def _take(self, kind: int, count: int) -> np.ndarray:
+        pool = self.lists[kind]
+        while len(self.queues[kind]) < count:
+            self.queues[kind] = np.concatenate(
+                [self.queues[kind], pool[self.rng.permutation(len(pool))]]
+            )
+        taken, self.queues[kind] = np.split(self.queues[kind], [count])
+        return taken
+
+    def draw(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self.lists is None:
+            return draw_pairs(self.codes, self.rng)
+        n = len(self.codes)
+        rows = np.concatenate([self._take(0, n), self._take(1, n)])
+        same = np.concatenate([np.ones(n), np.zeros(n)]).astype(np.float32)
+        return rows[:, 0].astype(np.int64), rows[:, 1].astype(np.int64), same
+
+
 class PairBatches:
     """Batches of token-id pairs for a contrastive trainer, as the training loop
-    takes them: ``len``, ``shuffle()`` (a new iteration: fresh pairs, in a new
+    takes them: ``len``, ``shuffle()`` (a new iteration: its pairs, in a new
     order) and ``[k] -> ((ids, mask), targets, weights)``, where ``ids`` and
     ``mask`` are ``(pairs, 2, length)`` int32, padded to the batch's longest text
     (rounded up to a multiple of 8: JAX compiles once per shape).
@@ -53,7 +105,7 @@ class PairBatches:
     codes : ndarray of int
         Each text's class.
     weights : ndarray of float
-        Each text's weight; a pair weighs as its anchor.
+        Each text's weight; a pair weighs as the mean of its two texts'.
     batch_size : int
         Pairs per step.
     rng : numpy.random.Generator
@@ -65,13 +117,14 @@ class PairBatches:
         self.weights = np.asarray(weights, np.float32)
         self.batch_size = batch_size
         self.rng = rng
+        self.sampler = PairSampler(self.codes, rng)
         self.pairs = None  # drawn by each shuffle()
 
     def __len__(self) -> int:
         return -(-2 * len(self.codes) // self.batch_size)
 
     def shuffle(self) -> None:
-        anchors, partners, same = sample_pairs(self.codes, self.rng)
+        anchors, partners, same = self.sampler.draw()
         order = self.rng.permutation(len(anchors))
         # Sortish batches: within each run of SORT_RUN shuffled batches, pairs of
         # like length go together, and the batches are then shuffled. Random
@@ -103,4 +156,5 @@ class PairBatches:
                 tokens = self.windows[row]
                 ids[at, side, : len(tokens)] = tokens
                 mask[at, side, : len(tokens)] = 1
-        return (ids, mask), same[:, None], self.weights[anchors]
+        pair_weights = (self.weights[anchors] + self.weights[partners]) / 2
+        return (ids, mask), same[:, None], pair_weights

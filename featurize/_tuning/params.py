@@ -11,6 +11,9 @@ from featurize._shared.rules import Integer, Number, Options, Rule
 from featurize._texts.params import TEXT_FEATURIZER_RULES
 from featurize.errors import InvalidParameterError
 
+# How a fine-tuning's learning rate falls to zero after its warm-up.
+DECAYS = ("linear", "cosine")
+
 
 @dataclass(frozen=True)
 class LearningRate(Rule):
@@ -152,11 +155,12 @@ FINE_TUNED_TEXT_RULES = {
     },
     "iterations": Integer(
         1,
-        help="pair draws per text: each pairs it with one text of its class and "
-        "one of another",
+        help="pair draws per text: each brings as many pairs of one class, and "
+        "of two, as there are texts",
     ),
     "learning_rate": Number(1e-9, help="peak learning rate of the encoder"),
     "warmup": Number(0.0, 1.0, help="fraction of the steps that warm the rate up"),
+    "decay": Options(DECAYS, help="how the rate falls to zero after the warm-up"),
     "weight_decay": Number(0.0, help="AdamW weight decay (never on norms or biases)"),
     "batch_size": Integer(1, help="pairs per training step"),
     "C": Number(1e-9, help="inverse regularisation of the logistic-regression head"),

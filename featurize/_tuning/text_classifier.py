@@ -40,12 +40,13 @@ class FineTunedTextClassifier(ProbabilityOutputs, ClassifierMixin, BaseEstimator
     """Fine-tune a sentence encoder on pairs of a few labelled texts, then fit a
     logistic-regression head on its embeddings (SetFit's recipe, in Keras).
 
-    The recipe, each step a parameter: (1) every ``iteration`` pairs each training
-    text once with a text of its class and once with a text of another (fresh,
-    seeded draws: positives and negatives balanced, every text anchoring as many
-    pairs); (2) the encoder learns to give the first pairs cosine similarity 1 and
-    the second 0 (mean squared error, SetFit's ``CosineSimilarityLoss``), with
-    dropout as in pretraining, AdamW at a low rate with a linear warm-up then cosine
+    The recipe, each step a parameter: (1) every ``iteration`` brings as many
+    pairs of two texts of one class as there are texts, and as many of two classes
+    (positives and negatives balanced; with few texts, every possible pair recurs
+    as evenly as it can, in a seeded order); (2) the encoder learns to give the
+    first pairs cosine similarity 1 and the second 0 (mean squared error, SetFit's
+    ``CosineSimilarityLoss``), with the checkpoint's dropout as in pretraining,
+    AdamW at a low rate, the gradient's norm clipped to 1, a linear warm-up then
     decay, on the same training loop as :class:`FineTunedClassifier`; (3) a
     logistic regression is fitted on the tuned encoder's normalised embeddings of
     the training texts. Texts never seen in a pair embed as any other text.
@@ -60,14 +61,16 @@ class FineTunedTextClassifier(ProbabilityOutputs, ClassifierMixin, BaseEstimator
         gets a row of NaN from :meth:`predict_proba`. ``cache`` holds the tuned
         encoder's embeddings under its own namespace (its weights' checksum).
     iterations : int, default=20
-        Pair draws per text (SetFit's ``num_iterations``): ``2 * iterations *
-        n_texts`` pairs in all, one pass each. Each iteration is one row of
+        Pairs per text (SetFit's ``num_iterations``): ``2 * iterations * n_texts``
+        pairs in all, one pass each. Each iteration is one row of
         ``history_`` and one step of the progress bar.
     learning_rate : float, default=2e-5
         Peak learning rate of the encoder (SetFit's ``body_learning_rate``).
     warmup : float, default=0.1
         Fraction of the training steps over which the rate rises linearly to its
-        peak, before a cosine decay to zero.
+        peak.
+    decay : {"linear", "cosine"}, default="linear"
+        How the rate then falls to zero (SetFit's trainer: linear).
     weight_decay : float, default=0.01
         AdamW's decoupled weight decay, never applied to norms and biases.
     batch_size : int, default=16
@@ -77,8 +80,8 @@ class FineTunedTextClassifier(ProbabilityOutputs, ClassifierMixin, BaseEstimator
         default, as SetFit's head; the tuned training texts are separated almost
         perfectly, so cross-validating C on them would choose by little).
     class_weight : dict, "balanced" or None, default=None
-        Weights of the classes in the pair loss (a pair weighs as its first text)
-        and in the head.
+        Weights of the classes in the pair loss (a pair weighs as the mean of
+        its two texts') and in the head.
     random_state : int or None, default=None
         Seeds the pairs, their order and dropout: the same seed gives the same
         predictions on a CPU.
@@ -117,6 +120,7 @@ class FineTunedTextClassifier(ProbabilityOutputs, ClassifierMixin, BaseEstimator
         iterations=20,
         learning_rate=2e-5,
         warmup=0.1,
+        decay="linear",
         weight_decay=0.01,
         batch_size=16,
         C=1.0,
@@ -132,6 +136,7 @@ class FineTunedTextClassifier(ProbabilityOutputs, ClassifierMixin, BaseEstimator
         self.iterations = iterations
         self.learning_rate = learning_rate
         self.warmup = warmup
+        self.decay = decay
         self.weight_decay = weight_decay
         self.batch_size = batch_size
         self.C = C
@@ -217,13 +222,13 @@ class FineTunedTextClassifier(ProbabilityOutputs, ClassifierMixin, BaseEstimator
         batches = PairBatches(windows, codes, weights, params["batch_size"], rng)
         steps = len(batches) * params["iterations"]
         warmup_steps = int(round(params["warmup"] * steps))
+        peak, decay = params["learning_rate"], params["decay"]
         trainer = pair_trainer(
-            model, params["learning_rate"], params["weight_decay"], warmup_steps, steps
+            model, peak, params["weight_decay"], warmup_steps, steps, decay
         )
 
         def columns(epoch: int) -> dict:
-            peak = params["learning_rate"]
-            now = rate(peak, warmup_steps, steps, epoch * len(batches))
+            now = rate(peak, warmup_steps, steps, epoch * len(batches), decay)
             return {"phase": "contrastive", "lr": now}
 
         history, _ = fit_loop(
