@@ -82,11 +82,11 @@ def _layers():
             batch, length = ops.shape(x)[0], ops.shape(x)[1]
             return ops.reshape(x, (batch, length, self.heads, self.head_size))
 
-        def _attend(self, query, key, value, keys):
+        def _attend(self, query, key, value, mask):
             """Attention with dropout on its probabilities, as BERT trained:
             ``ops.dot_product_attention`` has no dropout."""
             scores = ops.einsum("bqhd,bkhd->bhqk", query, key) / self.head_size**0.5
-            scores = ops.where(keys, scores, ops.cast(-1e9, scores.dtype))
+            scores = ops.where(mask, scores, ops.cast(-1e9, scores.dtype))
             weights = self.attention_dropout(ops.softmax(scores, axis=-1))
             return ops.einsum("bhqk,bkhd->bqhd", weights, value)
 
@@ -96,7 +96,7 @@ def _layers():
             attend = (
                 ops.dot_product_attention
                 if self.attention_dropout is None
-                else lambda q, k, v, mask: self._attend(q, k, v, mask)
+                else self._attend
             )
             attended = attend(
                 self._split(self.query(x)),

@@ -88,7 +88,7 @@ class PairSampler:
         n = len(self.codes)
         rows = np.concatenate([self._take(0, n), self._take(1, n)])
         same = np.concatenate([np.ones(n), np.zeros(n)]).astype(np.float32)
-        return rows[:, 0].astype(np.int64), rows[:, 1].astype(np.int64), same
+        return rows[:, 0], rows[:, 1], same
 
 
 class PairBatches:
