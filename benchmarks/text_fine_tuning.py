@@ -115,12 +115,33 @@ def run_featurize(spec: dict) -> dict:
     clf.fit(spec["train_texts"], spec["train_labels"])
     fit_seconds = time.perf_counter() - started
     predicted = clf.predict(spec["test_texts"]).astype(str).tolist()
+    if spec.get("heads"):
+        predicted = {"featurize": predicted} | other_heads(clf, spec)
     return {
         "predicted": predicted,
         "fit_seconds": fit_seconds,
         "peak_rss_mib": peak_rss_mib(),
         "history": clf.history_.to_dict(orient="list"),
     }
+
+
+def other_heads(clf, spec: dict) -> dict:
+    """Test predictions of other heads on the same tuned encoder (``--heads``):
+    fixed C values, and C by cross-validation on the draw, to choose the head's
+    default on a validation split without refitting the encoder."""
+    from sklearn.linear_model import LogisticRegression
+
+    featurizer = clf.to_featurizer(cache=None)
+    train = featurizer.transform(spec["train_texts"])
+    test = featurizer.transform(spec["test_texts"])
+    labels = spec["train_labels"]
+    out = {}
+    for C in C_GRID:
+        head = LogisticRegression(C=C, max_iter=5000).fit(train, labels)
+        out[f"featurize_head_C{C:g}"] = head.predict(test).astype(str).tolist()
+    by_cv, _ = tuned_lr(train, labels, test, spec["test_labels"], spec["per_class"])
+    out["featurize_head_cv"] = np.asarray(by_cv).astype(str).tolist()
+    return out
 
 
 def run_frozen(spec: dict) -> dict:
@@ -198,6 +219,9 @@ def main() -> None:
         "--methods", nargs="+", default=["frozen", "featurize", "setfit"]
     )
     parser.add_argument("--params", default="{}", help="featurize's, as JSON")
+    parser.add_argument(
+        "--heads", action="store_true", help="featurize: also score other heads"
+    )
     parser.add_argument("--setfit-python", default=None)
     parser.add_argument("--out", default=None, help="append results (JSON lines)")
     parser.add_argument("--summarize", default=None, help="a results file's table")
@@ -243,6 +267,7 @@ def main() -> None:
                 "test_texts": test_part.text.tolist(),
                 "test_labels": test_part.label.astype(str).tolist(),
                 "params": json.loads(args.params),
+                "heads": args.heads,
             }
             for method in args.methods:
                 python = args.setfit_python if method == "setfit" else sys.executable
