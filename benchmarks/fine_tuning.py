@@ -6,15 +6,17 @@ Run: .venv/bin/python benchmarks/fine_tuning.py DATASET [--set NAME=VALUE ...]
 DATASET is ``dtd10`` (fixed stratified split: per class, a permutation by
 ``numpy.random.default_rng(0)`` of the sorted files, the first 60 train, the next 60
 test), ``digits`` (scikit-learn's 8x8 digits as uint8 images, 30 per class train by a
-seeded stratified split, the rest test) or ``hymenoptera`` (its own train/val split).
+seeded stratified split, the rest test), ``chest_xray`` (its own patient-disjoint
+train/test split, 200 and 300 per class) or ``hymenoptera`` (its own train/val split).
 ``--frozen`` runs the baseline: EfficientNet-Lite0 embeddings (final and penultimate
 stage), StandardScaler + LogisticRegression with C in {0.01, 0.1, 1, 10} chosen by
 5-fold CV on the training part. Otherwise ``FineTunedClassifier`` with its defaults,
 changed by ``--set`` (values are Python literals). Prints one JSON line: accuracy,
 wall time, training images/s (images seen by training steps over the seconds spent
 in them), peak RSS. Each configuration runs in its own process so peak RSS is its own.
-``--split N`` draws another split of dtd10 or digits (seed N instead of 0): data the
-defaults were not chosen on.
+``--split N`` draws another split of dtd10, digits or chest_xray (seed N instead of
+0; chest_xray pools both parts and draws 200 per class to train: one image per
+patient, so every split stays patient-disjoint): data the defaults were not chosen on.
 """
 
 from __future__ import annotations
@@ -65,13 +67,36 @@ def load(name: str, split: int = 0):
             random_state=split,
         )  # fmt: skip
         return x_train, y_train, x_test, y_test
+    if name == "chest_xray":
+        root = DATASETS / "chest_xray"
+        if split == 0:
+            parts = []
+            for part in ("train", "test"):
+                files = sorted((root / part).glob("*/*.jpg"))
+                parts += [[str(p) for p in files], [p.parent.name for p in files]]
+            return tuple(parts)
+        rng = np.random.default_rng(split)
+        train, test = [], []
+        for label in ("normal", "pneumonia"):
+            files = sorted(str(p) for p in root.glob(f"*/{label}/*.jpg"))
+            order = rng.permutation(len(files))
+            train += [(files[i], label) for i in order[:200]]
+            test += [(files[i], label) for i in order[200:]]
+        return (
+            [p for p, _ in train],
+            [c for _, c in train],
+            [p for p, _ in test],
+            [c for _, c in test],
+        )
     if name == "hymenoptera":
         parts = []
         for split in ("train", "val"):
             files = sorted((DATASETS / "hymenoptera" / split).glob("*/*.jpg"))
             parts += [[str(p) for p in files], [p.parent.name for p in files]]
         return tuple(parts)
-    raise SystemExit(f"unknown dataset {name!r}: dtd10, digits or hymenoptera")
+    raise SystemExit(
+        f"unknown dataset {name!r}: dtd10, digits, chest_xray or hymenoptera"
+    )
 
 
 def frozen(data, overrides: dict) -> dict:

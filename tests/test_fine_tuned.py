@@ -261,17 +261,50 @@ def test_batchnorm_frozen_keeps_statistics_adapt_updates_them(data):
     frozen = _bn_statistics(
         tiny(batchnorm="frozen", unfreeze_every=0).fit(images, labels)
     )
+    reestimated = _bn_statistics(
+        tiny(batchnorm="adabn", unfreeze_every=0).fit(images, labels)
+    )
     adapted = _bn_statistics(
         tiny(batchnorm="adapt", unfreeze_every=0).fit(images, labels)
     )
     for name in frozen:
         np.testing.assert_array_equal(frozen[name], 0.0)  # the initial moving mean
-        assert np.abs(adapted[name]).max() > 1e-3
+        assert np.abs(reestimated[name]).max() > 1e-3
+        assert np.abs(adapted[name] - reestimated[name]).max() > 1e-4  # trained on
     partial = _bn_statistics(
         tiny(batchnorm="adapt", unfreeze=1, unfreeze_every=0).fit(images, labels)
     )
-    np.testing.assert_array_equal(partial["bn0"], 0.0)  # a frozen stage stays put
-    assert np.abs(partial["bn2"]).max() > 1e-3
+    # A frozen stage keeps the re-estimated statistics; an unfrozen one moves on.
+    np.testing.assert_allclose(partial["bn0"], reestimated["bn0"], rtol=1e-5)
+    assert np.abs(partial["bn2"] - reestimated["bn2"]).max() > 1e-4
+
+
+def test_adabn_takes_the_training_images_statistics_and_refits_the_probe(data):
+    """AdaBN: each BatchNorm's moving mean becomes its input's mean over the
+    training images, and the probe (epochs=0) is the logistic regression tuned on
+    the features those statistics give."""
+    import keras
+    from sklearn.linear_model import LogisticRegression
+
+    images, labels = data
+    clf = tiny(batchnorm="adabn", epochs=0).fit(images, labels)
+    backbone = tiny_stages_cnn((SIZE, SIZE, 3), None)  # the seeded initial weights
+    conv0 = keras.Model(backbone.inputs, backbone.get_layer("conv0").output)
+    expected = conv0.predict(images / 127.5 - 1.0, verbose=0).mean(axis=(0, 1, 2))
+    # The mean of equal batches' means is the mean over all the images.
+    np.testing.assert_allclose(_bn_statistics(clf)["bn0"], expected, atol=1e-4)
+    table = clf.probe_cv_
+    assert list(table.statistics) == ["pretrained", "re-estimated"]
+    assert list(table.chosen) == [False, True]
+    features = keras.Model(
+        clf.keras_model().inputs, clf.keras_model().get_layer("pool").output
+    ).predict(images.astype("float32"), verbose=0)
+    reference = make_pipeline(
+        StandardScaler(), LogisticRegression(C=table.C.iloc[1], max_iter=2000)
+    ).fit(features, labels)
+    np.testing.assert_allclose(
+        clf.predict_proba(images), reference.predict_proba(features), atol=5e-4
+    )
 
 
 @pytest.mark.backend

@@ -27,11 +27,18 @@ from featurize._tuning.loop import (
     plot_history,
     pooled_features,
     sample_weights,
+    shuffled_batches,
     validation_split,
 )
 from featurize._tuning.outputs import ProbabilityOutputs
 from featurize._tuning.params import FINE_TUNED_RULES, NOT_SHARED_WITH_FINE_TUNING
-from featurize._tuning.probe import choose_probe, glorot, probe_embeddings, probe_row
+from featurize._tuning.probe import (
+    adapted_probe_table,
+    choose_probe,
+    glorot,
+    probe_embeddings,
+    probe_row,
+)
 
 AUTO_LEARNING_RATES = {"final": 3e-4, "below": 1e-3}
 HISTORY_COLUMNS = [
@@ -90,12 +97,15 @@ precision, runtime, decode_workers, verbose
         peak, before a cosine decay to zero.
     weight_decay : float, default=0.01
         AdamW's decoupled weight decay, never applied to norms and biases.
-    batchnorm : {"frozen", "adapt"}, default="frozen"
+    batchnorm : {"frozen", "adabn", "adapt"}, default="frozen"
         ``"frozen"``: BatchNorm layers stay in inference mode with ImageNet's
-        statistics (the keras.io guide's advice; ``"adapt"`` can move the features
-        away from those the linear probe was fitted on, see BENCHMARKS.md);
-        ``"adapt"``: BatchNorm layers of unfrozen stages train and update their
-        statistics on the new data.
+        statistics (the keras.io guide's advice); ``"adabn"``: every BatchNorm
+        layer up to the cut takes the statistics of the training images once,
+        before the linear probe is fitted on the features they give (AdaBN, Li
+        et al. 2016), and keeps them; ``"adapt"``: as ``"adabn"``, then the
+        BatchNorm layers of unfrozen stages train and update their statistics.
+        Re-estimating first keeps the probe's head fitted to the features
+        training starts from.
     augment : {"light", "light_flip", "strong"}, None or list of Keras layers, \
 default="light"
         ``"light"``: rotation up to 18 degrees, zoom and shift up to 10% and 5%, no
@@ -138,7 +148,9 @@ default="light"
     probe_cv_ : pandas.DataFrame
         The linear probe's choice: per candidate ``layer``, the best ``C`` and its
         ``cv_accuracy`` (5-fold, on at most 2,000 training images; NaN where a
-        class has fewer than 2), and which was ``chosen``.
+        class has fewer than 2), which ``statistics`` the BatchNorm layers had
+        (``"pretrained"``, or ``"re-estimated"`` for the probe refitted after
+        AdaBN) and which was ``chosen``.
     learning_rate_ : float
         The head's peak learning rate (``learning_rate``, or what ``"auto"``
         chose).
@@ -313,6 +325,21 @@ default="light"
         self.probe_cv_ = choice.table
         if probe is not None:
             model = build(choice.layer)
+        if params["batchnorm"] != "frozen" and model.reestimate_batchnorm(
+            shuffled_batches(data, train, params["batch_size"], seed)
+        ):
+            # AdaBN: the probe is fitted again on the re-estimated features, so that
+            # the head starts where the adapted backbone's features are (a head
+            # fitted on ImageNet's statistics no longer fits them).
+            adapted = pooled_features(model, data(train), params["batch_size"])
+            choice = choose_probe(
+                {model.layer: adapted},
+                codes[train],
+                sample_weight[train],
+                len(self.classes_),
+                seed,
+            )
+            self.probe_cv_ = adapted_probe_table(self.probe_cv_, choice.table)
         if params["head_init"] == "linear_probe":
             kernel, bias = choice.kernel, choice.bias
         else:

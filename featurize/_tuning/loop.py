@@ -136,17 +136,29 @@ def epoch_bar(epochs: int, verbose, name: str):
     return tqdm(total=epochs, unit="epoch", desc=f"fine-tuning ({name})")
 
 
-def predict_batches(keras_model, data, batch_size) -> np.ndarray:
-    """Run ``keras_model`` on decoded pixels, or on inputs decoded chunk by chunk."""
+def pixel_chunks(data):
+    """Decoded pixels as one chunk, or inputs decoded chunk by chunk."""
     pixels, source = data
     if source is None:
-        batches = [pixels]
-    else:
-        batches = (batch for _, batch, _ in source.chunks(pixels))
+        return [pixels]
+    return (batch for _, batch, _ in source.chunks(pixels))
+
+
+def shuffled_batches(data, rows, batch_size: int, seed: int):
+    """Float32 pixel batches of ``data(rows)`` in a seeded order (a batch of one
+    class would give BatchNorm that class's statistics, not the data's)."""
+    order = np.random.default_rng(seed).permutation(rows)
+    for chunk in pixel_chunks(data(order)):
+        for start in range(0, len(chunk), batch_size):
+            yield chunk[start : start + batch_size].astype(np.float32)
+
+
+def predict_batches(keras_model, data, batch_size) -> np.ndarray:
+    """Run ``keras_model`` on decoded pixels, or on inputs decoded chunk by chunk."""
     return np.concatenate(
         [
             keras_model.predict(b.astype(np.float32), batch_size=batch_size, verbose=0)
-            for b in batches
+            for b in pixel_chunks(data)
         ]
     )
 

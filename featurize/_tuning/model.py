@@ -71,8 +71,8 @@ class TuningModel:
     def set_trainable(self, n_unfrozen: int, batchnorm: str) -> None:
         """Train the head and the top ``n_unfrozen`` stages; freeze the rest.
 
-        Frozen layers, and BatchNorm layers when ``batchnorm="frozen"``, run in
-        inference mode: their statistics stay those of pretraining.
+        Frozen layers, and BatchNorm layers unless ``batchnorm="adapt"``, run in
+        inference mode: their statistics stay as they are.
         """
         first = len(self.stages) - n_unfrozen
         for depth, stage_layers in enumerate(self.stage_layers):
@@ -81,6 +81,41 @@ class TuningModel:
                 if isinstance(layer, layers.BatchNormalization):
                     trainable = trainable and batchnorm == "adapt"
                 layer.trainable = trainable
+
+    def batchnorm_layers(self) -> list:
+        """The BatchNorm layers up to the cut."""
+        return [
+            layer
+            for stage_layers in self.stage_layers
+            for layer in stage_layers
+            if isinstance(layer, layers.BatchNormalization)
+        ]
+
+    def reestimate_batchnorm(self, pixel_batches) -> bool:
+        """AdaBN (Li et al., 2016): every BatchNorm layer up to the cut takes the
+        statistics of these images (a mean over the batches, as torch's
+        ``update_bn``), in place of pretraining's; False where there is none.
+
+        ``pixel_batches`` yields float32 pixel batches in [0, 255].
+        """
+        norms = self.batchnorm_layers()
+        if not norms:
+            return False
+        features = pooled_model(self)
+        saved = [(layer.trainable, layer.momentum) for layer in norms]
+        for layer in norms:
+            layer.trainable = True  # a frozen BatchNorm never updates its statistics
+        try:
+            for k, batch in enumerate(pixel_batches):
+                # Momentum k/(k+1) makes the moving statistics the running mean of
+                # the batches' own, the first batch replacing pretraining's.
+                for layer in norms:
+                    layer.momentum = k / (k + 1)
+                features([batch], training=True)
+        finally:
+            for layer, (trainable, momentum) in zip(norms, saved):
+                layer.trainable, layer.momentum = trainable, momentum
+        return True
 
     def variable_depths(self) -> dict[int, int]:
         """``id(variable)`` -> 0 for the head, k for the k-th stage from the top."""

@@ -91,7 +91,7 @@ class ClassWeight(Rule):
 
 
 AUGMENTATIONS = ("light", "light_flip", "strong")
-BATCHNORM_MODES = ("adapt", "frozen")
+BATCHNORM_MODES = ("adabn", "adapt", "frozen")
 HEAD_INITS = ("linear_probe", "random")
 
 # A fine-tuned classifier shares the featurizer's rules but these: its head sits on
@@ -127,7 +127,9 @@ FINE_TUNED_RULES = {
     "warmup": Number(0.0, 1.0, help="fraction of the steps that warm the rate up"),
     "weight_decay": Number(0.0, help="AdamW weight decay (never on norms or biases)"),
     "batchnorm": Options(
-        BATCHNORM_MODES, help="BatchNorm statistics adapt to the data, or stay"
+        BATCHNORM_MODES,
+        help="BatchNorm statistics stay ImageNet's, are re-estimated on the data "
+        "before the probe (adabn), or that and then trained (adapt)",
     ),
     "augment": Augmentation(AUGMENTATIONS, help="on-device augmentation recipe"),
     "head_init": Options(HEAD_INITS, help="start from a linear probe, or random"),

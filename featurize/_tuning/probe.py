@@ -30,7 +30,7 @@ LAYER_CANDIDATES = (None, -2)
 # learning_rate="auto": the peak rate by where the model is cut. Cut at the final
 # layer (the probe found ImageNet's top features fit the data), they move gently; cut
 # below it (the top stage's features did not fit), the top stage must move more.
-PROBE_COLUMNS = ["layer", "C", "cv_accuracy", "chosen"]
+PROBE_COLUMNS = ["layer", "statistics", "C", "cv_accuracy", "chosen"]
 
 
 def probe_embeddings(items, params: dict, backbone, size):
@@ -125,8 +125,20 @@ def choose_probe(candidates: dict, codes, sample_weight, n_classes, seed):
     if n_classes == 2:  # softmax over (-z/2, z/2) is the sigmoid of z
         coef = np.vstack([-coef / 2, coef / 2])
         intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
-    frame = pd.DataFrame([row + [row is best] for row in table], columns=PROBE_COLUMNS)
+    frame = pd.DataFrame(
+        [[row[0], "pretrained", *row[1:], row is best] for row in table],
+        columns=PROBE_COLUMNS,
+    )
     return ProbeChoice(layer, scaler.mean_, scaler.scale_**2, coef.T, intercept, frame)
+
+
+def adapted_probe_table(before, after):
+    """The probe's table once AdaBN has re-estimated BatchNorm: the choice of
+    layer on pretrained statistics, then the probe refitted and chosen."""
+    import pandas as pd
+
+    after = after.assign(statistics="re-estimated")
+    return pd.concat([before.assign(chosen=False), after], ignore_index=True)
 
 
 def glorot(rng, shape):
