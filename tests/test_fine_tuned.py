@@ -307,6 +307,30 @@ def test_adabn_takes_the_training_images_statistics_and_refits_the_probe(data):
     )
 
 
+def test_progress_bar_shows_the_training_rate(data, capsys):
+    images, labels = data
+    clf = tiny(epochs=1, verbose=1).fit(images, labels)
+    err = capsys.readouterr().err
+    rate = clf.history_.images_per_second[1]
+    assert "fine-tuning (tiny_stages_cnn)" in err
+    assert f"images/s={rate:.1f}" in err
+
+
+def test_mixed_precision_trains_and_predicts_like_float32(data):
+    """precision="mixed" (bfloat16 compute, float32 variables, head and loss) is
+    for GPUs; on a CPU it must still train to the same answers."""
+    images, labels = data
+    mixed = tiny(precision="mixed", batchnorm="adabn").fit(images, labels)
+    full = tiny(batchnorm="adabn").fit(images, labels)
+    assert mixed._model().backbone.get_layer("conv0").compute_dtype == "bfloat16"
+    assert mixed.history_.loss[1:].notna().all()
+    proba = mixed.predict_proba(images)
+    assert proba.dtype == np.float32
+    np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-5)
+    assert mixed.score(images, labels) == full.score(images, labels) == 1.0
+    np.testing.assert_allclose(proba, full.predict_proba(images), atol=0.1)
+
+
 @pytest.mark.backend
 def test_same_random_state_same_predictions(data):
     images, labels = data

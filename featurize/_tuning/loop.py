@@ -80,7 +80,13 @@ def fit_loop(
         row |= current.columns(epoch)
         history.append(row)
         if bar is not None:
-            bar.set_postfix(loss=f"{row['loss']:.3f}", val_acc=row["val_accuracy"])
+            bar.set_postfix(
+                {
+                    "loss": f"{row['loss']:.3f}",
+                    "val_acc": row["val_accuracy"],
+                    f"{unit}/s": f"{row[f'{unit}_per_second']:.1f}",
+                }
+            )
             bar.update()
         if not validated:
             continue
