@@ -279,6 +279,7 @@ def test_batchnorm_frozen_keeps_statistics_adapt_updates_them(data):
     assert np.abs(partial["bn2"] - reestimated["bn2"]).max() > 1e-4
 
 
+@pytest.mark.backend
 def test_adabn_takes_the_training_images_statistics_and_refits_the_probe(data):
     """AdaBN: each BatchNorm's moving mean becomes its input's mean over the
     training images, and the probe (epochs=0) is the logistic regression tuned on
