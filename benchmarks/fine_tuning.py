@@ -11,12 +11,14 @@ train/test split, 200 and 300 per class) or ``hymenoptera`` (its own train/val s
 ``--frozen`` runs the baseline: EfficientNet-Lite0 embeddings (final and penultimate
 stage), StandardScaler + LogisticRegression with C in {0.01, 0.1, 1, 10} chosen by
 5-fold CV on the training part. Otherwise ``FineTunedClassifier`` with its defaults,
-changed by ``--set`` (values are Python literals). Prints one JSON line: accuracy,
-wall time, training images/s (images seen by training steps over the seconds spent
-in them), peak RSS. Each configuration runs in its own process so peak RSS is its own.
-``--split N`` draws another split of dtd10, digits or chest_xray (seed N instead of
-0; chest_xray pools both parts and draws 200 per class to train: one image per
-patient, so every split stays patient-disjoint): data the defaults were not chosen on.
+changed by ``--set`` (values are Python literals). Prints one JSON line: accuracy
+(and with ``tta="flip"``, read at prediction: one fit scores both), wall time,
+training images/s (images seen by training steps over the seconds spent in them),
+peak RSS. Each configuration runs in its own process so peak RSS is its own.
+``--split N`` draws another split (seed N instead of 0; chest_xray and hymenoptera
+pool their two parts and draw as many per class to train as their own split has:
+chest_xray has one image per patient, so every split stays patient-disjoint): data
+the defaults were not chosen on.
 """
 
 from __future__ import annotations
@@ -39,22 +41,39 @@ DATASETS = ROOT.parent / "shared" / "datasets"
 C_GRID = (0.01, 0.1, 1.0, 10.0)
 
 
+def folder_split(root: Path, train_per_class, split: int, glob: str = "*.jpg"):
+    """``(X_train, y_train, X_test, y_test)`` from ``root/<class>/`` folders.
+
+    Per class, a permutation by ``default_rng(split)`` of the sorted files: the first
+    ``train_per_class[class]`` train, the rest (up to as many again for an int) test.
+    """
+    rng = np.random.default_rng(split)
+    parts = [[], [], [], []]
+    for label in sorted({p.parent.name for p in root.glob(f"**/{glob}")}):
+        files = sorted(str(p) for p in root.glob(f"**/{label}/{glob}"))
+        order = rng.permutation(len(files))
+        n = train_per_class[label] if isinstance(train_per_class, dict) else None
+        n = n if n is not None else train_per_class
+        stop = len(files) if isinstance(train_per_class, dict) else 2 * n
+        for k, chosen in ((0, order[:n]), (2, order[n:stop])):
+            parts[k] += [files[i] for i in chosen]
+            parts[k + 1] += [label] * len(chosen)
+    return tuple(parts)
+
+
+def given_split(root: Path, train: str, test: str):
+    """The folder's own ``root/{train,test}/<class>/`` split."""
+    parts = []
+    for part in (train, test):
+        files = sorted((root / part).glob("*/*.jpg"))
+        parts += [[str(p) for p in files], [p.parent.name for p in files]]
+    return tuple(parts)
+
+
 def load(name: str, split: int = 0):
     """``(X_train, y_train, X_test, y_test)``: paths, or uint8 arrays for digits."""
     if name == "dtd10":
-        rng = np.random.default_rng(split)
-        train, test = [], []
-        for folder in sorted((DATASETS / "dtd10").iterdir()):
-            files = sorted(str(p) for p in folder.glob("*.jpg"))
-            order = rng.permutation(len(files))
-            train += [(files[i], folder.name) for i in order[:60]]
-            test += [(files[i], folder.name) for i in order[60:120]]
-        return (
-            [p for p, _ in train],
-            [c for _, c in train],
-            [p for p, _ in test],
-            [c for _, c in test],
-        )
+        return folder_split(DATASETS / "dtd10", 60, split)
     if name == "digits":
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
@@ -70,30 +89,13 @@ def load(name: str, split: int = 0):
     if name == "chest_xray":
         root = DATASETS / "chest_xray"
         if split == 0:
-            parts = []
-            for part in ("train", "test"):
-                files = sorted((root / part).glob("*/*.jpg"))
-                parts += [[str(p) for p in files], [p.parent.name for p in files]]
-            return tuple(parts)
-        rng = np.random.default_rng(split)
-        train, test = [], []
-        for label in ("normal", "pneumonia"):
-            files = sorted(str(p) for p in root.glob(f"*/{label}/*.jpg"))
-            order = rng.permutation(len(files))
-            train += [(files[i], label) for i in order[:200]]
-            test += [(files[i], label) for i in order[200:]]
-        return (
-            [p for p, _ in train],
-            [c for _, c in train],
-            [p for p, _ in test],
-            [c for _, c in test],
-        )
+            return given_split(root, "train", "test")
+        return folder_split(root, {"normal": 200, "pneumonia": 200}, split)
     if name == "hymenoptera":
-        parts = []
-        for split in ("train", "val"):
-            files = sorted((DATASETS / "hymenoptera" / split).glob("*/*.jpg"))
-            parts += [[str(p) for p in files], [p.parent.name for p in files]]
-        return tuple(parts)
+        root = DATASETS / "hymenoptera"
+        if split == 0:
+            return given_split(root, "train", "val")
+        return folder_split(root, {"ants": 124, "bees": 121}, split)
     raise SystemExit(
         f"unknown dataset {name!r}: dtd10, digits, chest_xray or hymenoptera"
     )
@@ -141,8 +143,12 @@ def fine_tuned(data, overrides: dict) -> dict:
     print(history.round(4).to_string(), file=sys.stderr)
     trained = history[history.epoch > 0]
     n_train = round(len(y_train) * (1 - (clf.validation_fraction or 0)))
+    # Test-time augmentation is read at prediction, so one fit scores both ways.
+    flipped = clf.set_params(tta="flip").score(x_test, y_test)
+    clf.set_params(tta=overrides.get("tta"))
     return {
         "accuracy": round(clf.score(x_test, y_test), 4),
+        "accuracy_tta_flip": round(flipped, 4),
         "best_epoch": int(clf.best_epoch_),
         "epochs_run": int(trained.epoch.max()) if len(trained) else 0,
         "probe_val": round(float(history.val_accuracy.iloc[0]), 4),

@@ -406,6 +406,67 @@ def test_keras_model_saves_for_serving_in_one_call(fitted, data, tmp_path):
     )
 
 
+def test_flip_tta_averages_each_image_and_its_mirror_also_when_served(
+    fitted, data, tmp_path
+):
+    import keras
+
+    images, _ = data
+    plain = fitted.predict_proba(images)
+    mirrored = fitted.predict_proba(images[:, :, ::-1])
+    assert np.abs(plain - mirrored).max() > 1e-3  # the model is not symmetric
+    assert fitted.keras_model() is fitted._tuned.classifier  # tta=None: as trained
+    fitted.set_params(tta="flip")  # read at prediction: no refit
+    try:
+        tta = fitted.predict_proba(images)
+        path = tmp_path / "tta.keras"
+        fitted.keras_model().save(path)
+        served = keras.saving.load_model(path)  # the mirror is built-in layers
+        served = served.predict(images.astype("float32"), verbose=0)
+    finally:
+        fitted.set_params(tta=None)
+    np.testing.assert_allclose(tta, (plain + mirrored) / 2, atol=1e-6)
+    np.testing.assert_allclose(served, tta, atol=1e-6)
+
+
+@pytest.mark.parametrize("tta", [None, "flip"])
+def test_onnx_runtime_predicts_as_keras_batch_by_batch(fitted, data, tta, monkeypatch):
+    pytest.importorskip("tf2onnx")
+    from featurize._onnx import runtime
+
+    images, _ = data
+    calls = []
+    original = runtime.run
+
+    def counted(made, pixels):
+        calls.append(len(pixels))
+        return original(made, pixels)
+
+    monkeypatch.setattr(runtime, "run", counted)
+    fitted.set_params(tta=tta)
+    try:
+        expected = fitted.set_params(runtime="keras").predict_proba(images)
+        found = fitted.set_params(runtime="onnx").predict_proba(images)
+    finally:
+        fitted.set_params(tta=None, runtime="auto")
+    np.testing.assert_allclose(found, expected, atol=1e-5)
+    # onnxruntime keeps the largest activations it has held: never a whole chunk.
+    assert calls
+    assert max(calls) <= fitted.batch_size < len(images)
+
+
+def test_label_smoothing_trains_towards_the_smoothed_targets(data):
+    images, labels = data
+    fit = dict(epochs=6, learning_rate=1e-2, head_init="random", augment=None)
+    sharp = tiny(**fit).fit(images, labels)
+    smooth = tiny(**fit, label_smoothing=0.3).fit(images, labels)
+    # Targets (0.8, 0.1, 0.1): no prediction has a cross-entropy below their entropy.
+    floor = -(0.8 * np.log(0.8) + 0.2 * np.log(0.1))
+    assert sharp.history_.loss.iloc[-1] < floor - 0.1
+    assert (smooth.history_.loss.iloc[1:] > floor - 1e-4).all()
+    assert smooth.history_.loss.iloc[-1] < floor + 0.2  # and it does approach them
+
+
 def _with_bad_file(images, labels, tmp_path):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"not a jpeg at all")

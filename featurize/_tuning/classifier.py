@@ -113,6 +113,14 @@ default="light"
         ``"light_flip"``: the same and horizontal flips (photos, textures);
         ``"strong"``: horizontal flip and RandAugment; None: no augmentation; or your
         own layers (copied for each fit).
+    label_smoothing : float, default=0.0
+        Targets of ``1 - label_smoothing`` for the true class and the rest spread
+        evenly over all classes (Szegedy et al. 2016).
+    tta : {None, "flip"}, default=None
+        Test-time augmentation: ``"flip"`` predicts the mean of the
+        probabilities of each image and its mirror image (twice the prediction
+        cost; :meth:`keras_model` and exports include it). Read at prediction
+        time, so it can be set after fitting.
     head_init : {"linear_probe", "random"}, default="linear_probe"
         Start from a logistic regression fitted on the frozen embeddings (LP-FT,
         Kumar et al. 2022), or from a random head.
@@ -194,6 +202,8 @@ default="light"
         weight_decay=0.01,
         batchnorm="frozen",
         augment="light",
+        label_smoothing=0.0,
+        tta=None,
         head_init="linear_probe",
         epochs=10,
         batch_size=32,
@@ -223,6 +233,8 @@ default="light"
         self.weight_decay = weight_decay
         self.batchnorm = batchnorm
         self.augment = augment
+        self.label_smoothing = label_smoothing
+        self.tta = tta
         self.head_init = head_init
         self.epochs = epochs
         self.batch_size = batch_size
@@ -393,7 +405,9 @@ default="light"
                     optimizer=optimizers.for_phase(
                         unfrozen, step=(epoch - 1) * steps_per_epoch
                     ),
-                    loss="sparse_categorical_crossentropy",
+                    loss=tm.classification_loss(
+                        len(self.classes_), params["label_smoothing"]
+                    ),
                     metrics=["accuracy"],
                 )
 
@@ -488,9 +502,10 @@ default="light"
 
         Preprocessing is inside (a frozen Dense layer over the channels), so
         ``clf.keras_model().save("model.keras")`` is a complete model for serving,
-        loadable with plain ``keras.saving.load_model``.
+        loadable with plain ``keras.saving.load_model``; with ``tta="flip"`` it
+        averages each image and its mirror image, as :meth:`predict_proba` does.
         """
-        return self._model().classifier
+        return self._model().serving(validate(self, self.parameter_rules)["tta"])
 
     def to_featurizer(self, **params) -> ImageFeaturizer:
         """An :class:`ImageFeaturizer` bound to the fine-tuned backbone.

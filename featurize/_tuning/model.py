@@ -10,7 +10,7 @@ own learning rate.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import keras
 import numpy as np
@@ -51,6 +51,7 @@ class TuningModel:
     stages: list
     stage_layers: list
     at_final_layer: bool = True
+    served: dict = field(default_factory=dict, repr=False)
 
     @property
     def head(self):
@@ -93,29 +94,51 @@ class TuningModel:
 
     def reestimate_batchnorm(self, pixel_batches) -> bool:
         """AdaBN (Li et al., 2016): every BatchNorm layer up to the cut takes the
-        statistics of these images (a mean over the batches, as torch's
-        ``update_bn``), in place of pretraining's; False where there is none.
+        statistics of these images (the mean over the batches of each batch's own,
+        as torch's ``update_bn``), in place of pretraining's; False where there
+        is none.
 
         ``pixel_batches`` yields float32 pixel batches in [0, 255].
         """
         norms = self.batchnorm_layers()
         if not norms:
             return False
-        features = pooled_model(self)
+        # Compiled, not eager: eager training-mode calls left 2.5 GB allocated
+        # (Lite0, 400 images). With momentum 0 a call leaves each batch's own
+        # statistics in the moving ones, which are averaged here.
+        forward = _TrainingForward(pooled_model(self))
         saved = [(layer.trainable, layer.momentum) for layer in norms]
+        sums = [[0.0, 0.0] for _ in norms]
+        n_batches = 0
         for layer in norms:
             layer.trainable = True  # a frozen BatchNorm never updates its statistics
+            layer.momentum = 0.0
         try:
-            for k, batch in enumerate(pixel_batches):
-                # Momentum k/(k+1) makes the moving statistics the running mean of
-                # the batches' own, the first batch replacing pretraining's.
-                for layer in norms:
-                    layer.momentum = k / (k + 1)
-                features([batch], training=True)
+            for batch in pixel_batches:
+                forward.predict_on_batch(batch)
+                for total, layer in zip(sums, norms):
+                    total[0] += ops.convert_to_numpy(layer.moving_mean)
+                    total[1] += ops.convert_to_numpy(layer.moving_variance)
+                n_batches += 1
         finally:
             for layer, (trainable, momentum) in zip(norms, saved):
                 layer.trainable, layer.momentum = trainable, momentum
+        for (mean, variance), layer in zip(sums, norms):
+            layer.moving_mean.assign(mean / n_batches)
+            layer.moving_variance.assign(variance / n_batches)
         return True
+
+    def serving(self, tta):
+        """The classifier as predictions use it: for ``tta="flip"``, the mean of
+        its probabilities for each image and its mirror image."""
+        if tta is None:
+            return self.classifier
+        if tta not in self.served:
+            inputs = keras.Input(self.classifier.inputs[0].shape[1:], name="pixels")
+            mirrored = self.classifier(_mirror_layer(inputs.shape[2])(inputs))
+            outputs = layers.Average(name="tta")([self.classifier(inputs), mirrored])
+            self.served[tta] = keras.Model(inputs, outputs, name=self.classifier.name)
+        return self.served[tta]
 
     def variable_depths(self) -> dict[int, int]:
         """``id(variable)`` -> 0 for the head, k for the k-th stage from the top."""
@@ -198,6 +221,43 @@ def _preprocess_layer(backbone: Backbone):
     dense.build((None, 3))
     dense.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
     return dense
+
+
+class _TrainingForward(keras.Model):
+    """``model`` called in training mode by ``predict_on_batch`` (compiled)."""
+
+    def __init__(self, model):
+        super().__init__(name="training_forward")
+        self.inner = model
+
+    def call(self, inputs):
+        return self.inner(inputs, training=True)
+
+
+def _mirror_layer(width: int):
+    """A horizontal flip as built-in layers (a fixed permutation matrix over the
+    width axis): a saved ``.keras`` file then needs no custom code, and ONNX and
+    LiteRT convert it. Multiplying by 1 and adding zeros is exact in float32."""
+    dense = layers.Dense(width, use_bias=False, trainable=False, dtype="float32")
+    dense.build((None, width))
+    dense.set_weights([np.eye(width, dtype=np.float32)[::-1]])
+    return keras.Sequential(
+        [layers.Permute((1, 3, 2)), dense, layers.Permute((1, 3, 2))], name="mirror"
+    )
+
+
+def classification_loss(n_classes: int, label_smoothing: float):
+    """Cross-entropy of integer labels, their one-hot targets smoothed by
+    ``label_smoothing`` (Keras smooths only one-hot labels)."""
+    if not label_smoothing:
+        return "sparse_categorical_crossentropy"
+    smoothed = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+
+    def loss(labels, probabilities):
+        codes = ops.cast(ops.reshape(labels, (-1,)), "int32")
+        return smoothed(ops.one_hot(codes, n_classes), probabilities)
+
+    return loss
 
 
 class StageOptimizers:
@@ -322,26 +382,35 @@ def predictor(model: TuningModel, params: dict, n_images: int):
     from featurize._onnx.convert import classifier_graph
     from featurize._onnx.runtime import choose, ready, run, session
 
+    network = model.serving(params["tta"])
+
     def keras_predict(pixels):
-        return model.classifier.predict(
-            pixels, batch_size=params["batch_size"], verbose=0
-        )
+        return network.predict(pixels, batch_size=params["batch_size"], verbose=0)
 
     chosen = choose(
         params["runtime"],
         n_images,
-        ready(model, None),
+        ready(network, None),
         precision=params["precision"],
     )
     if chosen == "keras":
         return keras_predict
-    height, width = model.classifier.input_shape[1:3]
+    height, width = network.input_shape[1:3]
     probe = np.random.default_rng(0).uniform(0, 255, (2, height, width, 3))
     made = session(
-        model,
+        network,
         None,
-        lambda: classifier_graph(model.classifier),
+        lambda: classifier_graph(network),
         (probe.astype(np.float32),),
         keras_predict,
     )
-    return lambda pixels: run(made, pixels)
+    size = params["batch_size"]
+
+    def onnx_predict(pixels):
+        # Batch by batch: onnxruntime's arena keeps the largest activations it
+        # has held (a 256-image chunk of Lite0 at 224 px kept 3.7 GB).
+        return np.concatenate(
+            [run(made, pixels[k : k + size]) for k in range(0, len(pixels), size)]
+        )
+
+    return onnx_predict

@@ -93,6 +93,7 @@ class ClassWeight(Rule):
 AUGMENTATIONS = ("light", "light_flip", "strong")
 BATCHNORM_MODES = ("adabn", "adapt", "frozen")
 HEAD_INITS = ("linear_probe", "random")
+TEST_TIME_AUGMENTATIONS = (None, "flip")
 
 # A fine-tuned classifier shares the featurizer's rules but these: its head sits on
 # average-pooled features, and training sets its own batch size.
@@ -132,6 +133,13 @@ FINE_TUNED_RULES = {
         "before the probe (adabn), or that and then trained (adapt)",
     ),
     "augment": Augmentation(AUGMENTATIONS, help="on-device augmentation recipe"),
+    "label_smoothing": Number(
+        0.0, 1.0, help="share of each target spread over all classes"
+    ),
+    "tta": Options(
+        TEST_TIME_AUGMENTATIONS,
+        help="test-time augmentation: average each image and its mirror (flip)",
+    ),
     "head_init": Options(HEAD_INITS, help="start from a linear probe, or random"),
     "epochs": Integer(0, help="training epochs after the linear probe"),
     "batch_size": Integer(1, help="images per training step"),
