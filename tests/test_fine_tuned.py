@@ -455,6 +455,87 @@ def test_onnx_runtime_predicts_as_keras_batch_by_batch(fitted, data, tta, monkey
     assert max(calls) <= fitted.batch_size < len(images)
 
 
+def test_auto_tta_mirrors_where_classes_are_mirror_symmetric():
+    from featurize._tuning.probe import choose_tta
+
+    rng = np.random.default_rng(0)
+    codes = np.repeat([0, 1, 2], 40)
+    centres = rng.normal(0, 1, (3, 16))
+    features = centres[codes] + rng.normal(0, 1.5, (120, 16))
+    weights = np.ones(120)
+    # A mirror image is another noisy view of its class, or looks like another class.
+    same = centres[codes] + rng.normal(0, 1.5, (120, 16))
+    other = centres[(codes + 1) % 3] + rng.normal(0, 1.5, (120, 16))
+    chosen, table = choose_tta(features, same, codes, weights, 1.0, 0)
+    assert chosen == "flip"
+    assert table.cv_log_loss[1] < table.cv_log_loss[0]
+    chosen, table = choose_tta(features, other, codes, weights, 1.0, 0)
+    assert chosen is None
+    assert table.cv_accuracy[1] < table.cv_accuracy[0]
+    assert table.chosen.tolist() == [True, False]
+
+
+def test_auto_tta_does_not_mirror_left_right_classes():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 60, (24, SIZE, SIZE, 3)).astype(np.uint8)
+    images[:12, :, : SIZE // 2] += 180  # "left": bright left half
+    images[12:, :, SIZE // 2 :] += 180
+    labels = ["left"] * 12 + ["right"] * 12
+    clf = tiny(epochs=1, tta="auto").fit(images, labels)
+    assert clf.tta_ is None
+    assert clf.tta_cv_.cv_accuracy[1] < clf.tta_cv_.cv_accuracy[0]
+    assert clf.keras_model() is clf._tuned.classifier
+
+
+class _CountingTrainer:
+    """Each step adds 1 to its one weight: after epoch k (one step each) it is k."""
+
+    def __init__(self):
+        self.weight = np.zeros(2)
+
+    def train_on_batch(self, inputs, labels, sample_weight=None, return_dict=True):
+        self.weight = self.weight + 1
+        return {"loss": 0.0, "accuracy": 1.0}
+
+
+class _OneBatch:
+    def __len__(self):
+        return 1
+
+    def shuffle(self):
+        pass
+
+    def __getitem__(self, k):
+        return np.zeros((1, 1)), np.zeros(1), np.ones(1)
+
+
+@pytest.mark.parametrize(("average_last", "kept"), [(0.0, 4.0), (0.5, 3.5), (1.0, 2.5)])
+def test_weight_averaging_keeps_the_mean_of_the_last_epochs(average_last, kept):
+    from featurize._tuning.loop import Phase, averaged_from, fit_loop
+
+    trainer = _CountingTrainer()
+
+    def set_weights(arrays):
+        trainer.weight = arrays[0]
+
+    nan = {"val_loss": np.nan, "val_accuracy": np.nan}
+    fit_loop(
+        trainer, _OneBatch(), epochs=4,
+        phase=lambda epoch: Phase(0, lambda e: None, lambda e: {}),
+        evaluate=lambda: nan, weights=(lambda: [trainer.weight], set_weights),
+        validated=False, patience=None, first={"epoch": 0, **nan},
+        average_from=averaged_from(4, average_last),
+    )  # fmt: skip
+    np.testing.assert_array_equal(trainer.weight, [kept, kept])
+
+
+def test_average_last_is_wired_into_the_fit(fitted, data):
+    images, labels = data
+    last = tiny(epochs=2).fit(images, labels).predict_proba(images)
+    averaged = tiny(epochs=2, average_last=1.0).fit(images, labels)
+    assert np.abs(averaged.predict_proba(images) - last).max() > 1e-4
+
+
 def test_label_smoothing_trains_towards_the_smoothed_targets(data):
     images, labels = data
     fit = dict(epochs=6, learning_rate=1e-2, head_init="random", augment=None)

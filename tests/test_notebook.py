@@ -26,8 +26,10 @@ def test_model_selection_notebook_runs():
     )  # fmt: skip
     assert "comparing ['efficientnet_lite0'" in outputs
     assert "validation accuracy: " in outputs
+    assert "fine-tuned: " in outputs  # the fine-tuned candidate's row
     images = [
         output for cell in notebook.cells for output in cell.get("outputs", [])
         if "image/png" in output.get("data", {})
     ]  # fmt: skip
-    assert len(images) == 2  # the comparison plot and the confusion matrix
+    # The two comparison plots and the confusion matrix.
+    assert len(images) == 3

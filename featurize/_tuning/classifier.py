@@ -20,6 +20,7 @@ from featurize._shared.results import failures_frame, first_error, merge_failure
 from featurize._shared.rules import validate
 from featurize._tuning.loop import (
     Phase,
+    averaged_from,
     epoch_bar,
     evaluate,
     fit_loop,
@@ -35,6 +36,7 @@ from featurize._tuning.params import FINE_TUNED_RULES, NOT_SHARED_WITH_FINE_TUNI
 from featurize._tuning.probe import (
     adapted_probe_table,
     choose_probe,
+    choose_tta,
     glorot,
     probe_embeddings,
     probe_row,
@@ -116,11 +118,18 @@ default="light"
     label_smoothing : float, default=0.0
         Targets of ``1 - label_smoothing`` for the true class and the rest spread
         evenly over all classes (Szegedy et al. 2016).
-    tta : {None, "flip"}, default=None
+    tta : {None, "flip", "auto"}, default=None
         Test-time augmentation: ``"flip"`` predicts the mean of the
         probabilities of each image and its mirror image (twice the prediction
-        cost; :meth:`keras_model` and exports include it). Read at prediction
-        time, so it can be set after fitting.
+        cost; :meth:`keras_model` and exports include it); ``"auto"`` does so
+        where the linear probe, cross-validated on the training images, predicts
+        better that way (mirror-symmetric classes: textures, most photos; not
+        digits or letters), see ``tta_cv_``. Read at prediction time, so it
+        can be changed after fitting.
+    average_last : float, default=0.0
+        Keep the mean of the weights at the ends of this fraction of the epochs,
+        the last ones (stochastic weight averaging, Izmailov et al. 2018), rather
+        than the last epoch's; without a validation split only.
     head_init : {"linear_probe", "random"}, default="linear_probe"
         Start from a logistic regression fitted on the frozen embeddings (LP-FT,
         Kumar et al. 2022), or from a random head.
@@ -159,6 +168,12 @@ default="light"
         class has fewer than 2), which ``statistics`` the BatchNorm layers had
         (``"pretrained"``, or ``"re-estimated"`` for the probe refitted after
         AdaBN) and which was ``chosen``.
+    tta_ : None or "flip"
+        The test-time augmentation ``tta="auto"`` chose (else ``tta``).
+    tta_cv_ : pandas.DataFrame or None
+        For ``tta="auto"``: the probe's ``cv_accuracy`` and ``cv_log_loss`` on
+        the held-out training images alone (``tta`` None) and averaged with their
+        mirror images (``"flip"``), and which was ``chosen``.
     learning_rate_ : float
         The head's peak learning rate (``learning_rate``, or what ``"auto"``
         chose).
@@ -204,6 +219,7 @@ default="light"
         augment="light",
         label_smoothing=0.0,
         tta=None,
+        average_last=0.0,
         head_init="linear_probe",
         epochs=10,
         batch_size=32,
@@ -235,6 +251,7 @@ default="light"
         self.augment = augment
         self.label_smoothing = label_smoothing
         self.tta = tta
+        self.average_last = average_last
         self.head_init = head_init
         self.epochs = epochs
         self.batch_size = batch_size
@@ -335,6 +352,7 @@ default="light"
             candidates, codes[train], sample_weight[train], len(self.classes_), seed
         )
         self.probe_cv_ = choice.table
+        features = candidates[choice.layer]
         if probe is not None:
             model = build(choice.layer)
         if params["batchnorm"] != "frozen" and model.reestimate_batchnorm(
@@ -343,15 +361,23 @@ default="light"
             # AdaBN: the probe is fitted again on the re-estimated features, so that
             # the head starts where the adapted backbone's features are (a head
             # fitted on ImageNet's statistics no longer fits them).
-            adapted = pooled_features(model, data(train), params["batch_size"])
+            features = pooled_features(model, data(train), params["batch_size"])
             choice = choose_probe(
-                {model.layer: adapted},
+                {model.layer: features},
                 codes[train],
                 sample_weight[train],
                 len(self.classes_),
                 seed,
             )
             self.probe_cv_ = adapted_probe_table(self.probe_cv_, choice.table)
+        self.tta_, self.tta_cv_ = params["tta"], None
+        if params["tta"] == "auto":
+            mirrored = pooled_features(
+                model, data(train), params["batch_size"], mirror=True
+            )
+            self.tta_, self.tta_cv_ = choose_tta(
+                features, mirrored, codes[train], sample_weight[train], choice.C, seed
+            )
         if params["head_init"] == "linear_probe":
             kernel, bias = choice.kernel, choice.bias
         else:
@@ -440,6 +466,7 @@ default="light"
                 time.perf_counter() - started,
             ),
             bar=epoch_bar(params["epochs"], params["verbose"], backbone.name),
+            average_from=averaged_from(params["epochs"], params["average_last"]),
         )
         if batches.late_failures:
             self.fit_failures_ = failures_frame(
@@ -487,7 +514,7 @@ default="light"
         failures = []
         from featurize._tuning.model import predictor
 
-        predict = predictor(model, params, len(items))
+        predict = predictor(model, params, len(items), self._tta(params))
         for rows, pixels, bad in source.chunks(items):
             if bad and on_error == "raise":
                 raise first_error(bad, "prediction")
@@ -505,7 +532,12 @@ default="light"
         loadable with plain ``keras.saving.load_model``; with ``tta="flip"`` it
         averages each image and its mirror image, as :meth:`predict_proba` does.
         """
-        return self._model().serving(validate(self, self.parameter_rules)["tta"])
+        model = self._model()
+        return model.serving(self._tta(validate(self, self.parameter_rules)))
+
+    def _tta(self, params: dict):
+        """The test-time augmentation predictions use: as set, or as fitted."""
+        return self.tta_ if params["tta"] == "auto" else params["tta"]
 
     def to_featurizer(self, **params) -> ImageFeaturizer:
         """An :class:`ImageFeaturizer` bound to the fine-tuned backbone.

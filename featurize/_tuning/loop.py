@@ -56,6 +56,7 @@ def fit_loop(
     first: dict,
     bar=None,
     unit: str = "images",
+    average_from: int | None = None,
 ) -> tuple[list[dict], int]:
     """Train for ``epochs``; return the history rows (``first`` included) and the
     epoch whose weights are kept.
@@ -64,13 +65,16 @@ def fit_loop(
     validation); ``weights`` is ``(get, set)`` for keeping the best epoch's. With
     validation the best epoch is kept (``first``, epoch 0, included) and training
     stops after ``patience`` patient epochs without a better one; without it the
-    last epoch is kept. ``unit`` names the rate column (``images_per_second``).
+    last epoch is kept, or, from epoch ``average_from`` on, the mean of the
+    epochs' weights (stochastic weight averaging, Izmailov et al. 2018). ``unit``
+    names the rate column (``images_per_second``).
     """
     history = [first]
     get_weights, set_weights = weights
     best = (first["val_accuracy"], -first["val_loss"], 0)
     best_weights = get_weights() if validated else None
     current, since_best = None, 0
+    averaged, n_averaged = None, 0
     for epoch in range(1, epochs + 1):
         now = phase(epoch)
         if current is None or now.key != current.key:
@@ -89,6 +93,15 @@ def fit_loop(
             )
             bar.update()
         if not validated:
+            if average_from is not None and epoch >= average_from:
+                now_weights, n_averaged = get_weights(), n_averaged + 1
+                averaged = (
+                    now_weights
+                    if averaged is None
+                    else [
+                        a + (w - a) / n_averaged for a, w in zip(averaged, now_weights)
+                    ]
+                )
             continue
         score = (row["val_accuracy"], -row["val_loss"], epoch)
         if score[:2] > best[:2]:
@@ -102,7 +115,15 @@ def fit_loop(
         bar.close()
     if best_weights is not None:
         set_weights(best_weights)
+    elif averaged is not None:
+        set_weights(averaged)
     return history, (best[2] if validated else len(history) - 1)
+
+
+def averaged_from(epochs: int, fraction: float) -> int | None:
+    """The first epoch of the last ``fraction`` of ``epochs`` (None: none)."""
+    count = math.ceil(round(epochs * fraction, 6))
+    return epochs - count + 1 if count and epochs else None
 
 
 def run_epoch(trainer, batches, unit: str = "images") -> dict:
@@ -159,20 +180,25 @@ def shuffled_batches(data, rows, batch_size: int, seed: int):
             yield chunk[start : start + batch_size].astype(np.float32)
 
 
-def predict_batches(keras_model, data, batch_size) -> np.ndarray:
-    """Run ``keras_model`` on decoded pixels, or on inputs decoded chunk by chunk."""
+def predict_batches(keras_model, data, batch_size, mirror=False) -> np.ndarray:
+    """Run ``keras_model`` on decoded pixels, or on inputs decoded chunk by chunk
+    (``mirror``: on their mirror images)."""
     return np.concatenate(
         [
-            keras_model.predict(b.astype(np.float32), batch_size=batch_size, verbose=0)
+            keras_model.predict(
+                (b[:, :, ::-1] if mirror else b).astype(np.float32),
+                batch_size=batch_size,
+                verbose=0,
+            )
             for b in pixel_chunks(data)
         ]
     )
 
 
-def pooled_features(model, data, batch_size) -> np.ndarray:
+def pooled_features(model, data, batch_size, mirror=False) -> np.ndarray:
     from featurize._tuning import model as tm
 
-    return predict_batches(tm.pooled_model(model), data, batch_size)
+    return predict_batches(tm.pooled_model(model), data, batch_size, mirror)
 
 
 def evaluate(model, val_data, codes, batch_size) -> dict:

@@ -377,12 +377,13 @@ def save_backbone_weights(model: TuningModel, name: str):
     return path
 
 
-def predictor(model: TuningModel, params: dict, n_images: int):
-    """Pixels -> probabilities by Keras, or by onnxruntime (``runtime``)."""
+def predictor(model: TuningModel, params: dict, n_images: int, tta):
+    """Pixels -> probabilities by Keras, or by onnxruntime (``runtime``); ``tta`` as
+    for :meth:`TuningModel.serving`."""
     from featurize._onnx.convert import classifier_graph
     from featurize._onnx.runtime import choose, ready, run, session
 
-    network = model.serving(params["tta"])
+    network = model.serving(tta)
 
     def keras_predict(pixels):
         return network.predict(pixels, batch_size=params["batch_size"], verbose=0)

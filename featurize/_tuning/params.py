@@ -93,7 +93,7 @@ class ClassWeight(Rule):
 AUGMENTATIONS = ("light", "light_flip", "strong")
 BATCHNORM_MODES = ("adabn", "adapt", "frozen")
 HEAD_INITS = ("linear_probe", "random")
-TEST_TIME_AUGMENTATIONS = (None, "flip")
+TEST_TIME_AUGMENTATIONS = (None, "flip", "auto")
 
 # A fine-tuned classifier shares the featurizer's rules but these: its head sits on
 # average-pooled features, and training sets its own batch size.
@@ -138,7 +138,14 @@ FINE_TUNED_RULES = {
     ),
     "tta": Options(
         TEST_TIME_AUGMENTATIONS,
-        help="test-time augmentation: average each image and its mirror (flip)",
+        help="test-time augmentation: average each image and its mirror (flip), "
+        "where the probe's cross-validation says it helps (auto), or none",
+    ),
+    "average_last": Number(
+        0.0,
+        1.0,
+        include_maximum=True,
+        help="fraction of the epochs, the last, whose weights are averaged (SWA)",
     ),
     "head_init": Options(HEAD_INITS, help="start from a linear probe, or random"),
     "epochs": Integer(0, help="training epochs after the linear probe"),

@@ -72,6 +72,7 @@ class ProbeChoice:
     kernel: np.ndarray
     bias: np.ndarray
     table: object
+    C: float = 1.0
 
 
 def choose_probe(candidates: dict, codes, sample_weight, n_classes, seed):
@@ -82,17 +83,7 @@ def choose_probe(candidates: dict, codes, sample_weight, n_classes, seed):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    rows = np.arange(len(codes))
-    if len(rows) > PROBE_CV_ROWS:
-        from sklearn.model_selection import train_test_split
-
-        counts = np.bincount(codes)
-        stratify = codes if counts[counts > 0].min() >= 2 else None
-        rows = train_test_split(
-            rows, train_size=PROBE_CV_ROWS, stratify=stratify, random_state=seed
-        )[0]
-    counts = np.bincount(codes[rows])
-    folds = min(PROBE_FOLDS, int(counts[counts > 0].min()))
+    rows, folds = _cv_rows(codes, seed)
     table, best = [], None
     for layer, features in candidates.items():
         if folds < 2:  # too few images per class to cross-validate: the middle C
@@ -129,7 +120,75 @@ def choose_probe(candidates: dict, codes, sample_weight, n_classes, seed):
         [[row[0], "pretrained", *row[1:], row is best] for row in table],
         columns=PROBE_COLUMNS,
     )
-    return ProbeChoice(layer, scaler.mean_, scaler.scale_**2, coef.T, intercept, frame)
+    return ProbeChoice(
+        layer, scaler.mean_, scaler.scale_**2, coef.T, intercept, frame, C
+    )
+
+
+def _cv_rows(codes, seed) -> tuple[np.ndarray, int]:
+    """The rows the probe is cross-validated on (a stratified sample of at most
+    ``PROBE_CV_ROWS``) and the number of folds they allow (< 2: none)."""
+    rows = np.arange(len(codes))
+    if len(rows) > PROBE_CV_ROWS:
+        from sklearn.model_selection import train_test_split
+
+        counts = np.bincount(codes)
+        stratify = codes if counts[counts > 0].min() >= 2 else None
+        rows = train_test_split(
+            rows, train_size=PROBE_CV_ROWS, stratify=stratify, random_state=seed
+        )[0]
+    counts = np.bincount(codes[rows])
+    return rows, min(PROBE_FOLDS, int(counts[counts > 0].min()))
+
+
+def choose_tta(features, mirrored, codes, sample_weight, C: float, seed: int):
+    """Whether predicting the mean of each image and its mirror image helps, judged
+    on the training images: ``(tta, table)``.
+
+    The probe (C as chosen) is cross-validated on ``features`` and scored on the
+    held-out images alone and averaged with their mirror images' ``mirrored``
+    features. Mirroring is kept where it lowers the log loss without lowering the
+    accuracy: textures and most photos are mirror-symmetric as classes, digits,
+    letters and oriented parts are not.
+    """
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rows, folds = _cv_rows(codes, seed)
+    scores = np.full((2, 2), math.nan)  # (plain, flip) x (accuracy, log loss)
+    if folds >= 2:
+        scores[:] = 0.0
+        splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+        for fit, held in splitter.split(rows, codes[rows]):
+            fit, held = rows[fit], rows[held]
+            probe = make_pipeline(
+                StandardScaler(), LogisticRegression(C=C, max_iter=2000)
+            )
+            probe.fit(
+                features[fit],
+                codes[fit],
+                logisticregression__sample_weight=sample_weight[fit],
+            )
+            plain = probe.predict_proba(features[held])
+            both = (plain + probe.predict_proba(mirrored[held])) / 2
+            truth = np.searchsorted(probe.classes_, codes[held])
+            for k, proba in enumerate((plain, both)):
+                picked = np.clip(proba[np.arange(len(held)), truth], 1e-7, 1.0)
+                scores[k, 0] += (proba.argmax(axis=1) == truth).sum() / len(rows)
+                scores[k, 1] += -np.log(picked).sum() / len(rows)
+    flip = bool(scores[1, 0] >= scores[0, 0] and scores[1, 1] < scores[0, 1])
+    table = pd.DataFrame(
+        {
+            "tta": [None, "flip"],
+            "cv_accuracy": scores[:, 0],
+            "cv_log_loss": scores[:, 1],
+            "chosen": [not flip, flip],
+        }
+    )
+    return ("flip" if flip else None), table
 
 
 def adapted_probe_table(before, after):
