@@ -536,6 +536,31 @@ def test_average_last_is_wired_into_the_fit(fitted, data):
     assert np.abs(averaged.predict_proba(images) - last).max() > 1e-4
 
 
+def test_mixup_mixes_images_and_labels_alike():
+    from featurize._tuning.mixup import MixedBatches
+
+    class LabelsAsImages(_OneBatch):
+        def __getitem__(self, k):  # each "image" is its own one-hot label
+            labels = np.array([0, 1, 2, 2, 1, 0, 1, 2])
+            return np.eye(3, dtype=np.float32)[labels], labels, np.ones(8, np.float32)
+
+    mixed = MixedBatches(LabelsAsImages(), 0.4, 3, np.random.default_rng(0))
+    for k in range(5):
+        images, targets, weights = mixed[k]
+        np.testing.assert_allclose(images, targets, atol=1e-6)
+        np.testing.assert_allclose(targets.sum(axis=1), 1.0, atol=1e-6)
+        np.testing.assert_allclose(weights, 1.0)
+    assert 0 < np.abs(targets - np.eye(3)[[0, 1, 2, 2, 1, 0, 1, 2]]).max()
+
+
+def test_mixup_trains_on_soft_targets(data):
+    images, labels = data
+    clf = tiny(epochs=2, mixup=0.4, label_smoothing=0.1).fit(images, labels)
+    assert clf.history_.accuracy.iloc[1:].between(0, 1).all()
+    assert clf.history_.loss.iloc[1:].notna().all()
+    assert clf.predict(images).shape == (len(images),)
+
+
 def test_label_smoothing_trains_towards_the_smoothed_targets(data):
     images, labels = data
     fit = dict(epochs=6, learning_rate=1e-2, head_init="random", augment=None)

@@ -31,6 +31,7 @@ from featurize._tuning.loop import (
     shuffled_batches,
     validation_split,
 )
+from featurize._tuning.mixup import MixedBatches
 from featurize._tuning.outputs import ProbabilityOutputs
 from featurize._tuning.params import FINE_TUNED_RULES, NOT_SHARED_WITH_FINE_TUNING
 from featurize._tuning.probe import (
@@ -130,6 +131,10 @@ default="light"
         Keep the mean of the weights at the ends of this fraction of the epochs,
         the last ones (stochastic weight averaging, Izmailov et al. 2018), rather
         than the last epoch's; without a validation split only.
+    mixup : float, default=0.0
+        MixUp (Zhang et al. 2018): each training batch is mixed with a shuffled
+        copy of itself, images and one-hot labels alike, by a weight drawn from
+        Beta(mixup, mixup); 0 turns it off (0.2 is the paper's ImageNet value).
     head_init : {"linear_probe", "random"}, default="linear_probe"
         Start from a logistic regression fitted on the frozen embeddings (LP-FT,
         Kumar et al. 2022), or from a random head.
@@ -220,6 +225,7 @@ default="light"
         label_smoothing=0.0,
         tta=None,
         average_last=0.0,
+        mixup=0.0,
         head_init="linear_probe",
         epochs=10,
         batch_size=32,
@@ -252,6 +258,7 @@ default="light"
         self.label_smoothing = label_smoothing
         self.tta = tta
         self.average_last = average_last
+        self.mixup = mixup
         self.head_init = head_init
         self.epochs = epochs
         self.batch_size = batch_size
@@ -413,6 +420,8 @@ default="light"
             rng,
             source=train_source,
         )
+        if params["mixup"]:
+            batches = MixedBatches(batches, params["mixup"], len(self.classes_), rng)
         steps = len(batches) * params["epochs"]
         warmup_steps = int(round(params["warmup"] * steps))
         val_data = data(val) if len(val) else None
@@ -432,7 +441,9 @@ default="light"
                         unfrozen, step=(epoch - 1) * steps_per_epoch
                     ),
                     loss=tm.classification_loss(
-                        len(self.classes_), params["label_smoothing"]
+                        len(self.classes_),
+                        params["label_smoothing"],
+                        soft=bool(params["mixup"]),
                     ),
                     metrics=["accuracy"],
                 )

@@ -246,16 +246,20 @@ def _mirror_layer(width: int):
     )
 
 
-def classification_loss(n_classes: int, label_smoothing: float):
-    """Cross-entropy of integer labels, their one-hot targets smoothed by
-    ``label_smoothing`` (Keras smooths only one-hot labels)."""
-    if not label_smoothing:
+def classification_loss(n_classes: int, label_smoothing: float, soft: bool = False):
+    """Cross-entropy of integer labels (or of ``soft`` targets, one row per input),
+    smoothed by ``label_smoothing`` (Keras smooths only one-hot labels)."""
+    if not label_smoothing and not soft:
         return "sparse_categorical_crossentropy"
-    smoothed = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+    cross_entropy = keras.losses.CategoricalCrossentropy(
+        label_smoothing=label_smoothing
+    )
 
     def loss(labels, probabilities):
-        codes = ops.cast(ops.reshape(labels, (-1,)), "int32")
-        return smoothed(ops.one_hot(codes, n_classes), probabilities)
+        if not soft:
+            codes = ops.cast(ops.reshape(labels, (-1,)), "int32")
+            labels = ops.one_hot(codes, n_classes)
+        return cross_entropy(labels, probabilities)
 
     return loss
 
