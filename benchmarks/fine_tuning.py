@@ -137,7 +137,7 @@ def fine_tuned(data, overrides: dict) -> dict:
     from featurize import FineTunedClassifier
 
     x_train, y_train, x_test, y_test = data
-    clf = FineTunedClassifier(cache=None, random_state=0, **overrides)
+    clf = FineTunedClassifier(**{"cache": None, "random_state": 0} | overrides)
     clf.fit(x_train, y_train)
     history = clf.history_
     print(history.round(4).to_string(), file=sys.stderr)
