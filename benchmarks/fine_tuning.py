@@ -143,12 +143,17 @@ def fine_tuned(data, overrides: dict) -> dict:
     print(history.round(4).to_string(), file=sys.stderr)
     trained = history[history.epoch > 0]
     n_train = round(len(y_train) * (1 - (clf.validation_fraction or 0)))
-    # Test-time augmentation is read at prediction, so one fit scores both ways.
-    flipped = clf.set_params(tta="flip").score(x_test, y_test)
-    clf.set_params(tta=overrides.get("tta"))
+    # Test-time augmentation is read at prediction, so one fit scores every way.
+    configured = clf.score(x_test, y_test)
+    scores = {
+        f"accuracy_tta_{tta}": round(clf.set_params(tta=tta).score(x_test, y_test), 4)
+        for tta in (None, "flip")
+        if tta != clf.tta_
+    }
     return {
-        "accuracy": round(clf.score(x_test, y_test), 4),
-        "accuracy_tta_flip": round(flipped, 4),
+        "accuracy": round(configured, 4),
+        "tta": clf.tta_,
+        **scores,
         "best_epoch": int(clf.best_epoch_),
         "epochs_run": int(trained.epoch.max()) if len(trained) else 0,
         "probe_val": round(float(history.val_accuracy.iloc[0]), 4),
