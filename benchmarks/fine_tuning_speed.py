@@ -1,7 +1,7 @@
 """Fine-tuning speed: steady training images/s against embedding images/s, and a
 whole default fit against its ideal time, side by side in one process.
 
-Run: .venv/bin/python benchmarks/fine_tuning_speed.py [FOLDER] [--epochs N]
+Run: .venv/bin/python benchmarks/fine_tuning_speed.py [FOLDER]
 
 FOLDER holds ``<class>/*.jpg`` (default: ``../shared/datasets/hymenoptera/train``,
 else the project's ``data/hymenoptera/train``). EfficientNet-Lite0 at 224 px, cache
@@ -11,18 +11,18 @@ off, the same images throughout:
    Keras (the engine training runs on) and onnxruntime (what the linear probe uses
    on a CPU); each the best of 2 timed passes after a warm-up pass (every batch
    shape traced).
-2. **steady training**: ``FineTunedClassifier(unfreeze_every=0)``, every stage
-   trainable from the first step, the default augmentation; images/s of the
-   epochs after the first (which traces the step).
-3. **default fit**: ``FineTunedClassifier()`` with its defaults. Every training
-   step is timed; a step's ideal cost is the median step of its epoch (the first
-   step of each phase traces a new graph, a partial last batch is cheaper: both
-   are counted at the median). The fit's ideal time is one onnxruntime pass over
-   the images at its steady rate (the probe's features) plus the sum of the ideal
-   steps; everything else (decoding, the second cut layer, the probe's
-   cross-validation, tracing, Python) is the overhead the ratio shows.
+2. **default fit**: ``FineTunedClassifier()`` with its defaults, timed whole.
+3. **steady training**, per phase: for each number k of unfrozen stages the
+   default fit went through, ``FineTunedClassifier(unfreeze=k, unfreeze_every=0,
+   epochs=2)``; the second epoch's images/s is phase k's steady rate (the first
+   traces the training step). With every stage unfrozen it is *the* steady
+   training rate.
 
-Prints a table and one JSON line.
+The default fit's ideal time is one onnxruntime pass over the images at its steady
+rate (the probe's features) plus each epoch at its phase's steady rate; the rest
+(decoding, the second candidate cut layer, the probe's cross-validation, tracing
+each phase's step, Python) is the overhead ``fit_vs_ideal`` shows. Prints a table
+and one JSON line.
 """
 
 from __future__ import annotations
@@ -35,8 +35,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-
-import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "datasets" / "hymenoptera" / "train"
@@ -62,67 +60,40 @@ def embedding_rate(paths, runtime: str) -> float:
     return len(paths) / best
 
 
-def steady_training_rate(paths, labels, epochs: int) -> float:
+def default_fit(paths, labels):
+    from featurize import FineTunedClassifier
+
+    started = time.perf_counter()
+    clf = FineTunedClassifier(cache=None, random_state=0).fit(paths, labels)
+    return clf, time.perf_counter() - started
+
+
+def phase_rate(paths, labels, unfrozen: int) -> float:
     from featurize import FineTunedClassifier
 
     clf = FineTunedClassifier(
-        cache=None, unfreeze_every=0, epochs=epochs, random_state=0
+        cache=None, unfreeze=unfrozen, unfreeze_every=0, epochs=2, random_state=0
     ).fit(paths, labels)
-    steady = clf.history_[clf.history_.epoch >= 2]
-    return float(len(paths) * len(steady) / steady.seconds.sum())
-
-
-def default_fit(paths, labels) -> dict:
-    import featurize._tuning.loop as loop
-    from featurize import FineTunedClassifier
-
-    steps: list[tuple[int, float]] = []
-    epoch = [0]
-    original_step, original_epoch = loop.train_step, loop.run_epoch
-
-    def timed_step(*args, **kwargs):
-        started = time.perf_counter()
-        logs = original_step(*args, **kwargs)
-        float(logs["loss"])  # the step has finished only once its loss is read
-        steps.append((epoch[0], time.perf_counter() - started))
-        return logs
-
-    def counted_epoch(*args, **kwargs):
-        epoch[0] += 1
-        return original_epoch(*args, **kwargs)
-
-    loop.train_step, loop.run_epoch = timed_step, counted_epoch
-    try:
-        started = time.perf_counter()
-        clf = FineTunedClassifier(cache=None, random_state=0).fit(paths, labels)
-        seconds = time.perf_counter() - started
-    finally:
-        loop.train_step, loop.run_epoch = original_step, original_epoch
-    by_epoch: dict[int, list[float]] = {}
-    for k, duration in steps:
-        by_epoch.setdefault(k, []).append(duration)
-    ideal_steps = sum(len(d) * float(np.median(d)) for d in by_epoch.values())
-    return {
-        "seconds": seconds,
-        "ideal_training_seconds": ideal_steps,
-        "training_seconds": float(clf.history_.seconds.iloc[1:].sum()),
-        "probe_seconds": float(clf.history_.seconds.iloc[0]),
-        "epochs": len(by_epoch),
-    }
+    return float(clf.history_.images_per_second.iloc[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", nargs="?", type=Path)
-    parser.add_argument("--epochs", type=int, default=3, help="steady-rate epochs")
     args = parser.parse_args()
     folder = args.folder or (SHARED if SHARED.is_dir() else LOCAL)
     paths, labels = images(folder)
     keras_rate = embedding_rate(paths, "keras")
     onnx_rate = embedding_rate(paths, "onnx")
-    training_rate = steady_training_rate(paths, labels, args.epochs)
-    fit = default_fit(paths, labels)
-    ideal = len(paths) / onnx_rate + fit["ideal_training_seconds"]
+    clf, seconds = default_fit(paths, labels)
+    epochs = clf.history_[clf.history_.epoch > 0]
+    rates = {
+        k: phase_rate(paths, labels, k) for k in sorted(set(epochs.unfrozen_stages))
+    }
+    training_rate = rates[max(rates)]
+    ideal = (len(paths) / onnx_rate) + sum(
+        len(paths) / rates[k] for k in epochs.unfrozen_stages
+    )
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
         text=True,
@@ -134,11 +105,12 @@ def main() -> None:
         "training_per_s": round(training_rate, 1),
         "training_vs_keras_embedding": round(training_rate / keras_rate, 3),
         "training_vs_onnx_embedding": round(training_rate / onnx_rate, 3),
-        "fit_seconds": round(fit["seconds"], 1),
-        "fit_probe_seconds": round(fit["probe_seconds"], 1),
-        "fit_training_seconds": round(fit["training_seconds"], 1),
+        "phase_rates_per_s": {k: round(v, 1) for k, v in rates.items()},
+        "fit_seconds": round(seconds, 1),
+        "fit_probe_seconds": round(float(clf.history_.seconds.iloc[0]), 1),
+        "fit_training_seconds": round(float(epochs.seconds.sum()), 1),
         "fit_ideal_seconds": round(ideal, 1),
-        "fit_vs_ideal": round(fit["seconds"] / ideal, 3),
+        "fit_vs_ideal": round(seconds / ideal, 3),
         "machine": f"{platform.machine()} x{len(os.sched_getaffinity(0))}",
         "commit": commit,
         "date": time.strftime("%Y-%m-%d"),
