@@ -550,7 +550,7 @@ def test_mixup_mixes_images_and_labels_alike():
         np.testing.assert_allclose(images, targets, atol=1e-6)
         np.testing.assert_allclose(targets.sum(axis=1), 1.0, atol=1e-6)
         np.testing.assert_allclose(weights, 1.0)
-    assert 0 < np.abs(targets - np.eye(3)[[0, 1, 2, 2, 1, 0, 1, 2]]).max()
+    assert np.abs(targets - np.eye(3)[[0, 1, 2, 2, 1, 0, 1, 2]]).max() > 0
 
 
 def test_mixup_trains_on_soft_targets(data):
@@ -559,6 +559,20 @@ def test_mixup_trains_on_soft_targets(data):
     assert clf.history_.accuracy.iloc[1:].between(0, 1).all()
     assert clf.history_.loss.iloc[1:].notna().all()
     assert clf.predict(images).shape == (len(images),)
+
+
+def test_interpolation_keeps_a_mix_of_the_probe_and_the_fine_tuned_weights(data):
+    images, labels = data
+    tuned = tiny(epochs=2).fit(images, labels)
+    probe = tiny(epochs=0).fit(images, labels)
+    half = tiny(epochs=2, interpolation=0.5).fit(images, labels)
+    for mixed, a, b in zip(
+        half.keras_model().get_weights(),
+        tuned.keras_model().get_weights(),
+        probe.keras_model().get_weights(),
+    ):
+        np.testing.assert_allclose(mixed, (np.asarray(a) + b) / 2, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(tuned.predict_proba(images), probe.predict_proba(images))
 
 
 def test_label_smoothing_trains_towards_the_smoothed_targets(data):

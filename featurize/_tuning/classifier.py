@@ -135,6 +135,12 @@ default="light"
         MixUp (Zhang et al. 2018): each training batch is mixed with a shuffled
         copy of itself, images and one-hot labels alike, by a weight drawn from
         Beta(mixup, mixup); 0 turns it off (0.2 is the paper's ImageNet value).
+    interpolation : float, default=1.0
+        Keep ``interpolation`` times the fine-tuned weights plus ``1 -
+        interpolation`` times the ones training started from (the linear probe
+        on the pretrained backbone): WiSE-FT (Wortsman et al. 2022), a weight-space
+        ensemble of the frozen and the fine-tuned model at no cost at prediction.
+        1 keeps the fine-tuned weights.
     head_init : {"linear_probe", "random"}, default="linear_probe"
         Start from a logistic regression fitted on the frozen embeddings (LP-FT,
         Kumar et al. 2022), or from a random head.
@@ -226,6 +232,7 @@ default="light"
         tta=None,
         average_last=0.0,
         mixup=0.0,
+        interpolation=1.0,
         head_init="linear_probe",
         epochs=10,
         batch_size=32,
@@ -259,6 +266,7 @@ default="light"
         self.tta = tta
         self.average_last = average_last
         self.mixup = mixup
+        self.interpolation = interpolation
         self.head_init = head_init
         self.epochs = epochs
         self.batch_size = batch_size
@@ -461,6 +469,8 @@ default="light"
             # top stages training say nothing about what more would do.
             return Phase(unfrozen, start, columns, patient=unfrozen == target)
 
+        alpha = params["interpolation"]
+        probe_weights = model.classifier.get_weights() if alpha < 1 else None
         history, self.best_epoch_ = fit_loop(
             trainer,
             batches,
@@ -479,6 +489,17 @@ default="light"
             bar=epoch_bar(params["epochs"], params["verbose"], backbone.name),
             average_from=averaged_from(params["epochs"], params["average_last"]),
         )
+        if probe_weights is not None:
+            model.classifier.set_weights(
+                [
+                    alpha * tuned + (1 - alpha) * first
+                    if np.issubdtype(tuned.dtype, np.floating)
+                    else tuned  # a count, equal in both
+                    for tuned, first in zip(
+                        model.classifier.get_weights(), probe_weights
+                    )
+                ]
+            )
         if batches.late_failures:
             self.fit_failures_ = failures_frame(
                 merge_failures(

@@ -148,6 +148,13 @@ FINE_TUNED_RULES = {
         help="fraction of the epochs, the last, whose weights are averaged (SWA)",
     ),
     "mixup": Number(0.0, help="MixUp's Beta concentration (0: off)"),
+    "interpolation": Number(
+        0.0,
+        1.0,
+        include_maximum=True,
+        help="share of the fine-tuned weights kept, the rest the probe's start "
+        "(WiSE-FT)",
+    ),
     "head_init": Options(HEAD_INITS, help="start from a linear probe, or random"),
     "epochs": Integer(0, help="training epochs after the linear probe"),
     "batch_size": Integer(1, help="images per training step"),
