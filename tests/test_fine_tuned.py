@@ -563,7 +563,7 @@ def test_mixup_trains_on_soft_targets(data):
 
 def test_interpolation_keeps_a_mix_of_the_probe_and_the_fine_tuned_weights(data):
     images, labels = data
-    tuned = tiny(epochs=2).fit(images, labels)
+    tuned = tiny(epochs=2, interpolation=1.0).fit(images, labels)
     probe = tiny(epochs=0).fit(images, labels)
     half = tiny(epochs=2, interpolation=0.5).fit(images, labels)
     for mixed, a, b in zip(
