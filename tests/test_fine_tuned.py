@@ -406,6 +406,7 @@ def test_keras_model_saves_for_serving_in_one_call(fitted, data, tmp_path):
     )
 
 
+@pytest.mark.backend
 def test_flip_tta_averages_each_image_and_its_mirror_also_when_served(
     fitted, data, tmp_path
 ):
