@@ -41,20 +41,21 @@ DATASETS = ROOT.parent / "shared" / "datasets"
 C_GRID = (0.01, 0.1, 1.0, 10.0)
 
 
-def folder_split(root: Path, train_per_class, split: int, glob: str = "*.jpg"):
-    """``(X_train, y_train, X_test, y_test)`` from ``root/<class>/`` folders.
+def folder_split(root: Path, train_per_class, split: int):
+    """``(X_train, y_train, X_test, y_test)`` from the JPEGs of ``root/**/<class>/``.
 
     Per class, a permutation by ``default_rng(split)`` of the sorted files: the first
-    ``train_per_class[class]`` train, the rest (up to as many again for an int) test.
+    ``train_per_class`` (an int, or a dict by class) train; the next as many test for
+    an int, every other file for a dict.
     """
     rng = np.random.default_rng(split)
+    by_class = isinstance(train_per_class, dict)
     parts = [[], [], [], []]
-    for label in sorted({p.parent.name for p in root.glob(f"**/{glob}")}):
-        files = sorted(str(p) for p in root.glob(f"**/{label}/{glob}"))
+    for label in sorted({p.parent.name for p in root.glob("**/*.jpg")}):
+        files = sorted(str(p) for p in root.glob(f"**/{label}/*.jpg"))
         order = rng.permutation(len(files))
-        n = train_per_class[label] if isinstance(train_per_class, dict) else None
-        n = n if n is not None else train_per_class
-        stop = len(files) if isinstance(train_per_class, dict) else 2 * n
+        n = train_per_class[label] if by_class else train_per_class
+        stop = len(files) if by_class else 2 * n
         for k, chosen in ((0, order[:n]), (2, order[n:stop])):
             parts[k] += [files[i] for i in chosen]
             parts[k + 1] += [label] * len(chosen)

@@ -556,10 +556,11 @@ def test_mixup_mixes_images_and_labels_alike():
 
 def test_mixup_trains_on_soft_targets(data):
     images, labels = data
-    clf = tiny(epochs=2, mixup=0.4, label_smoothing=0.1).fit(images, labels)
-    assert clf.history_.accuracy.iloc[1:].between(0, 1).all()
-    assert clf.history_.loss.iloc[1:].notna().all()
-    assert clf.predict(images).shape == (len(images),)
+    plain = tiny(epochs=2).fit(images, labels)
+    mixed = tiny(epochs=2, mixup=0.4).fit(images, labels)
+    # Mixed targets cannot be fitted as closely as one-hot ones.
+    assert (mixed.history_.loss.iloc[1:] > plain.history_.loss.iloc[1:] + 0.05).all()
+    assert mixed.score(images, labels) == 1.0
 
 
 def test_interpolation_keeps_a_mix_of_the_probe_and_the_fine_tuned_weights(data):

@@ -95,12 +95,8 @@ def fit_loop(
         if not validated:
             if average_from is not None and epoch >= average_from:
                 now_weights, n_averaged = get_weights(), n_averaged + 1
-                averaged = (
-                    now_weights
-                    if averaged is None
-                    else [
-                        a + (w - a) / n_averaged for a, w in zip(averaged, now_weights)
-                    ]
+                averaged = mixed_weights(
+                    averaged or now_weights, now_weights, 1 / n_averaged
                 )
             continue
         score = (row["val_accuracy"], -row["val_loss"], epoch)
@@ -118,6 +114,15 @@ def fit_loop(
     elif averaged is not None:
         set_weights(averaged)
     return history, (best[2] if validated else len(history) - 1)
+
+
+def mixed_weights(first: list, second: list, share: float) -> list:
+    """``(1 - share) * first + share * second``, array by array (counts and other
+    integer weights, equal in both, are taken from ``second``)."""
+    return [
+        a + share * (b - a) if np.issubdtype(np.asarray(b).dtype, np.floating) else b
+        for a, b in zip(first, second)
+    ]
 
 
 def averaged_from(epochs: int, fraction: float) -> int | None:
