@@ -16,6 +16,7 @@ from featurize._backbones.registry import (
     list_backbones,
     register_backbone,
 )
+from featurize._export.agreement import INT8_AGREEMENT
 from featurize._export.export import FORMATS as EXPORT_FORMATS
 from featurize._export.export import export, export_onnx
 from featurize._export.folder import Export
@@ -48,6 +49,8 @@ from featurize.errors import (
     InvalidParameterTypeError,
     MissingDependencyError,
     ModelFileError,
+    OutputPathError,
+    QuantizationWarning,
     TableReadError,
     TextError,
     UnknownBackboneError,
@@ -77,6 +80,7 @@ __all__ = [
     "FeaturizeError",
     "FineTunedClassifier",
     "FineTunedTextClassifier",
+    "INT8_AGREEMENT",
     "ImageDecodeError",
     "ImageError",
     "ImageFeaturizer",
@@ -88,6 +92,8 @@ __all__ = [
     "InvalidParameterTypeError",
     "MissingDependencyError",
     "ModelFileError",
+    "OutputPathError",
+    "QuantizationWarning",
     "TableReadError",
     "TextEncoder",
     "TextError",

@@ -160,8 +160,34 @@ class ExportError(FeaturizeError, ValueError):
     exported; the message names the part and what would work instead."""
 
 
+class QuantizationWarning(UserWarning):
+    """An int8 export whose labels agree with the float model's on fewer of the
+    calibration images than ``featurize.INT8_AGREEMENT``."""
+
+
+class OutputPathError(FeaturizeError, OSError):
+    """An output path that cannot be written: the message names the path the
+    user gave (never a temporary one beside it) and what is wrong with its
+    folder."""
+
+    @classmethod
+    def unwritable(cls, what: str, path, folder, error: OSError) -> OutputPathError:
+        """The error for ``path`` whose ``folder`` could not be made or written."""
+        if isinstance(error, PermissionError):
+            problem = "is not writable"
+        elif isinstance(error, (FileExistsError, NotADirectoryError)):
+            problem = "is a file, not a folder"
+        else:
+            problem = f"could not be used ({error.strerror or error})"
+        return cls(
+            f"The {what} {str(path)!r} cannot be written: its folder {str(folder)!r} "
+            f"{problem}. Choose a folder you can write to."
+        )
+
+
 __all__ = sorted(
     name
     for name, value in dict(globals()).items()
-    if isinstance(value, type) and issubclass(value, (FeaturizeError, CacheWarning))
+    if isinstance(value, type)
+    and issubclass(value, (FeaturizeError, CacheWarning, QuantizationWarning))
 )

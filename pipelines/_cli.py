@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 from featurize import (
     EmbeddingCache,
@@ -21,7 +22,7 @@ from featurize import (
     list_text_encoders,
 )
 from pipelines._audit.command import add_audit_command
-from pipelines._audit.groups import groups_from_names
+from pipelines._audit.groups import GroupPatternError, groups_from_names
 from pipelines._classifiers import CLASSIFIERS
 from pipelines._data import IMAGE_EXTENSIONS, list_splits, load_image_folder
 from pipelines._embed import embed_dataset
@@ -48,7 +49,7 @@ from pipelines._options import (
 )
 from pipelines._predict import check_options, predict_rows, read_model
 from pipelines._ray import RAY_CACHES
-from pipelines._selection import compare_models
+from pipelines._selection import compare_models, fold_problem
 from pipelines._tables import separator
 from pipelines._train import TRAIN_SPLITS, train_and_evaluate
 
@@ -265,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     parser = _parser()
     args = parser.parse_args(argv)
+    shown = warnings.formatwarning
+    warnings.formatwarning = _warning_line
     try:
         if args.command in FRAMEWORK_COMMANDS:
             _import_framework(show_logs=args.framework_logs)
@@ -272,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. piped into `head`
         sys.stderr.close()
         return 0
-    except (UsageError, OverwritesInputError) as error:
+    except (UsageError, OverwritesInputError, GroupPatternError) as error:
         parser.error(str(error))
     except (UserError, FeaturizeError, OSError, ValueError, ImportError) as error:
         if args.traceback:
@@ -282,6 +285,13 @@ def main(argv: list[str] | None = None) -> int:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"featurize: error: {message}", file=sys.stderr)
         return 1
+    finally:
+        warnings.formatwarning = shown
+
+
+def _warning_line(message, category, *_, **__) -> str:
+    """A warning as the command's other messages read: one line, no source."""
+    return f"featurize: warning: {message}\n"
 
 
 def _import_framework(*, show_logs: bool) -> None:
@@ -386,7 +396,7 @@ def _predict_rows(args, text_model: bool):
     tables = {"encoding": args.encoding, "sep": args.sep}
     if text_model:
         if len(args.inputs) != 1:
-            raise UserError("With --text-column, pass one CSV/Parquet table.")
+            raise UsageError("With --text-column, pass one CSV/Parquet table.")
         return read_text_table(args.inputs[0], args.text_column, **tables)
     first = args.inputs[0]
     if len(args.inputs) == 1 and not first.lower().endswith(IMAGE_EXTENSIONS):
@@ -407,7 +417,7 @@ def _predict(args) -> int:
     model, modality = read_model(args.model, trust=args.trust)
     text_model = modality == "text"
     if text_model != (args.text_column is not None):
-        raise UserError(
+        raise UsageError(
             f"{args.model!r} classifies texts: pass a CSV/Parquet table and its "
             f"--text-column."
             if text_model
@@ -423,6 +433,11 @@ def _predict(args) -> int:
         options, column = featurizer_params(args), "path"
     check_options(model, options)
     rows = _predict_rows(args, text_model)
+    if not len(rows):
+        raise UserError(
+            f"{' '.join(args.inputs)}: no inputs found (no image files in a folder, "
+            f"no matches for a glob, no rows in a table); nothing was written."
+        )
     predictions = predict_rows(model, rows, column, options)
     for name, used in predictions.renamed.items():
         print(
@@ -466,6 +481,12 @@ def _search(args) -> int:
     poolings = params.pop("pooling", [ImageFeaturizer().pooling])
     splits = [s for s in list_splits(args.directory) if s.lower() in TRAIN_SPLITS]
     paths, labels = load_image_folder(args.directory, splits[0] if splits else None)
+    groups = None
+    if args.group_pattern is not None:
+        groups = groups_from_names(paths, args.group_pattern)
+    problem = fold_problem(labels, args.cv, groups)
+    if problem:
+        raise UsageError(problem)
     print(
         f"Comparing {len(paths)} images ({args.cv}-fold cross-validation): backbones "
         f"{backbones}, layers {layers}, poolings {poolings}, classifiers "
@@ -484,17 +505,32 @@ def _search(args) -> int:
         refit=args.model is not None,
         group_duplicates=args.group_duplicates,
         fine_tune=args.fine_tune,
-        groups=args.group_pattern and groups_from_names(paths, args.group_pattern),
+        groups=groups,
         class_weight=_none(args.class_weight),
         verbose=0 if args.quiet else 1,
         **params,
     )
     columns = ["backbone", "layer", "pooling", "classifier", "params", "mean_score",
                "std_score", "log_loss", "fit_time", "computed", "grouped"]  # fmt: skip
-    print(results[columns].to_string(index=False, float_format="%.4f"))
+    scored = results[results["error"] == ""]
+    if len(scored):
+        print(scored[columns].to_string(index=False, float_format="%.4f"))
+    for row in results[results["error"] != ""].itertuples():
+        print(
+            f"featurize: {row.backbone} / {row.classifier} {row.params} failed: "
+            f"{row.error}",
+            file=sys.stderr,
+        )
     if args.out:
         write_table(results, args.out)
         print(f"wrote {len(results)} rows to {args.out}")
+    if not len(scored):
+        print(
+            f"featurize: error: none of the {len(results)} candidates could be "
+            f"scored (see above); nothing was saved",
+            file=sys.stderr,
+        )
+        return 1
     if args.model:
         dump_model(best, args.model)
         print(f"saved the best pipeline to {args.model}")
@@ -512,7 +548,7 @@ def parse_age(text: str) -> float:
             raise ValueError
         return float(number) * _UNITS[unit]
     except ValueError:
-        raise UserError(
+        raise UsageError(
             f"--older-than must be a number and a unit (s, m, h, d, w), like 30d; "
             f"received {text!r}."
         ) from None
@@ -520,6 +556,12 @@ def parse_age(text: str) -> float:
 
 def _cache(args) -> int:
     cache = EmbeddingCache(args.dir)
+    if args.dir is not None and not cache.path.exists():
+        # Opening it would create a database where the user mistyped a path.
+        raise UserError(
+            f"--dir {args.dir!r} holds no embedding cache ({cache.path.name} is not "
+            f"there); `featurize cache info` without --dir shows the default one."
+        )
     if args.stale and (args.action != "clear" or args.older_than is not None):
         raise UsageError("--stale goes with `cache clear`, without --older-than.")
     if args.max_bytes is not None and args.action != "shrink":

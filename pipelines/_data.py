@@ -71,7 +71,8 @@ def load_image_folder(root, split: str | None = None) -> tuple[list[str], list[s
             if name.startswith(".") or not name.lower().endswith(IMAGE_EXTENSIONS):
                 continue
             path = os.path.join(folder, name)
-            if os.path.isfile(path):
+            # A dangling link is listed, so that it is reported, not lost.
+            if not os.path.isdir(path):
                 paths.append(path)
                 labels.append(label)
     if not paths:

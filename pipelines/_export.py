@@ -7,7 +7,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from featurize import EXPORT_FORMATS, ExportError, export
+from featurize import EXPORT_FORMATS, Export, ExportError, export
 from pipelines._manifests import read_manifest
 from pipelines._options import UsageError
 from pipelines._predict import read_model
@@ -58,7 +58,9 @@ def export_model(
         without running code unless ``trust``).
     out_dir : path
         The folder to write; it appears whole or not at all, and replaces only an
-        earlier export (never the model or another folder).
+        earlier export holding nothing but its own files (never the model,
+        another folder, or files the user put beside an export: those are named
+        and the export refused, before any work).
     format : {"onnx", "litert", "saved_model"}
         What serves it: onnxruntime, LiteRT, or TensorFlow (see
         :func:`featurize.export` for the models each takes).
@@ -81,6 +83,8 @@ def export_model(
     if isinstance(model, (str, os.PathLike)):
         source = os.fspath(model)
         _check_folder(out_dir, source)
+    Export.check_folder(out_dir)  # before any work, as save() will
+    if source is not None:
         model, _ = read_model(source, trust=trust)
     calibration = None
     if calibrate is not None:
@@ -119,6 +123,17 @@ def export_command(args) -> int:
     )  # fmt: skip
     total = sum(exported.sizes.values())
     meta = exported.metadata
+    agreement = meta.get("int8_agreement", {})
+    if "labels" in agreement:
+        print(
+            f"int8 labels agree with the float model's on {agreement['labels']:.1%} "
+            f"of {agreement['images']} calibration images"
+        )
+    elif "cosine" in agreement:
+        print(
+            f"int8 embeddings: mean cosine {agreement['cosine']:.4f} to the float "
+            f"model's on {agreement['images']} calibration images"
+        )
     network = meta.get("backbone") or meta.get("encoder")
     print(
         f"exported the {meta['kind']} model ({network}, {len(meta['classes'])} "

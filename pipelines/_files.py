@@ -14,13 +14,9 @@ import os
 import secrets
 from pathlib import Path
 
-from featurize import FeaturizeError
+from featurize import FeaturizeError, OutputPathError
 
 _TEMPORARY = ".tmp"
-
-
-class OutputPathError(FeaturizeError, OSError):
-    """An output path that cannot be written: the message names it."""
 
 
 class OverwritesInputError(FeaturizeError, ValueError):
@@ -81,19 +77,8 @@ def check_output(path, *, inputs=(), what: str = "output", suffixes=None) -> str
             pass
         os.unlink(probe)
     except OSError as error:
-        raise OutputPathError(
-            f"The {what} {text!r} cannot be written: its folder {folder!r} "
-            f"{_why(error)}. Choose a folder you can write to."
-        ) from None
+        raise OutputPathError.unwritable(what, text, folder, error) from None
     return text
-
-
-def _why(error: OSError) -> str:
-    if isinstance(error, PermissionError):
-        return "is not writable"
-    if isinstance(error, (FileExistsError, NotADirectoryError)):
-        return "is a file, not a folder"
-    return f"could not be used ({error.strerror or error})"
 
 
 def _umask() -> int:

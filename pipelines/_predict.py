@@ -183,14 +183,16 @@ def predict_rows(model, rows, column: str, options: dict | None = None) -> Predi
         usable = [i for i in range(len(items)) if i not in chunk.failures]
         labels = pd.Series([None] * len(items), dtype=object)
         classes = list(getattr(head, "classes_", []))
-        proba = None
+        # The columns are the model's whatever the inputs: all failed or not.
+        values = np.full((len(items), len(classes)), np.nan)
         if usable:
             features = chunk.embeddings[usable]
             labels[usable] = list(head.predict(features))
             if hasattr(head, "predict_proba"):
-                values = np.full((len(items), len(classes)), np.nan)
                 values[usable] = head.predict_proba(features)
-                proba = pd.DataFrame(values, columns=[f"proba_{c}" for c in classes])
+        proba = None
+        if hasattr(head, "predict_proba"):
+            proba = pd.DataFrame(values, columns=[f"proba_{c}" for c in classes])
         errors = [chunk.failures.get(i, ("", ""))[1] for i in range(len(items))]
         truncated = chunk.truncated
     added = ["label", *([] if proba is None else list(proba.columns)), "error"]

@@ -13,11 +13,16 @@ import time
 
 import numpy as np
 from sklearn.base import clone
-from sklearn.model_selection import GridSearchCV, check_cv
+from sklearn.model_selection import GridSearchCV, ParameterGrid, check_cv
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from featurize import FineTunedClassifier, ImageFeaturizer, release_models
+from featurize import (
+    FineTunedClassifier,
+    ImageFeaturizer,
+    InvalidLabelsError,
+    release_models,
+)
 from pipelines._audit.findings import NEAR_THRESHOLDS
 from pipelines._audit.groups import duplicate_groups, joined
 from pipelines._classifiers import (
@@ -120,9 +125,19 @@ def compare_models(
         (``score`` when ``scoring`` is one metric), ``fit_time`` (mean seconds per
         fold), ``embedding_time`` (seconds to embed all images for that
         configuration), ``cache_hits`` and ``computed`` (images served from the
-        cache, and sent through the backbone).
+        cache, and sent through the backbone), ``grouped``, and ``error``: empty
+        for a scored candidate, else the cause of its failure in one line (its
+        scores are then NaN and it sorts last).
     best : sklearn.pipeline.Pipeline or None
-        The best candidate refitted on all the data (None if ``refit=False``).
+        The best candidate refitted on all the data (None if ``refit=False`` or no
+        candidate scored).
+
+    Raises
+    ------
+    InvalidLabelsError
+        Before any work, where the folds cannot be filled (see
+        :func:`fold_problem`): a class with fewer items than ``cv`` folds, or
+        fewer ``groups`` than folds.
 
     Examples
     --------
@@ -136,6 +151,9 @@ def compare_models(
     import pandas as pd
 
     labels = np.asarray(labels)
+    problem = fold_problem(labels, cv, groups)
+    if problem:
+        raise InvalidLabelsError(problem)
     splits = None
     metrics = _metric_names(scoring)
     tuned = _fine_tuned_candidates(
@@ -164,10 +182,17 @@ def compare_models(
             }
             probabilistic = hasattr(head, "predict_proba")
             scorers = _scorers(scoring, metrics, probabilistic)
-            search = GridSearchCV(
-                head, grid, cv=splits, scoring=scorers, refit=False, n_jobs=n_jobs
-            ).fit(embeddings, labels)
-            results = search.cv_results_
+            search, error = _attempt(
+                GridSearchCV(
+                    head, grid, cv=splits, scoring=scorers, refit=False,
+                    n_jobs=n_jobs, error_score="raise",
+                ).fit, embeddings, labels,
+            )  # fmt: skip
+            results = (
+                search.cv_results_
+                if search is not None
+                else {"params": list(ParameterGrid(grid))}
+            )
             for i, params in enumerate(results["params"]):
                 row = {
                     "backbone": featurizer.backbone_,
@@ -179,16 +204,19 @@ def compare_models(
                     "params": {k.split("__")[-1]: v for k, v in params.items()},
                 }
                 for metric in metrics:
-                    row[f"mean_{metric}"] = results[f"mean_test_{metric}"][i]
-                    row[f"std_{metric}"] = results[f"std_test_{metric}"][i]
+                    row[f"mean_{metric}"] = _cell(results, f"mean_test_{metric}", i)
+                    row[f"std_{metric}"] = _cell(results, f"std_test_{metric}", i)
                 row["log_loss"] = (
-                    -results["mean_test_log_loss"][i] if probabilistic else np.nan
+                    -_cell(results, "mean_test_log_loss", i)
+                    if probabilistic
+                    else np.nan
                 )
-                row["fit_time"] = results["mean_fit_time"][i]
+                row["fit_time"] = _cell(results, "mean_fit_time", i)
                 row["embedding_time"] = embedding_time
                 row["cache_hits"] = stats["cache_hits"]
                 row["computed"] = stats["computed"]
                 row["grouped"] = grouped
+                row["error"] = error
                 rows.append(row)
     if tuned:
         release_models()
@@ -196,12 +224,14 @@ def compare_models(
         rows.append(_cross_validate_tuned(estimator, paths, labels, splits, scoring,
                                           metrics, grouped, candidate))  # fmt: skip
     table = pd.DataFrame(rows).sort_values(
-        f"mean_{metrics[0]}", ascending=False, kind="stable", ignore_index=True
-    )
+        f"mean_{metrics[0]}", ascending=False, kind="stable", ignore_index=True,
+        na_position="last",
+    )  # fmt: skip
+    scored = len(table) and table.iloc[0].error == ""
     best = None
-    if refit and len(table) and table.iloc[0].classifier == "fine_tuned":
+    if refit and scored and table.iloc[0].classifier == "fine_tuned":
         best = clone(tuned[int(table.iloc[0].candidate)]).fit(paths, labels)
-    elif refit and len(table):
+    elif refit and scored:
         top = table.iloc[0]
         backbone, layer, pooling = configurations[int(top.configuration)]
         best = make_image_classifier(
@@ -246,10 +276,11 @@ def _cross_validate_tuned(estimator, paths, labels, splits, scoring, metrics,
 
     params = estimator.get_params()
     defaults = FineTunedClassifier().get_params()
-    scores = cross_validate(
-        estimator, paths, labels, cv=splits,
+    scores, error = _attempt(
+        cross_validate, estimator, paths, labels, cv=splits,
         scoring=_scorers(scoring, metrics, True), error_score="raise",
     )  # fmt: skip
+    scores = scores or {}
     row = {
         "backbone": params["backbone"],
         "layer": params["layer"],
@@ -261,14 +292,77 @@ def _cross_validate_tuned(estimator, paths, labels, splits, scoring, metrics,
                    if k != "backbone" and v != defaults[k] and k != "verbose"},
     }  # fmt: skip
     for metric in metrics:
-        row[f"mean_{metric}"] = float(np.mean(scores[f"test_{metric}"]))
-        row[f"std_{metric}"] = float(np.std(scores[f"test_{metric}"]))
-    row["log_loss"] = -float(np.mean(scores["test_log_loss"]))
-    row["fit_time"] = float(np.mean(scores["fit_time"]))
+        row[f"mean_{metric}"] = _mean(scores, f"test_{metric}")
+        row[f"std_{metric}"] = _mean(scores, f"test_{metric}", np.std)
+    row["log_loss"] = -_mean(scores, "test_log_loss")
+    row["fit_time"] = _mean(scores, "fit_time")
     row["embedding_time"] = np.nan
     row["cache_hits"] = row["computed"] = np.nan
     row["grouped"] = grouped
+    row["error"] = error
     return row
+
+
+def _attempt(fit, *args, **kwargs):
+    """``(fit(*args, **kwargs), "")``, or ``(None, the cause in one line)`` where
+    it raised: a candidate that cannot be scored is reported as a failure, never
+    as a score."""
+    try:
+        return fit(*args, **kwargs), ""
+    except (ValueError, ArithmeticError, RuntimeError, MemoryError) as error:
+        lines = str(error).strip().splitlines()
+        return None, f"{type(error).__name__}: {lines[0] if lines else ''}".strip()
+
+
+def _cell(results: dict, key: str, i: int) -> float:
+    return float(results[key][i]) if key in results else np.nan
+
+
+def _mean(scores: dict, key: str, reduce=np.mean) -> float:
+    return float(reduce(scores[key])) if key in scores else np.nan
+
+
+def fold_problem(labels, cv, groups=None) -> str | None:
+    """Why ``cv``-fold cross-validation of ``labels`` (kept apart by ``groups``)
+    cannot score any candidate, in one line; None where it can.
+
+    Every class must be in every training fold: with ``cv`` an integer, each
+    class needs at least ``cv`` members, and a grouped split at least ``cv``
+    groups.
+    """
+    if not isinstance(cv, numbers.Integral):
+        return None  # a splitter of the caller's own: its folds are its word
+    classes, counts = np.unique(np.asarray(labels), return_counts=True)
+    if len(classes) < 2:
+        return (
+            f"Cross-validation needs at least 2 classes; the labels hold only "
+            f"{classes.tolist()}."
+        )
+    rare = int(counts.argmin())
+    if counts[rare] < cv:
+        fix = (
+            f"use --cv {counts[rare]} (cv={counts[rare]}) or label more"
+            if counts[rare] >= 2
+            else "label more of it, or leave it out"
+        )
+        return (
+            f"Class {classes[rare].item()!r} has {counts[rare]} item"
+            f"{'s' if counts[rare] != 1 else ''}, fewer than the {cv} folds: every "
+            f"fold must train on every class. {fix[0].upper()}{fix[1:]}."
+        )
+    if groups is not None:
+        found = len(np.unique(np.asarray(groups)))
+        if found < cv:
+            return (
+                f"The images fall into {found} group{'s' if found != 1 else ''}, "
+                f"fewer than the {cv} folds: no group may sit on both sides of a "
+                f"fold. Use --cv {found} or fewer, or a pattern that tells more "
+                f"groups apart."
+                if found >= 2
+                else f"The images fall into {found} group: a grouped split needs "
+                f"at least 2 (and one per fold)."
+            )
+    return None
 
 
 def _splits(cv, labels, groups, group_duplicates: bool, result):
@@ -281,6 +375,9 @@ def _splits(cv, labels, groups, group_duplicates: bool, result):
     if groups is None:
         return list(check_cv(cv, labels, classifier=True).split(labels, labels)), 0
     groups = np.asarray(groups)
+    problem = fold_problem(labels, cv, groups)
+    if problem:
+        raise InvalidLabelsError(problem)
     _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
     grouped = int((counts[inverse] > 1).sum())
     if isinstance(cv, numbers.Integral):

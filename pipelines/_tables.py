@@ -1,8 +1,10 @@
 """Tables read as the user meant them: CSV and Parquet, with one-line errors.
 
 pandas guesses: it turns the texts ``NA``, ``null``, ``None``, ``N/A`` and ``nan``
-into missing values and a column of digits into numbers. A text or path column is
-read as strings instead, and in every column only an empty cell is missing. The
+into missing values and a column of digits into numbers (``007`` into 7, labels ``01``
+and ``1`` into one class). Every column of a CSV is read as the text it is instead,
+and only an empty cell is missing, so outputs carry the input's own cells; a Parquet
+table keeps the types it was written with. The
 separator of a CSV is sniffed among ``, \\t ; |`` where the header makes it plain; the
 encoding is UTF-8 (with or without a byte-order mark) unless given. Whatever goes
 wrong names the file, says what is wrong and how to fix it.
@@ -31,15 +33,16 @@ def table_suffix(source) -> str:
 
 
 def read_table(source, *, columns=(), encoding=None, sep=None):
-    """A CSV or Parquet table, with ``columns`` (text or path columns) as strings.
+    """A CSV or Parquet table; a CSV's cells as strings, as written.
 
     Parameters
     ----------
     source : path-like or str
         A ``.csv``, ``.tsv``, ``.parquet`` or ``.pq`` file, or an fsspec URL to one.
     columns : sequence of str
-        Columns that must exist, read from a CSV as strings (no number, boolean or
-        missing-value guessing: an empty cell is the only missing value).
+        Columns that must exist. Every column of a CSV is read as strings (no
+        number, boolean or missing-value guessing: an empty cell is the only
+        missing value).
     encoding : str, optional
         The CSV's text encoding; by default UTF-8 (a byte-order mark is skipped).
     sep : str, optional
@@ -79,7 +82,7 @@ def read_table(source, *, columns=(), encoding=None, sep=None):
                 f"{_first_line(error)})."
             ) from None
     else:
-        table = _read_csv(text, suffix, list(columns), encoding, sep)
+        table = _read_csv(text, suffix, encoding, sep)
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise TableReadError(
@@ -91,7 +94,7 @@ def read_table(source, *, columns=(), encoding=None, sep=None):
     return table
 
 
-def _read_csv(path: str, suffix: str, columns: list, encoding, sep):
+def _read_csv(path: str, suffix: str, encoding, sep):
     import pandas as pd
 
     encoding = encoding or "utf-8-sig"
@@ -102,7 +105,7 @@ def _read_csv(path: str, suffix: str, columns: list, encoding, sep):
             path,
             sep=sep,
             encoding=encoding,
-            dtype={column: str for column in columns},
+            dtype=str,
             keep_default_na=False,
             na_values=[""],
         )

@@ -7,6 +7,7 @@ The command line prints what these return; they print only through ``say``.
 from __future__ import annotations
 
 import math
+import os
 import sys
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from featurize import (
 )
 from pipelines._audit.findings import NEAR_THRESHOLDS
 from pipelines._audit.groups import (
+    GroupPatternError,
     duplicate_groups,
     groups_from_names,
     held_out_copies,
@@ -82,10 +84,18 @@ def holdout_split(items, labels, test_size: float, seed: int, noun: str, groupin
     if grouping is not None:
         from sklearn.model_selection import StratifiedGroupKFold
 
-        folds = StratifiedGroupKFold(
-            max(2, round(1 / test_size)), shuffle=True, random_state=seed
-        )
-        train, held = next(folds.split(labels, labels, grouping(items)))
+        n_folds = max(2, round(1 / test_size))
+        groups = grouping(items)
+        found = len(np.unique(groups))
+        if found < n_folds:
+            raise GroupPatternError(
+                f"The {noun} fall into {found} group{'s' if found != 1 else ''}: "
+                f"holding out {test_size:.0%} with no group on both sides needs at "
+                f"least {n_folds}. Pass a pattern that tells more groups apart, or a "
+                f"larger --test-size."
+            )
+        folds = StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed)
+        train, held = next(folds.split(labels, labels, groups))
         pick = (lambda rows: items.iloc[rows]) if hasattr(items, "iloc") else (
             lambda rows: [items[i] for i in rows]
         )  # fmt: skip
@@ -102,11 +112,17 @@ def split_folder(directory: str, seed: int, test_size: float, grouping=None):
     train = [s for s in splits if s.lower() in TRAIN_SPLITS]
     held_out = [s for s in splits if s.lower() in EVAL_SPLITS]
     if train and held_out:
-        return (
-            *load_image_folder(directory, train[0]),
-            *load_image_folder(directory, held_out[0]),
-            f"{train[0]}/ vs {held_out[0]}/",
-        )
+        train_x, train_y = load_image_folder(directory, train[0])
+        test_x, test_y = load_image_folder(directory, held_out[0])
+        unseen = sorted(set(test_y) - set(train_y))
+        if unseen:
+            raise InvalidLabelsError(
+                f"{held_out[0]}/ has class folders that {train[0]}/ does not: "
+                f"{unseen[:5]}. The model could never predict them, so its "
+                f"accuracy would be wrong: add training images of those classes, "
+                f"or move them out of {held_out[0]}/."
+            )
+        return train_x, train_y, test_x, test_y, f"{train[0]}/ vs {held_out[0]}/"
     if splits:
         raise InvalidLabelsError(
             f"{directory!r} has split folders {splits} but not both a training "
@@ -271,6 +287,15 @@ def train_and_evaluate(
             return joined(*found)
 
     if text_column is None:
+        if not os.path.isdir(source):
+            raise InvalidLabelsError(
+                f"{source!r} is not a folder: `train` reads images from "
+                f"DIR/<class>/* or DIR/train/<class>/* (for a table of texts, "
+                f"pass its --text-column)."
+                if os.path.exists(source)
+                else f"{source!r} does not exist: pass an image folder, or a table "
+                f"of texts with --text-column."
+            )
         train_x, train_y, test_x, test_y, how = split_folder(
             source, seed, test_size, grouping
         )

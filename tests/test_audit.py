@@ -20,6 +20,7 @@ from pipelines import (
     train_and_evaluate,
 )
 from pipelines._audit.neighbours import nearest, normalised
+from pipelines._audit.report import render
 from pipelines._cli import main
 from tests.conftest import DATA
 
@@ -145,11 +146,15 @@ def test_command_writes_table_and_report_and_never_an_input(planted, tmp_path, c
     assert manifest.read_bytes() == before
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="no headless Chromium")
-def test_report_renders_in_a_browser(audit, tmp_path):
-    page = tmp_path / "report.html"
-    audit.write_report(page)
-    # The page marks how many thumbnails decoded once it has loaded.
+needs_chromium = pytest.mark.skipif(
+    shutil.which("chromium") is None,
+    reason="no headless Chromium (apt-get install chromium; .ci/run installs it)",
+)
+
+
+def rendered(page) -> str:
+    """The DOM of ``page`` once headless Chromium has loaded it, with the title
+    set to how many of its images decoded."""
     html = page.read_text().replace(
         "</body>",
         "<script>window.onload=()=>{document.title='loaded '+[...document.images]"
@@ -157,16 +162,43 @@ def test_report_renders_in_a_browser(audit, tmp_path):
         "</script></body>",
     )
     page.write_text(html)
-    dom = subprocess.run(
+    return subprocess.run(
         ["chromium", "--headless", "--no-sandbox", "--disable-gpu",
          "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
         capture_output=True, text=True, timeout=120,
     ).stdout  # fmt: skip
+
+
+@needs_chromium
+def test_report_renders_in_a_browser(audit, tmp_path):
+    page = tmp_path / "report.html"
+    audit.write_report(page)
+    dom = rendered(page)
     pairs = audit.findings["kind"].str.endswith("duplicate").sum()
     images = 2 * pairs + (~audit.findings["kind"].str.endswith("duplicate")).sum()
     assert f"<title>loaded {images} of {images}</title>" in dom
     assert "Can I trust this score?" in dom
     assert "different labels" in dom
+
+
+@needs_chromium
+def test_report_of_what_could_not_be_audited_renders(tmp_path):
+    root = tmp_path / "set"
+    shutil.copytree(DATA / "train", root)
+    (root / "ants" / "broken.jpg").write_bytes(b"not an image")
+    (root / "wasps").mkdir()
+    shutil.copyfile(next((root / "bees").iterdir()), root / "wasps" / "one.jpg")
+    audit = audit_dataset(root, backbone="mobilenet_v3_small", weights=None,
+                          input_size=32, cache=None)  # fmt: skip
+    page = tmp_path / "report.html"
+    audit.write_report(page)
+    dom = rendered(page)
+    # Every thumbnail but the unreadable image's decodes.
+    shown = len(audit.findings) + audit.findings["kind"].str.endswith("duplicate").sum()
+    assert f"<title>loaded {shown - 1} of {shown}</title>" in dom
+    assert "unreadable items (1)" in dom
+    assert "unchecked items (1)" in dom
+    assert "class 'wasps' has 1 item" in dom
 
 
 def test_text_table_audit(tmp_path):
@@ -289,3 +321,65 @@ def test_groups_from_names_and_search_by_pattern(capsys):
     row = table[2].split()
     assert header[-1] == "grouped"
     assert int(row[-1]) > 40  # every image whose name starts with a digit
+
+
+def test_a_tiny_class_leaves_the_label_check_on_for_the_others(planted, tmp_path):
+    root, faults = planted
+    copy = tmp_path / "set"
+    shutil.copytree(root, copy)
+    (copy / "train" / "wasps").mkdir()
+    shutil.copyfile(faults["blank"], copy / "train" / "wasps" / "one.png")
+    audit = audit_dataset(copy, **AUDIT)
+    flipped = faults["flipped"].replace(str(root), str(copy))
+    assert flipped in _kind(audit, "label_issue")["path"].tolist()
+    unchecked = _kind(audit, "unchecked")
+    assert unchecked["path"].tolist() == [str(copy / "train" / "wasps" / "one.png")]
+    assert "class 'wasps' has 1 item" in unchecked["reason"].iloc[0]
+    assert "1 not checked (label check skipped: class 'wasps' has 1 item" in (
+        audit.summary()
+    )
+    assert "unchecked items (1)" in render(audit)
+
+
+def test_unreadable_items_are_findings_in_the_table_and_report(tmp_path, capsys):
+    root = tmp_path / "set"
+    shutil.copytree(DATA / "train", root)
+    (root / "ants" / "broken.jpg").write_bytes(b"not an image")
+    (root / "bees" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    out, report = tmp_path / "audit.csv", tmp_path / "audit.html"
+    fast = ["--backbone", "mobilenet_v3_small", "--weights", "none", "--input-size",
+            "32", "--quiet"]  # fmt: skip
+    assert main(["audit", str(root), *fast, "--out", str(out), "--report",
+                 str(report)]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "2 unreadable, not audited" in printed
+    table = pd.read_csv(out)
+    unreadable = table[table["kind"] == "unreadable"].set_index("path")["reason"]
+    assert unreadable.to_dict() == {
+        str(root / "ants" / "broken.jpg"): "not a recognised image format",
+        str(root / "bees" / "gone.jpg"): "file not found",
+    }
+    page = report.read_text()
+    assert "unreadable items (2)" in page
+    assert "gone.jpg" in page
+    assert "file not found" in page
+
+
+def test_text_audit_names_rows_and_unlabelled_ones(tmp_path, capsys):
+    table = tmp_path / "texts.csv"
+    frame = pd.read_csv(DATA.parent / "sms_spam_sample.csv").iloc[:60]
+    frame.loc[3, "text"] = None
+    frame.loc[5, "label"] = None
+    frame.to_csv(table, index=False)
+    assert main(["audit", str(table), "--text-column", "text", "--encoder",
+                 "glove_50d", "--cache", "none", "--quiet"]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "'nan'" not in printed
+    audit = audit_dataset(table, text_column="text", encoder="glove_50d", cache=None)
+    unreadable = _kind(audit, "unreadable")
+    assert unreadable["row"].tolist() == [3]
+    assert "missing value" in unreadable["reason"].iloc[0]
+    unchecked = _kind(audit, "unchecked")
+    assert unchecked["row"].tolist() == [5]
+    assert unchecked["reason"].iloc[0].startswith("no label")
+    assert "1 not checked (no label" in audit.summary()

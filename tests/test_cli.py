@@ -137,7 +137,7 @@ def test_train_then_predict(capsys, tmp_path):
                      "image", "--out", str(parquet), "--batch-size", "1")  # fmt: skip
     assert code == 1
     table = pd.read_parquet(parquet)
-    assert table.id.tolist() == [7, 8, 9]
+    assert table.id.tolist() == ["7", "8", "9"]  # the CSV's cells, as written
     assert table.label.tolist()[:2] == [r["label"] for r in rows[:2]]
     assert table.error.tolist()[2].startswith("not a recognised image")
     # What defines the embeddings cannot change under a trained classifier.
@@ -163,9 +163,10 @@ def test_search_and_cache_commands(capsys, tmp_path, monkeypatch):
     code, out, _ = run(capsys, "cache", "info")
     assert code == 0
     assert "96 embeddings in 2 configurations" in out
-    code, out, err = run(capsys, "cache", "clear", "--older-than", "soon")
-    assert code == 1
-    assert "--older-than must be" in err
+    with pytest.raises(SystemExit) as exited:  # a value outside the rules: usage
+        main(["cache", "clear", "--older-than", "soon"])
+    assert exited.value.code == 2
+    assert "--older-than must be" in capsys.readouterr().err
     code, out, _ = run(capsys, "cache", "clear", "--older-than", "1d")
     assert "deleted 0" in out
     code, out, _ = run(capsys, "cache", "info")
@@ -297,9 +298,10 @@ def test_train_and_embed_a_text_column(capsys, tmp_path):
     assert {"label", "predicted_label", "proba_spam", "error"} <= set(rows.columns)
     assert rows.label.tolist() == pd.read_csv(SMS).label.tolist()  # kept as it was
     assert (rows.predicted_label == rows.label).mean() > 0.75
-    code, _, err = run(capsys, "predict", str(model_file), str(SMS))
-    assert code == 1
-    assert "classifies texts" in err
+    with pytest.raises(SystemExit) as exited:  # --text-column missing: usage
+        main(["predict", str(model_file), str(SMS)])
+    assert exited.value.code == 2
+    assert "classifies texts" in capsys.readouterr().err
     code, _, err = run(
         capsys, "predict", str(model_file), str(SMS), "--text-column", "text",
         "--encoder", "minilm_l6",
@@ -320,7 +322,7 @@ def test_train_and_embed_a_text_column(capsys, tmp_path):
     assert "3 rows: 2 embedded, 0 from the cache, 1 failed" in out
     written = pd.read_parquet(out_file)
     assert list(written.columns) == ["id", "title", "digest", "embedding"]
-    assert list(written.id) == [7, 9]
+    assert list(written.id) == ["7", "9"]  # the CSV's cells, as written
     assert len(written.embedding[0]) == 50
     failures = pd.read_parquet(tmp_path / "titles.failures.parquet")
     assert list(failures.row) == [1]

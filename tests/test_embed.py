@@ -81,7 +81,7 @@ def test_manifests_carry_their_columns(collection, tmp_path):
     )
     frame, _ = read(out)
     assert list(frame.columns) == ["path", "label", "id", "digest", "embedding"]
-    assert frame.id.tolist() == [0, 1, 2, 3]
+    assert frame.id.tolist() == ["0", "1", "2", "3"]  # the CSV's cells, as written
     assert frame.label.tolist()[2:] == ["bee", "bee"]
     (tmp_path / "list.txt").write_text("\n".join(paths) + "\n")
     assert read_manifest(tmp_path / "list.txt").path.tolist() == paths
@@ -241,7 +241,7 @@ def test_a_manifest_at_a_url_with_url_items_read_by_the_decode_threads(
     )
     frame, _ = read(tmp_path / "remote.parquet")
     assert frame.path.tolist() == urls[:4]
-    assert frame.id.tolist() == [0, 1, 2, 3]
+    assert frame.id.tolist() == [0, 1, 2, 3]  # a Parquet table keeps its types
     local = ImageFeaturizer(input_size=32, cache=None).fit_transform(files)
     np.testing.assert_allclose(np.stack(frame.embedding), local, atol=1e-5)
     failures = pd.read_parquet(summary.failures)

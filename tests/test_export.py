@@ -27,6 +27,7 @@ from featurize import (
     ExportFolderError,
     FineTunedClassifier,
     ImageFeaturizer,
+    QuantizationWarning,
     TextFeaturizer,
     export,
     export_onnx,
@@ -273,6 +274,32 @@ def test_folder_is_checked_and_replaced_only_when_it_is_an_export(folder, tmp_pa
     with pytest.raises(ExportError, match="not an export folder"):
         export.save(other)
     assert (other / "notes.txt").read_text() == "keep me"
+    # Re-exporting never deletes what the user put beside an earlier export;
+    # Python's bytecode of the export's own modules is the export's.
+    cached = out / "__pycache__" / "_featurize_serving.cpython-311.pyc"
+    cached.parent.mkdir()
+    cached.write_bytes(b"bytecode")
+    export.save(out)
+    (out / "predictions.csv").write_text("path,label\n")
+    (out / "mine" / "deep").mkdir(parents=True)
+    (out / "mine" / "deep" / "model.joblib").write_text("another model")
+    with pytest.raises(
+        ExportError,
+        match="'mine/deep/model.joblib', "
+        "'predictions.csv'\\): replacing the folder would delete",
+    ):
+        export.save(out)
+    assert (out / "predictions.csv").read_text() == "path,label\n"
+    assert (out / "mine" / "deep" / "model.joblib").exists()
+    assert (out / "model.onnx").exists()
+    # A folder that cannot be made is named as given, not by a temporary name.
+    (tmp_path / "file").write_text("")
+    with pytest.raises(
+        OSError,
+        match="export folder '.*file/sub' cannot be written: "
+        "its folder '.*file' is a file, not a folder",
+    ):
+        export.save(tmp_path / "file" / "sub")
     with pytest.raises(ExportError, match="quantize"):
         export_onnx(featurizer().fit(), quantize="int4")
     with pytest.raises(ExportError, match="calibration"):
@@ -310,6 +337,13 @@ def test_fine_tuned_classifier_exports(tmp_path):
         model = ExportedModel(tmp_path / format)
         assert (model.runtime, model.classes) == (format, list(clf.classes_))
         np.testing.assert_allclose(model.predict_proba(files), expected, atol=1e-4)
+    # int8 LiteRT keeps the head inside the one graph in float.
+    export(clf, format="litert", quantize="int8", calibration=files).save(
+        tmp_path / "int8"
+    )
+    proba = ExportedModel(tmp_path / "int8").predict_proba(files)
+    assert not np.allclose(proba * 256, np.round(proba * 256), atol=1e-3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1, atol=1e-5)
 
 
 @needs_tf
@@ -332,6 +366,22 @@ def test_cli_train_export_predict_agree(folder, tmp_path, capsys):
     assert (served.label == ref.label).mean() >= 0.99
     proba = [c for c in ref.columns if c.startswith("proba_")]
     assert np.abs(served[proba].to_numpy() - ref[proba].to_numpy()).max() <= 1e-3
+    # An empty folder and a thread count below one are errors, not silence.
+    (tmp_path / "empty").mkdir()
+    done = serve(out, tmp_path / "empty")
+    assert done.returncode == 1
+    assert "no inputs found" in done.stderr
+    done = serve(out, root / "val", "--threads", "-3")
+    assert done.returncode == 2
+    assert "--threads: expected a whole number of at least 1; received '-3'" in (
+        done.stderr
+    )
+    # A folder holding the user's files is refused before any work.
+    capsys.readouterr()
+    (out / "served.csv").write_text("mine")
+    assert main(["export", str(model_file), str(out)]) == 1
+    assert "'served.csv'" in capsys.readouterr().err
+    assert (out / "served.csv").read_text() == "mine"
     # The folder is never the model file, and an unknown format is refused.
     assert main(["export", str(model_file), str(tmp_path)]) == 1
     with pytest.raises(SystemExit):
@@ -393,6 +443,42 @@ def test_litert_from_the_cli_is_served_without_tensorflow(folder, tmp_path):
     quantized = ExportedModel(tmp_path / "lite8")
     assert quantized.metadata["quantize"] == "int8"
     assert np.mean(quantized.predict(paths) == pipeline.predict(paths)) >= 0.9
+    # The head stays float: its probabilities are not in steps of 1/256.
+    assert quantized.metadata["graphs"] == {"model": "model.tflite",
+                                            "head": "head.tflite"}  # fmt: skip
+    proba = quantized.predict_proba(paths)
+    np.testing.assert_allclose(proba.sum(axis=1), 1, atol=1e-5)
+    assert not np.allclose(proba * 256, np.round(proba * 256), atol=1e-3)
+    # Agreement with float, measured on the calibration images, in the metadata.
+    measured = quantized.metadata["int8_agreement"]
+    assert measured["images"] == len(train)
+    expected = np.mean(
+        [a == b for a, b in zip(quantized.predict(train), pipeline.predict(train))]
+    )
+    assert measured["labels"] == pytest.approx(expected)
+
+
+@needs_tf
+def test_int8_warns_when_labels_drift_and_text_int8_takes_no_calibration(
+    folder, tmp_path, monkeypatch
+):
+    from featurize._export import agreement
+
+    root, _, _ = folder
+    pipeline = fitted_pipeline(folder)
+    train = [str(p) for p in sorted((root / "train").rglob("*.png"))]
+    monkeypatch.setattr(agreement, "INT8_AGREEMENT", 1.01)  # no model agrees more
+    with pytest.warns(QuantizationWarning, match="agree with the float model's on"):
+        int8 = export_onnx(pipeline, quantize="int8", calibration=train)
+    assert 0 < int8.metadata["int8_agreement"]["labels"] <= 1
+    features = export_onnx(featurizer().fit(), quantize="int8", calibration=train)
+    assert features.metadata["int8_agreement"]["cosine"] > 0.9
+    table = pd.read_csv(ROOT / "data" / "sms_spam_sample.csv").iloc[:20]
+    text = make_pipeline(
+        TextFeaturizer(cache=None, max_length=32), LogisticRegression()
+    ).fit(table.text, table.label)
+    with pytest.raises(ExportError, match="calibration is for image models"):
+        export_onnx(text, quantize="int8", calibration=train)
 
 
 @needs_tf

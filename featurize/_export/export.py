@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from featurize._export.agreement import int8_agreement
 from featurize._export.folder import Export
 from featurize._export.parts import take_apart
 from featurize._standalone.serving import RUNTIMES
@@ -34,7 +35,11 @@ def export(model, *, format="onnx", quantize=None, calibration=None) -> Export:
         ``calibration``), dynamic quantization of a text encoder. ONNX and LiteRT.
     calibration : collection of images, optional
         Inputs to calibrate int8 activation ranges on (a few hundred training
-        images), read as the featurizer reads them.
+        images), read as the featurizer reads them. The int8 model is then
+        served on them beside the float one: ``metadata["int8_agreement"]``
+        holds the share of equal labels (``cosine`` for a featurizer alone), and
+        a :class:`featurize.QuantizationWarning` says when it is below
+        ``featurize.INT8_AGREEMENT`` (98%). A head stays float.
 
     Returns
     -------
@@ -56,13 +61,25 @@ def export(model, *, format="onnx", quantize=None, calibration=None) -> Export:
             f"`quantize` must be one of {list(QUANTIZE)}; received {quantize!r}."
         )
     parts = take_apart(model)
+    if parts.kind == "encoder" and calibration is not None:
+        raise ExportError(
+            "calibration is for image models: a text encoder's int8 is dynamic "
+            "(activations scaled per batch) and needs none. Leave it out "
+            "(--calibrate)."
+        )
     if format == "onnx":
         from featurize._export.onnx import onnx_export
 
-        return onnx_export(parts, quantize, calibration)
-    from featurize._export.tensorflow import tensorflow_export
+        exported = onnx_export(parts, quantize, calibration)
+    else:
+        from featurize._export.tensorflow import tensorflow_export
 
-    return tensorflow_export(parts, format, quantize, calibration)
+        exported = tensorflow_export(parts, format, quantize, calibration)
+    if quantize and parts.kind != "encoder":
+        exported.metadata["int8_agreement"] = int8_agreement(
+            model, exported, calibration
+        )
+    return exported
 
 
 def export_onnx(model, *, quantize=None, calibration=None) -> Export:

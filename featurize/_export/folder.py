@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from featurize._standalone.serving import FORMAT, LEGACY_FORMATS, METADATA
-from featurize.errors import ExportError
+from featurize.errors import ExportError, OutputPathError
 
 # What an export folder needs to serve, as its requirements.txt, by runtime. Opset
 # 17 runs on onnxruntime 1.16 and newer; the SavedModel's graph on TensorFlow 2.16
@@ -53,13 +53,22 @@ class Export:
         """What serves it: ``"onnx"``, ``"litert"`` or ``"saved_model"``."""
         return self.metadata["runtime"]
 
+    @staticmethod
+    def check_folder(folder) -> None:
+        """Raise :class:`ExportError` where :meth:`save` would refuse ``folder``:
+        it exists and is not an earlier export, or holds files that export did
+        not write (a predictions table, another model), which it names.
+        Callers check before the work of exporting."""
+        _check_replaceable(folder)
+
     def save(self, folder) -> dict:
         """Write the export folder: graphs, files, ``predict.py`` with the modules
         it reads inputs with, ``requirements.txt`` and ``metadata.json`` (listing
         every other file's SHA-256, which ``predict.py`` checks).
 
         The folder appears whole or not at all (written beside it, then renamed);
-        an existing one is replaced only where it is an earlier export.
+        an existing one is replaced only where it is an earlier export holding
+        nothing but its own files.
 
         Returns
         -------
@@ -69,10 +78,11 @@ class Export:
         Raises
         ------
         ExportError
-            ``folder`` exists and is not an export folder (nothing is written).
+            ``folder`` exists and is not an export folder, or holds files the
+            earlier export did not write (nothing is written; they are named).
         """
         folder = Path(folder)
-        _check_replaceable(folder)
+        self.check_folder(folder)
         contents = {**self.files, **_serving_files(self.kind, self.runtime)}
         metadata = {
             **self.metadata,
@@ -82,10 +92,16 @@ class Export:
             },
         }
         contents[METADATA] = (json.dumps(metadata, indent=2) + "\n").encode()
-        folder.parent.mkdir(parents=True, exist_ok=True)
         staging = folder.with_name(f".{folder.name}.{os.getpid()}.partial")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
+        try:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir()
+        except OSError as error:
+            # The error names the staging folder, a name the user never gave.
+            raise OutputPathError.unwritable(
+                "export folder", folder, folder.parent, error
+            ) from None
         try:
             for name, data in contents.items():
                 path = staging / name
@@ -110,7 +126,16 @@ def folder_files(folder: Path, prefix: str) -> dict:
     }
 
 
-def _check_replaceable(folder: Path) -> None:
+def _check_replaceable(folder) -> None:
+    """Refuse ``folder`` unless it is new, empty, or an earlier export holding
+    nothing but its own files.
+
+    Anything else there is the user's (a predictions table, another model): the
+    export is refused naming it, rather than carried over, because the folder is
+    replaced whole by a rename and a file moved into it could be lost if that
+    failed halfway.
+    """
+    folder = Path(folder)
     if not folder.exists():
         return
     if not folder.is_dir():
@@ -132,6 +157,33 @@ def _check_replaceable(folder: Path) -> None:
             f"{METADATA}): name a new or empty folder; an earlier export is "
             f"replaced, anything else is left alone."
         )
+    foreign = _foreign_files(folder, earlier)
+    if foreign:
+        shown = ", ".join(repr(name) for name in foreign[:5])
+        more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+        raise ExportError(
+            f"{str(folder)!r} holds an earlier export and files that are not part "
+            f"of it ({shown}{more}): replacing the folder would delete them. Move "
+            f"them out, or name another folder."
+        )
+
+
+def _foreign_files(folder: Path, earlier: dict) -> list:
+    """Files under ``folder`` that the earlier export (``earlier``, its metadata)
+    did not write: neither listed in it nor Python's bytecode of its modules."""
+    owned = {METADATA, *earlier.get("files", {})}
+    # A first-release folder lists no files: its graphs are its own.
+    owned |= {f"{role}.onnx" for role in earlier.get("graphs", ())}
+    foreign = []
+    for path in sorted(folder.rglob("*")):
+        name = path.relative_to(folder).as_posix()
+        if path.is_dir():
+            continue
+        if "__pycache__" in path.parts[len(folder.parts) :] and name.endswith(".pyc"):
+            continue
+        if name not in owned:
+            foreign.append(name)
+    return foreign
 
 
 def _serving_files(kind: str, runtime: str) -> dict:

@@ -52,6 +52,11 @@ def main(argv=None) -> int:
                 else "This model classifies images: --text-column does not apply."
             )
         columns, rows, key = _input_rows(args)
+        if not rows:
+            raise ValueError(
+                f"{', '.join(args.inputs)}: no inputs found (no image files in a "
+                f"folder, no matches for a glob, no rows in a table)."
+            )
         result = model.run([row.get(key) for row in rows])
     except (UsageError, ExportFolderError, OSError, ValueError, ImportError) as error:
         print(f"predict.py: error: {error}", file=sys.stderr)
@@ -89,12 +94,24 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--path-column", default=None)
     parser.add_argument("--sep", default=None, help="a CSV's separator (or 'tab')")
     parser.add_argument("--encoding", default=None, help="a CSV's encoding")
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--threads", type=_positive, default=None)
+    parser.add_argument("--batch-size", type=_positive, default=None)
     parser.add_argument(
         "--no-verify", action="store_true", help="skip the files' SHA-256 check"
     )
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of at least 1; received {text!r}"
+        )
+    return value
 
 
 def _check_output(out: str, inputs: list) -> None:

@@ -219,7 +219,15 @@ class Model:
             except (pixels.PixelError, InputError) as error:
                 return None, getattr(error, "reason", str(error))
 
-        network = self._runners["model"]
+        network, head = self._runners["model"], self._runners.get("head")
+
+        def forward(batch):
+            if head is None:
+                return network(self._wanted(network), {PIXELS: batch})
+            # An int8 network's float head, a graph of its own (as a text model's).
+            embedding = network([EMBEDDING], {PIXELS: batch})[0]
+            return head(self._wanted(head), {FEATURES: embedding})
+
         errors, outputs = [""] * len(inputs), [None] * len(inputs)
         block = self.batch_size * _BATCHES_AHEAD
         with ThreadPoolExecutor(self.threads) as pool:
@@ -231,7 +239,7 @@ class Model:
                 for first in range(0, len(usable), self.batch_size):
                     rows = usable[first : first + self.batch_size]
                     batch = np.stack([loaded[k][0] for k in rows]).astype(np.float32)
-                    values = network(self._wanted(network), {PIXELS: batch})
+                    values = forward(batch)
                     for k, row in enumerate(rows):
                         outputs[start + row] = [v[k] for v in values]
         return outputs, errors

@@ -34,13 +34,15 @@ class Audit:
     ----------
     findings : pandas.DataFrame
         One row per finding, sorted by kind then score: ``kind`` (one of
-        ``exact_duplicate``, ``near_duplicate``, ``label_issue``, ``outlier``),
+        ``exact_duplicate``, ``near_duplicate``, ``label_issue``, ``outlier``;
+        then ``unreadable``, an item that could not be read or embedded, and
+        ``unchecked``, an item a check left out, each with its ``reason``),
         ``path`` (``row`` and ``text`` for a text table), ``other_path`` (the other
         member of a duplicate pair), ``split``, ``other_split``, ``label``,
         ``other_label``, ``suggested_label`` (label issues), ``score`` (cosine
         similarity for duplicates, 1 - label quality for label issues, robust
-        z-score of isolation for outliers) and ``conflict`` (a duplicate pair with
-        different labels).
+        z-score of isolation for outliers), ``conflict`` (a duplicate pair with
+        different labels) and ``reason`` (why an item was not read or checked).
     items : pandas.DataFrame
         One row per item read: ``path`` (or ``row`` and ``text``), ``split``,
         ``label``, ``embedded``, ``group`` (items joined by exact or near
@@ -92,19 +94,27 @@ class Audit:
         write_report(self, path)
 
     def summary(self) -> str:
+        """One paragraph: what was audited, what was found, and what was not
+        looked at (unreadable items, checks skipped and why)."""
         kinds = self.findings["kind"].value_counts()
         parts = [
             f"{kinds.get(kind, 0)} {kind.replace('_', ' ')}s" for kind in find.KINDS
         ]
         leaks = len(self.leaks())
         conflicts = int(self.findings["conflict"].sum())
-        return (
+        text = (
             f"audited {int(self.items['embedded'].sum())} of {len(self.items)} "
             f"{'images' if self.modality == 'image' else 'texts'} with "
             f"{self.description} in {self.seconds:.1f} s: {', '.join(parts)}; "
             f"{leaks} duplicate pairs across splits, {conflicts} with different "
             f"labels"
         )
+        if kinds.get("unreadable", 0):
+            text += f"; {kinds['unreadable']} unreadable, not audited"
+        unchecked = self.findings[self.findings["kind"] == "unchecked"]
+        for reason, rows in unchecked.groupby("reason", sort=False):
+            text += f"; {len(rows)} not checked ({reason})"
+        return text
 
 
 def key_column(modality: str) -> str:
@@ -208,6 +218,11 @@ def audit_dataset(
                 "Label issues are ranked by cleanlab, which is not installed: pip "
                 "install 'keras-featurize[audit]', or leave 'label_issue' out of kinds."
             ) from None
+    if near_threshold is not None and not 0 < near_threshold <= 1:
+        raise ValueError(
+            f"near_threshold is a cosine similarity above 0 and at most 1; "
+            f"received {near_threshold!r}."
+        )
     started = time.perf_counter()
     items = read_items(
         source, text_column=text_column, label_column=label_column,
@@ -239,18 +254,15 @@ def audit_dataset(
         rows += find.exact_duplicates(digests, labels)
     if "near_duplicate" in kinds:
         rows += find.near_duplicates(near, labels)
+    for failure in result.failures.itertuples():
+        rows += find.unseen("unreadable", [failure.index], failure.reason)
     usable = kept[labelled[kept]]
     if "label_issue" in kinds:
-        probabilities, classes = find.out_of_fold_probabilities(
-            normalised(result.array[usable]), labels[usable].astype(str),
-            groups=items["group"].to_numpy()[usable], seed=seed,
+        rows += _label_issues(items, result.array, usable, labels, seed)
+        rows += find.unseen(
+            "unchecked", kept[~labelled[kept]],
+            "no label: not checked for label issues or conflicts",
         )  # fmt: skip
-        issues, quality = find.label_issues(
-            probabilities, classes, labels[usable].astype(str)
-        )
-        rows += _at(issues, usable)
-        items["label_quality"] = np.nan
-        items.loc[usable, "label_quality"] = quality
     if "outlier" in kinds:
         outliers = find.outliers(
             result.array[kept], labels[kept].astype(str), neighbours=neighbours
@@ -269,6 +281,30 @@ def audit_dataset(
     )
 
 
+def _label_issues(items, embeddings, usable, labels, seed: int) -> list[dict]:
+    """Label issues among the labelled, embedded items (``usable``) of the
+    classes the out-of-fold model can learn, and an ``unchecked`` row for each
+    item of the others; every checked item's ``label_quality`` set in ``items``."""
+    given = labels[usable].astype(str)
+    groups = items["group"].to_numpy()[usable]
+    mask, reasons = find.checkable(given, groups)
+    checked = usable[mask]
+    items["label_quality"] = np.nan
+    rows = []
+    if len(checked):
+        probabilities, classes = find.out_of_fold_probabilities(
+            normalised(embeddings[checked]), given[mask], groups=groups[mask],
+            seed=seed,
+        )  # fmt: skip
+        issues, quality = find.label_issues(probabilities, classes, given[mask])
+        rows += _at(issues, checked)
+        items.loc[checked, "label_quality"] = quality
+    for label, reason in reasons.items():
+        members = usable[~mask & (given == label)]
+        rows += find.unseen("unchecked", members, f"label check skipped: {reason}")
+    return rows
+
+
 def _at(rows: list[dict], positions) -> list[dict]:
     """Findings on a subset, their indices mapped back to the whole."""
     for row in rows:
@@ -282,7 +318,7 @@ def _table(rows, items, modality: str):
     import pandas as pd
 
     table = pd.DataFrame(rows, columns=find.COLUMNS)
-    order = {kind: k for k, kind in enumerate(find.KINDS)}
+    order = {kind: k for k, kind in enumerate(find.KINDS + find.UNSEEN)}
     table = table.assign(order=table["kind"].map(order)).sort_values(
         ["order", "score"], ascending=[True, False], kind="stable"
     )
@@ -302,7 +338,9 @@ def _table(rows, items, modality: str):
         out["other_text"] = np.where(has_other, pick("text", other), None)
     out["split"] = pick("split", index)
     out["other_split"] = np.where(has_other, pick("split", other), None)
-    for column in ("label", "other_label", "suggested_label", "score", "conflict"):
+    unseen = table["kind"].isin(find.UNSEEN).to_numpy()
+    out["label"] = np.where(unseen, pick("label", index), table["label"].to_numpy())
+    for column in ("other_label", "suggested_label", "score", "conflict", "reason"):
         out[column] = table[column].to_numpy()
     out["conflict"] = out["conflict"].astype(bool)
     return out

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
+
 from pipelines._audit.audit import audit_dataset
-from pipelines._files import check_output, write_table
+from pipelines._files import check_output, same_file, write_table
 from pipelines._options import (
+    UsageError,
     check_no_text_options,
     featurizer_params,
     text_params,
@@ -45,7 +48,7 @@ def add_audit_command(command, parents) -> None:
         help="write a self-contained HTML page with thumbnails of each finding",
     )  # fmt: skip
     audit.add_argument(
-        "--near-threshold", type=float, default=None, metavar="COSINE",
+        "--near-threshold", type=cosine, default=None, metavar="COSINE",
         help="similarity from which two items are near duplicates (default: 0.85 "
         "for images, 0.90 for texts; measured, see BENCHMARKS.md)",
     )  # fmt: skip
@@ -53,12 +56,31 @@ def add_audit_command(command, parents) -> None:
     audit.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def cosine(text: str) -> float:
+    """A similarity threshold as typed: a number above 0 and at most 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a cosine similarity above 0 and at most 1 (0.85, 0.9); "
+            f"received {text!r}"
+        )
+    return value
+
+
 def audit_command(args) -> int:
     out = args.out and check_output(
         args.out, inputs=[args.directory], what="audit table", suffixes=TABLE_SUFFIXES
     )
+    if out and args.report and same_file(out, args.report):
+        raise UsageError(
+            f"--out and --report name the same file ({args.report!r}): the table "
+            f"and the page need a file each."
+        )
     report = args.report and check_output(
-        args.report, inputs=[args.directory, out], what="report", suffixes=(".html",)
+        args.report, inputs=[args.directory], what="report", suffixes=(".html",)
     )
     if args.text_column is None:
         check_no_text_options(args)
@@ -76,14 +98,12 @@ def audit_command(args) -> int:
         write_table(audit.findings, out)
     if report:
         audit.write_report(report)
-    for row in audit.skipped.itertuples():
-        print(f"featurize: skipped {row.input!r}: {row.reason}", flush=True)
     print(audit.summary())
     key = audit.key
     for kind, rows in audit.findings.groupby("kind", sort=False):
         print(f"\n{kind} ({len(rows)}):")
         columns = [key, f"other_{key}", "split", "other_split", "label",
-                   "suggested_label", "score"]  # fmt: skip
+                   "suggested_label", "score", "reason"]  # fmt: skip
         shown = rows[columns].head(PRINTED).dropna(axis=1, how="all")
         print(shown.to_string(index=False, float_format="%.3f"))
     if out:

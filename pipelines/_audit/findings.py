@@ -9,9 +9,13 @@ from featurize import missing_labels
 from pipelines._audit.neighbours import nearest, normalised
 
 KINDS = ("exact_duplicate", "near_duplicate", "label_issue", "outlier")
+# What the audit could not look at, one row per item, so that the table and the
+# report say what "none found" covers: items that could not be read or embedded,
+# and items a check left out (the reason says which check, and why).
+UNSEEN = ("unreadable", "unchecked")
 COLUMNS = [
     "kind", "index", "other_index", "score", "label", "other_label",
-    "suggested_label", "conflict",
+    "suggested_label", "conflict", "reason",
 ]  # fmt: skip
 # Cosine similarity from which two items are near duplicates (BENCHMARKS.md, "Audit").
 # Images (Lite0, avg-pooled final layer), with planted copies (JPEG quality 70, a 10%
@@ -35,7 +39,15 @@ FAINT_Z = -4.0
 
 
 def _rows(kind, pairs):
-    return [dict(zip(COLUMNS, (kind, *row))) for row in pairs]
+    return [dict(zip(COLUMNS, (kind, *row, None))) for row in pairs]
+
+
+def unseen(kind: str, indices, reason: str) -> list[dict]:
+    """One ``unreadable`` or ``unchecked`` row per item of ``indices``."""
+    return [
+        dict(zip(COLUMNS, (kind, int(i), None, None, None, None, None, False, reason)))
+        for i in indices
+    ]
 
 
 def _differ(labels, i: int, j: int) -> bool:
@@ -98,10 +110,40 @@ def near_duplicates(pairs, labels) -> list[dict]:
     )  # fmt: skip
 
 
+def checkable(labels, groups=None) -> tuple[np.ndarray, dict]:
+    """Which items the out-of-fold model can check: a mask, and for each class it
+    cannot, why. A class needs two items (two groups, where copies are grouped)
+    to be held out in one fold while the model learns it from another; and two
+    such classes are needed at all."""
+    labels = np.asarray(labels)
+    classes, counts = np.unique(labels, return_counts=True)
+    reasons = {}
+    for label, count in zip(classes, counts):
+        members = labels == label
+        found = count if groups is None else len(np.unique(groups[members]))
+        if found < 2:
+            what = "item" if groups is None or count == 1 else "group of copies"
+            reasons[label] = (
+                f"class {str(label)!r} has {found} {what}: confident learning needs 2 "
+                f"or more, one to learn the class from while the other is held out"
+            )
+    mask = ~np.isin(labels, list(reasons))
+    left = len(classes) - len(reasons)
+    if left < 2:
+        for label in classes:
+            reasons.setdefault(
+                label,
+                f"only {left} class can be checked ({len(classes)} in the set): "
+                f"the out-of-fold model needs 2 or more",
+            )
+        mask[:] = False
+    return mask, reasons
+
+
 def out_of_fold_probabilities(features, labels, *, groups=None, seed=0):
     """Cross-validated class probabilities of a logistic regression on the
-    embeddings: ``(probabilities, classes)``; None where a class has fewer than two
-    items (nothing to learn it from out of fold)."""
+    embeddings: ``(probabilities, classes)``. Every class needs two items (two
+    groups with ``groups``): see :func:`checkable`."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import (
         StratifiedGroupKFold,
@@ -113,20 +155,15 @@ def out_of_fold_probabilities(features, labels, *, groups=None, seed=0):
 
     labels = np.asarray(labels)
     classes, counts = np.unique(labels, return_counts=True)
-    if len(classes) < 2 or counts.min() < 2:
-        return None, classes
     folds = int(min(5, counts.min()))
     if groups is not None:
         groups = np.asarray(groups)
         # Each class needs a group per fold, or some fold trains without it.
         for label in classes:
             folds = min(folds, len(np.unique(groups[labels == label])))
-        if folds < 2:  # a class that is all copies of one item: nothing held out
-            return None, classes
-    if groups is None:
-        cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    else:
         cv = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
+    else:
+        cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
     # Strong regularisation: out-of-fold probabilities should be calibrated, not
     # confident, for confident learning to rank them.
     head = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=5000))
@@ -143,8 +180,6 @@ def label_issues(probabilities, classes, labels) -> tuple[list[dict], np.ndarray
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
-    if probabilities is None:
-        return [], np.full(len(labels), np.nan)
     codes = np.searchsorted(classes, labels)
     ranked = find_label_issues(
         codes, probabilities, return_indices_ranked_by="self_confidence"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 
 import numpy as np
 
@@ -65,14 +66,27 @@ def joined(*groupings) -> np.ndarray:
     return components(len(groupings[0]), pairs)
 
 
+class GroupPatternError(ValueError):
+    """A ``--group-pattern`` that cannot group the images: not a regular
+    expression, or matching none of their file names."""
+
+
 def groups_from_names(paths, pattern: str) -> np.ndarray:
     """Group ids from file names: images whose names hold the same first match of
     the regular expression ``pattern`` (a patient id such as ``person\\d+``) share
-    a group; a name without a match is a group of its own."""
+    a group; a name without a match is a group of its own.
+
+    Raises
+    ------
+    GroupPatternError
+        ``pattern`` is not a regular expression, or matches no file name (it would
+        group nothing while the split says it is grouped). A pattern that matches
+        only some names warns, with the counts.
+    """
     try:
         expression = re.compile(pattern)
     except re.error as error:
-        raise ValueError(
+        raise GroupPatternError(
             f"The group pattern {pattern!r} is not a regular expression ({error}); "
             f"pass one such as 'person\\d+' that matches the shared part of names."
         ) from None
@@ -80,4 +94,25 @@ def groups_from_names(paths, pattern: str) -> np.ndarray:
     for i, path in enumerate(paths):
         found = expression.search(os.path.basename(os.fspath(path)))
         keys.append(("name", found.group(0)) if found else ("alone", i))
+    matched = sum(1 for kind, _ in keys if kind == "name")
+    names = [os.path.basename(os.fspath(path)) for path in list(paths)[:3]]
+    if keys and not matched:
+        raise GroupPatternError(
+            f"The group pattern {pattern!r} matches none of the {len(keys)} file "
+            f"names (such as {names}): it would group nothing. Pass a pattern that "
+            f"matches the shared part of the names, e.g. 'person[0-9]+'."
+        )
+    if matched < len(keys):
+        unmatched = [
+            os.path.basename(os.fspath(path))
+            for path, (kind, _) in zip(paths, keys)
+            if kind == "alone"
+        ]
+        warnings.warn(
+            f"The group pattern {pattern!r} matches {matched} of {len(keys)} file "
+            f"names; the other {len(keys) - matched} (such as {unmatched[:3]}) are "
+            f"each a group of their own.",
+            UserWarning,
+            stacklevel=2,
+        )
     return joined(keys)

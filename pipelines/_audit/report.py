@@ -24,7 +24,13 @@ ADVICE = {
     "wrong. Look at each and relabel where the suggestion is right.",
     "outlier": "Unlike the rest of the set or of its class: blank, corrupt, the "
     "wrong kind of image, or a rare case worth more examples.",
+    "unreadable": "Could not be read or embedded, so nothing above covers them: "
+    "fix or remove each (the reason says what is wrong).",
+    "unchecked": 'Left out of a check, so its "none found" does not cover '
+    "them (the reason says which check, and why): label more of a tiny class, "
+    "or give unlabelled items a label.",
 }
+TITLES = {"unreadable": "unreadable items", "unchecked": "unchecked items"}
 # What differs for a table of texts.
 TEXT_ADVICE = {
     "near_duplicate": "Reworded copies (templates with another number or name). "
@@ -74,8 +80,8 @@ def render(audit) -> str:
     thumbnails = _Thumbnails()
     for kind in ADVICE:
         rows = findings[findings["kind"] == kind]
-        title = kind.replace("_", " ")
-        parts.append(f"<h2 id='{kind}'>{title}s ({len(rows)})</h2>")
+        title = TITLES.get(kind, f"{kind.replace('_', ' ')}s")
+        parts.append(f"<h2 id='{kind}'>{title} ({len(rows)})</h2>")
         advice = ADVICE[kind]
         if audit.modality == "text":
             advice = TEXT_ADVICE.get(kind, advice)
@@ -120,7 +126,11 @@ def _finding(audit, row: dict, thumbnails) -> str:
             f"<div>{shown}<br><small>{html.escape(name)}<br>{where}label "
             f"<b>{html.escape(str(label))}</b></small></div>"
         )
-    note = f"score {row['score']:.3f}"
+    note = (
+        html.escape(str(row["reason"]))
+        if _given(row.get("reason"))
+        else f"score {row['score']:.3f}"
+    )
     if _given(row["suggested_label"]):
         note += f"; suggested label <b>{html.escape(str(row['suggested_label']))}</b>"
     if row["conflict"]:
