@@ -1,11 +1,13 @@
-"""Audit benchmark: seeded faults in dtd10 and hymenoptera, and how many are found.
+"""Audit benchmark: seeded faults in dtd10, hymenoptera and chest_xray, and how many
+are found.
 
 Each data set is copied with faults planted (seeded): 5% of all labels flipped, 20
-val images each placed in train three times (re-encoded at JPEG quality 70, cropped
-10% from every side, shrunk to 80%), 4 val images copied byte for byte into train
-(2 under another label) and one blank image. dtd10 has no splits: a seeded half of
-each class is train. Then ``pipelines.audit_dataset`` runs twice, and the second
-(warm cache) run is timed.
+held-out (val or test) images each placed in train four times (re-encoded at JPEG
+quality 70, cropped 10% from every side, shrunk to 80%, and all three at once: the
+"harsh" copy), 4 held-out images copied byte for byte into train (2 under another
+label) and one blank image. dtd10 has no splits: a seeded half of each class is
+train. Then ``pipelines.audit_dataset`` runs twice, and the second (warm cache) run
+is timed; ``compare_models(group_duplicates=True)`` gives the folds' sizes.
 
 Near duplicates: recall over the planted pairs (each original with its three
 copies, and the copies among themselves), and the share of copies that share a
@@ -16,7 +18,10 @@ of its own, and a copy paired with its original's twin counts as wrong). Pairs o
 two original files are counted apart ("pre-existing"). Label issues: the share of
 flipped labels among the top 2x as many label-issue rows, and the precision of all
 rows; beside it, the share among the 2x items of lowest ``label_quality`` (every
-item ranked, not only those confident learning flags).
+item ranked, not only those confident learning flags). Beside them: the harsh copy
+paired with a member of its family and grouped with its original, the share of
+held-out originals reported against a training copy, the largest group, the share
+of items flagged as label issues and the out-of-fold model's accuracy.
 
     python benchmarks/audit.py [--seeds 0 1] [--neighbours]
 """
@@ -36,18 +41,24 @@ import time
 import numpy as np
 from PIL import Image
 
-from pipelines import audit_dataset, nearest_neighbours
+from pipelines import (
+    audit_dataset,
+    compare_models,
+    load_image_folder,
+    nearest_neighbours,
+)
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets")
-SETS = ("dtd10", "hymenoptera")
-COPIES = ("q70", "crop", "small")
+SETS = ("dtd10", "hymenoptera", "chest_xray")
+COPIES = ("q70", "crop", "small", "harsh")
+HELD_OUT = ("val", "test")
 
 
 def plant(source: str, target: str, seed: int) -> dict:
     """A faulted copy of ``source`` in ``target``; what was planted."""
     rng = random.Random(seed)
     items = []
-    splits = [s for s in sorted(os.listdir(source)) if s in ("train", "val")]
+    splits = [s for s in sorted(os.listdir(source)) if s in ("train", *HELD_OUT)]
     for split in splits or [None]:
         root = os.path.join(source, split) if split else source
         for label in sorted(os.listdir(root)):
@@ -57,6 +68,7 @@ def plant(source: str, target: str, seed: int) -> dict:
             for k, name in enumerate(names):
                 part = split or ("train" if k < len(names) // 2 else "val")
                 items.append((part, label, os.path.join(root, label, name)))
+    held_out = next((s for s in splits if s in HELD_OUT), "val")
     classes = sorted({label for _, label, _ in items})
     flipped = set(rng.sample(range(len(items)), round(0.05 * len(items))))
     placed, truth = {}, {"flipped": set(), "families": [], "exact": [], "source": {}}
@@ -71,7 +83,9 @@ def plant(source: str, target: str, seed: int) -> dict:
         truth["source"][out] = out
         if k in flipped:
             truth["flipped"].add(out)
-    val = [k for k, item in enumerate(items) if item[0] == "val" and k not in flipped]
+    val = [
+        k for k, item in enumerate(items) if item[0] == held_out and k not in flipped
+    ]
     chosen = rng.sample(val, 24)
     for k in chosen[:20]:
         _, label, path = items[k]
@@ -79,10 +93,13 @@ def plant(source: str, target: str, seed: int) -> dict:
         w, h = image.size
         stem = os.path.splitext(os.path.basename(path))[0]
         family = [placed[k]]
+        cropped = image.crop((w // 10, h // 10, w - w // 10, h - h // 10))
         views = {
             "q70": (image, 70),
-            "crop": (image.crop((w // 10, h // 10, w - w // 10, h - h // 10)), 90),
+            "crop": (cropped, 90),
             "small": (image.resize((int(w * 0.8), int(h * 0.8))), 90),
+            # All three at once: the harshest copy a person would still call one.
+            "harsh": (cropped.resize((int(w * 0.64), int(h * 0.64))), 70),
         }
         for name, (view, quality) in views.items():
             out = os.path.join(target, "train", label, f"{stem}_{name}.jpg")
@@ -127,6 +144,21 @@ def score(audit, truth) -> dict:
     lowest = set(by_quality.head(2 * len(flipped)))
     group = dict(zip(audit.items["path"], audit.items["group"]))
     copies = [(m, family[0]) for family in truth["families"] for m in family[1:]]
+    harsh = [(m, family) for family in truth["families"] for m in family
+             if m.endswith("_harsh.jpg")]  # fmt: skip
+    found = {frozenset(p) for p in pairs}
+    # Each held-out original with a planted copy in train: a finding pairs it with
+    # a training item.
+    originals = [family[0] for family in truth["families"]] + [
+        next(m for m in pair if "copy_" not in os.path.basename(m))
+        for pair in truth["exact"]
+    ]
+    duplicates = findings[kind.isin(["exact_duplicate", "near_duplicate"])]
+    against_train = {
+        a for a, b, split in zip(duplicates["path"], duplicates["other_path"],
+                                 duplicates["other_split"]) if split == "train"
+    }  # fmt: skip
+    sizes = audit.items["group"].value_counts()
     return {
         "near_recall": len(planted & set(pairs)) / len(planted),
         "copies_grouped": sum(group[c] == group[o] for c, o in copies) / len(copies),
@@ -143,7 +175,31 @@ def score(audit, truth) -> dict:
         "label_rows": len(issues),
         "blank_found": truth["blank"] in outliers,
         "outliers": len(outliers),
+        "harsh_paired": sum(
+            any(frozenset((m, o)) in found for o in family if o != m)
+            for m, family in harsh
+        )
+        / len(harsh),
+        "harsh_grouped": sum(group[m] == group[family[0]] for m, family in harsh)
+        / len(harsh),
+        "leaks_vs_train": sum(o in against_train for o in originals) / len(originals),
+        "largest_group": int(sizes.max()),
+        "label_issue_share": len(issues) / len(audit.items),
+        "label_model_acc": getattr(audit, "label_model", {}).get("accuracy", np.nan),
     }
+
+
+def fold_sizes(target: str) -> list:
+    """Test sizes of the 5 grouped folds model selection makes on the training
+    split (``compare_models(group_duplicates=True)``)."""
+    paths, labels = load_image_folder(target, "train")
+    results, _ = compare_models(
+        paths, labels, param_grid={"C": [1.0]}, cv=5, refit=False,
+        group_duplicates=True,
+    )  # fmt: skip
+    if "fold_sizes" in results:
+        return list(results["fold_sizes"].iloc[0])
+    return []  # before issue 36: not reported
 
 
 def neighbours_timing(sizes=(1_200, 20_000)) -> None:
@@ -188,6 +244,7 @@ def main() -> None:
                 audit_dataset(target)  # fills the cache
                 audit = audit_dataset(target)
                 result = score(audit, truth)
+                result["fold_sizes"] = fold_sizes(target)
             print(f"\n{name} seed {seed}: {len(audit.items)} images, warm audit "
                   f"{audit.seconds:.1f} s")  # fmt: skip
             for key, value in result.items():

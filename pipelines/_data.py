@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import os
 
+# Split folders (or a manifest's split column) by name: what is trained on, and what
+# holds out.
+TRAIN_SPLITS = ("train", "training")
+EVAL_SPLITS = ("val", "valid", "validation", "test", "testing")
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-SPLIT_NAMES = ("train", "training", "val", "valid", "validation", "test", "testing")
+SPLIT_NAMES = TRAIN_SPLITS + EVAL_SPLITS
 
 
 def _subfolders(path: str) -> list[str]:

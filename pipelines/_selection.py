@@ -125,7 +125,10 @@ def compare_models(
         (``score`` when ``scoring`` is one metric), ``fit_time`` (mean seconds per
         fold), ``embedding_time`` (seconds to embed all images for that
         configuration), ``cache_hits`` and ``computed`` (images served from the
-        cache, and sent through the backbone), ``grouped``, and ``error``: empty
+        cache, and sent through the backbone), ``grouped`` (images that share a
+        group), ``fold_sizes`` (each fold's test size: a group that would make
+        a fold more than twice its even share is split, with a warning naming
+        it), and ``error``: empty
         for a scored candidate, else the cause of its failure in one line (its
         scores are then NaN and it sorts last).
     best : sklearn.pipeline.Pipeline or None
@@ -172,7 +175,10 @@ def compare_models(
         embedding_time = time.perf_counter() - started
         embeddings, stats = result.array, result.stats
         if splits is None:
-            splits, grouped = _splits(cv, labels, groups, group_duplicates, result)
+            splits, grouped = _splits(
+                cv, labels, groups, group_duplicates, result, paths
+            )
+            fold_sizes = [len(test) for _, test in splits]
         for classifier in classifiers:
             estimator = make_classifier(classifier, class_weight=class_weight)
             head = Pipeline([("scaler", StandardScaler()), ("classifier", estimator)])
@@ -216,6 +222,7 @@ def compare_models(
                 row["cache_hits"] = stats["cache_hits"]
                 row["computed"] = stats["computed"]
                 row["grouped"] = grouped
+                row["fold_sizes"] = fold_sizes
                 row["error"] = error
                 rows.append(row)
     if tuned:
@@ -299,6 +306,7 @@ def _cross_validate_tuned(estimator, paths, labels, splits, scoring, metrics,
     row["embedding_time"] = np.nan
     row["cache_hits"] = row["computed"] = np.nan
     row["grouped"] = grouped
+    row["fold_sizes"] = [len(test) for _, test in splits]
     row["error"] = error
     return row
 
@@ -365,8 +373,9 @@ def fold_problem(labels, cv, groups=None) -> str | None:
     return None
 
 
-def _splits(cv, labels, groups, group_duplicates: bool, result):
-    """The folds every configuration shares, and how many images were grouped."""
+def _splits(cv, labels, groups, group_duplicates: bool, result, names=None):
+    """The folds every configuration shares, and how many images were grouped
+    (``names``: the images, for warnings)."""
     from sklearn.model_selection import StratifiedGroupKFold
 
     if group_duplicates:
@@ -375,6 +384,8 @@ def _splits(cv, labels, groups, group_duplicates: bool, result):
     if groups is None:
         return list(check_cv(cv, labels, classifier=True).split(labels, labels)), 0
     groups = np.asarray(groups)
+    if isinstance(cv, numbers.Integral):
+        groups = _without_giants(groups, int(cv), names)
     problem = fold_problem(labels, cv, groups)
     if problem:
         raise InvalidLabelsError(problem)
@@ -383,6 +394,36 @@ def _splits(cv, labels, groups, group_duplicates: bool, result):
     if isinstance(cv, numbers.Integral):
         cv = StratifiedGroupKFold(int(cv))
     return list(cv.split(labels, labels, groups)), grouped
+
+
+def _without_giants(groups, n_folds: int, names=None) -> np.ndarray:
+    """``groups`` with every group that would make a fold more than twice its
+    even share split into its members, each split group named in a warning: a
+    fold of most of the data scores nothing honestly."""
+    import warnings
+
+    share = len(groups) / n_folds
+    values, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    giants = np.flatnonzero(counts > 2 * share)
+    if not len(giants):
+        return groups
+    ids = inverse.astype(np.int64)
+    for giant in giants:
+        members = np.flatnonzero(inverse == giant)
+        first = int(members[0])
+        example = names[first] if names is not None else None
+        if not isinstance(example, str):
+            example = f"item {first}"
+        warnings.warn(
+            f"Group {values[giant]!r} holds {len(members)} of {len(groups)} images "
+            f"(such as {example!r}), more than twice a fold's even share "
+            f"({share:.0f}): kept together it would make one fold most of the data. "
+            f"Its images are split across folds.",
+            UserWarning,
+            stacklevel=4,
+        )
+        ids[members] = len(values) + members
+    return ids
 
 
 def _scorers(scoring, metrics, probabilistic: bool):

@@ -33,11 +33,8 @@ from pipelines._classifiers import (
     make_text_classifier,
     parameter,
 )
-from pipelines._data import list_splits, load_image_folder
+from pipelines._data import EVAL_SPLITS, TRAIN_SPLITS, list_splits, load_image_folder
 from pipelines._manifests import read_text_table
-
-TRAIN_SPLITS = ("train", "training")
-EVAL_SPLITS = ("val", "valid", "validation", "test", "testing")
 
 
 def _stderr(message: str) -> None:

@@ -17,11 +17,11 @@ from featurize import (
     missing_labels,
 )
 from pipelines._audit import findings as find
-from pipelines._audit.groups import components, copies
+from pipelines._audit.groups import copies, linked_groups
 from pipelines._audit.neighbours import nearest, normalised
 from pipelines._audit.report import write_report
 from pipelines._classifiers import describe_featurizer
-from pipelines._data import list_splits, load_image_folder
+from pipelines._data import TRAIN_SPLITS, list_splits, load_image_folder
 from pipelines._manifests import read_manifest, read_text_table
 from pipelines._tables import TABLE_SUFFIXES, table_suffix
 
@@ -53,10 +53,16 @@ class Audit:
         The items that could not be embedded (the featurizer's ``failures``).
     modality, description, near_threshold, seconds
         ``"image"`` or ``"text"``, the featurizer used, the similarity from which
-        a pair is a near duplicate, and the audit's wall time.
+        a pair is a near duplicate (None: the data-relative rule, see
+        :meth:`near_rule`), and the audit's wall time.
     stats : dict
         The embedding call's ``stats`` (``cache_hits``, ``computed``, ...): after a
         search, every item is a cache hit.
+    label_model : dict
+        The out-of-fold model label issues come from: its ``accuracy`` on the
+        given labels, the ``chance`` level (the largest class's share), and
+        ``weak`` (too close to chance for its confidence to flag labels: then no
+        item is flagged, and ``items.label_quality`` ranks them instead).
     """
 
     findings: object
@@ -64,9 +70,10 @@ class Audit:
     skipped: object
     modality: str
     description: str
-    near_threshold: float
+    near_threshold: float | None
     seconds: float
     stats: dict = field(default_factory=dict)
+    label_model: dict = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -89,6 +96,35 @@ class Audit:
         named = table["split"].notna() & table["other_split"].notna()
         return table[pairs & named & (table["split"] != table["other_split"])]
 
+    def near_rule(self) -> str:
+        """The rule that made two items near duplicates, in words."""
+        if self.near_threshold is not None:
+            return f"cosine similarity >= {self.near_threshold:.2f}"
+        return (
+            f"cosine distance at most {find.NEAR_RATIO:g} of the distance from "
+            f"either item to its {find.NEIGHBOURS}th nearest neighbour (relative "
+            f"to the data set), and similarity >= {find.NEAR_FLOOR:g}"
+        )
+
+    def leaking(self):
+        """Held-out items with a copy (exact or near) in a training split, counted
+        per held-out split: the items that make its score optimistic."""
+        import pandas as pd
+
+        leaks, key = self.leaks(), self.key
+
+        def training(column):
+            return leaks[column].astype(str).str.lower().isin(TRAIN_SPLITS)
+
+        first, second = training("split"), training("other_split")
+        held = pd.concat([
+            leaks.loc[first & ~second, [f"other_{key}", "other_split"]].set_axis(
+                [key, "split"], axis=1
+            ),
+            leaks.loc[second & ~first, [key, "split"]],
+        ])  # fmt: skip
+        return held.drop_duplicates(key).groupby("split").size()
+
     def write_report(self, path) -> None:
         """Write the self-contained HTML report (thumbnails inlined) to ``path``."""
         write_report(self, path)
@@ -109,6 +145,18 @@ class Audit:
             f"{leaks} duplicate pairs across splits, {conflicts} with different "
             f"labels"
         )
+        leaking = self.leaking()
+        if len(leaking):
+            shown = ", ".join(f"{n} in {split}" for split, n in leaking.items())
+            text += f"; held-out items with a copy in training: {shown}"
+        model = self.label_model
+        if model.get("weak"):
+            text += (
+                f"; label issues not flagged: the out-of-fold model's accuracy "
+                f"{model['accuracy']:.2f} is close to chance ({model['chance']:.2f}), "
+                f"so its confidence says little (sort items by label_quality to "
+                f"review the least likely labels first)"
+            )
         if kinds.get("unreadable", 0):
             text += f"; {kinds['unreadable']} unreadable, not audited"
         unchecked = self.findings[self.findings["kind"] == "unchecked"]
@@ -184,8 +232,14 @@ def audit_dataset(
     kinds : sequence of str
         Which findings to look for (all four by default).
     near_threshold : float, optional
-        Cosine similarity from which two items are near duplicates; by default the
-        measured one for the modality (``pipelines.NEAR_THRESHOLDS``).
+        Cosine similarity from which two items are near duplicates. By default,
+        the modality's (``pipelines.NEAR_THRESHOLDS``): 0.90 for texts, and for
+        images a rule relative to the data set (a pair's cosine distance at most
+        half the distance from either item to its typical neighbours, and a
+        similarity of at least 0.8), which holds on photos, textures and scans
+        alike. Near duplicates are grouped so
+        that every member of a group is a near duplicate of every other: groups
+        never chain.
     backend : {"auto", "exact", "hnsw"}
         Nearest neighbours: exact (scikit-learn) up to 50,000 items, faiss HNSW
         past that with ``"auto"``.
@@ -247,18 +301,24 @@ def audit_dataset(
     neighbours = nearest(
         normalised(result.array[kept]), find.NEIGHBOURS, backend=backend
     )
-    exact, near = copies(result, threshold, neighbours=neighbours)
-    items["group"] = components(len(items), exact + [(a, b) for a, b, _ in near])
+    exact, near, linkage = copies(result, threshold, neighbours=neighbours)
+    items["group"] = linked_groups(len(items), exact, near, linkage)
     rows = []
     if "exact_duplicate" in kinds:
         rows += find.exact_duplicates(digests, labels)
     if "near_duplicate" in kinds:
         rows += find.near_duplicates(near, labels)
+    if {"exact_duplicate", "near_duplicate"} <= set(kinds):
+        rows += find.training_copies(
+            rows, items["group"].to_numpy(), _training(items["split"]), digests,
+            labels, linkage[0],
+        )  # fmt: skip
     for failure in result.failures.itertuples():
         rows += find.unseen("unreadable", [failure.index], failure.reason)
     usable = kept[labelled[kept]]
+    label_model = {}
     if "label_issue" in kinds:
-        rows += _label_issues(items, result.array, usable, labels, seed)
+        rows += _label_issues(items, result.array, usable, labels, seed, label_model)
         rows += find.unseen(
             "unchecked", kept[~labelled[kept]],
             "no label: not checked for label issues or conflicts",
@@ -278,13 +338,28 @@ def audit_dataset(
         near_threshold=threshold,
         seconds=time.perf_counter() - started,
         stats=dict(result.stats),
+        label_model=label_model,
     )
 
 
-def _label_issues(items, embeddings, usable, labels, seed: int) -> list[dict]:
+def _training(splits):
+    """``(training, held out)`` masks of the items: a training split (``train``,
+    ``training``) and the other named ones; None without both."""
+    named = splits.notna().to_numpy()
+    training = named & splits.astype(str).str.lower().isin(TRAIN_SPLITS).to_numpy()
+    held = named & ~training
+    return (training, held) if training.any() and held.any() else None
+
+
+def _label_issues(items, embeddings, usable, labels, seed: int, model: dict):
     """Label issues among the labelled, embedded items (``usable``) of the
     classes the out-of-fold model can learn, and an ``unchecked`` row for each
-    item of the others; every checked item's ``label_quality`` set in ``items``."""
+    item of the others; every checked item's ``label_quality`` set in ``items``,
+    and what the out-of-fold model scored in ``model``.
+
+    Where that model is too weak for its confidence to mean much (see
+    ``find.WEAK_MODEL``), no item is flagged: its label quality still ranks them.
+    """
     given = labels[usable].astype(str)
     groups = items["group"].to_numpy()[usable]
     mask, reasons = find.checkable(given, groups)
@@ -297,7 +372,9 @@ def _label_issues(items, embeddings, usable, labels, seed: int) -> list[dict]:
             seed=seed,
         )  # fmt: skip
         issues, quality = find.label_issues(probabilities, classes, given[mask])
-        rows += _at(issues, checked)
+        model.update(find.model_strength(probabilities, classes, given[mask]))
+        if not model["weak"]:
+            rows += _at(issues, checked)
         items.loc[checked, "label_quality"] = quality
     for label, reason in reasons.items():
         members = usable[~mask & (given == label)]

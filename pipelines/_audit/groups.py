@@ -9,8 +9,13 @@ import warnings
 
 import numpy as np
 
-from pipelines._audit.findings import first_pairs, similar_pairs
-from pipelines._audit.neighbours import normalised
+from pipelines._audit.findings import (
+    NEIGHBOURS,
+    first_pairs,
+    near_cuts,
+    similar_pairs,
+)
+from pipelines._audit.neighbours import nearest, normalised
 
 
 def components(n: int, pairs) -> np.ndarray:
@@ -26,27 +31,69 @@ def components(n: int, pairs) -> np.ndarray:
     return np.argsort(np.argsort(first))[labels]
 
 
-def copies(result, threshold: float, *, backend="auto", neighbours=None):
-    """The exact-duplicate pairs and near-duplicate ``(i, j, similarity)`` triples
-    of one :class:`featurize.Embeddings`, in its positions (``neighbours``: those
-    of its embedded rows, where the caller has them)."""
+def copies(result, threshold: float | None, *, backend="auto", neighbours=None):
+    """The exact-duplicate pairs, the near-duplicate ``(i, j, similarity)``
+    triples of one :class:`featurize.Embeddings` (in its positions), and what
+    :func:`linked_groups` needs to group them: ``(unit rows, cuts)`` of every
+    position (zero rows and infinite cuts where an item failed). ``neighbours``:
+    those of its embedded rows, where the caller has them."""
     digests = list(result.digests)
     kept = np.flatnonzero(result.ok)
+    unit = normalised(result.array[kept])
+    if neighbours is None:
+        neighbours = nearest(unit, NEIGHBOURS, backend=backend)
     near = similar_pairs(
-        normalised(result.array[kept]), threshold, backend=backend,
-        digests=[digests[i] for i in kept], neighbours=neighbours,
-    )  # fmt: skip
-    return first_pairs(digests), [(int(kept[a]), int(kept[b]), s) for a, b, s in near]
+        unit, threshold, digests=[digests[i] for i in kept], neighbours=neighbours
+    )
+    rows = np.zeros((len(digests), unit.shape[1]), np.float32)
+    rows[kept] = unit
+    cuts = np.full(len(digests), np.inf)
+    cuts[kept] = near_cuts(neighbours[1], threshold)
+    pairs = [(int(kept[a]), int(kept[b]), s) for a, b, s in near]
+    return first_pairs(digests), pairs, (rows, cuts)
 
 
-def duplicate_groups(result, threshold: float, *, backend="auto") -> np.ndarray:
-    """Group ids of one embedding call's items: equal content digests and near
-    duplicates (cosine >= ``threshold``) share a group; failed items stand alone."""
-    exact, near = copies(result, threshold, backend=backend)
-    return components(len(result), exact + [(a, b) for a, b, _ in near])
+def linked_groups(n: int, exact, near, linkage) -> np.ndarray:
+    """Group ids (0..g-1, numbered by first member) in which every two members are
+    near duplicates of each other (complete linkage), so that groups never chain:
+    exact copies (``exact`` pairs) always share a group; ``near`` pairs, most
+    similar first, join two groups only where every pair across them reaches both
+    members' cuts. ``linkage`` is ``(unit rows, cuts)`` from :func:`copies`."""
+    rows, cuts = linkage
+    group = np.arange(n)
+    members = {i: [i] for i in range(n)}
+
+    def join(a: int, b: int) -> None:
+        big, small = (a, b) if len(members[a]) >= len(members[b]) else (b, a)
+        group[members[small]] = big
+        members[big] += members.pop(small)
+
+    for a, b in exact:
+        if group[a] != group[b]:
+            join(group[a], group[b])
+    for a, b, _ in sorted(near, key=lambda pair: -pair[2]):
+        first, second = group[a], group[b]
+        if first == second:
+            continue
+        left, right = members[first], members[second]
+        similarity = rows[left] @ rows[right].T
+        needed = np.maximum(cuts[left][:, None], cuts[right][None, :])
+        if (similarity >= needed - 1e-6).all():
+            join(first, second)
+    _, first, inverse = np.unique(group, return_index=True, return_inverse=True)
+    return np.argsort(np.argsort(first))[inverse]
 
 
-def held_out_copies(train, held_out, threshold: float) -> tuple[int, int]:
+def duplicate_groups(result, threshold: float | None, *, backend="auto"):
+    """Group ids of one embedding call's items: equal content digests share a
+    group, and so do near duplicates (see :func:`similar_pairs`; ``None``: the
+    data-relative rule) that are all near duplicates of each other; failed items
+    stand alone."""
+    exact, near, linkage = copies(result, threshold, backend=backend)
+    return linked_groups(len(result), exact, near, linkage)
+
+
+def held_out_copies(train, held_out, threshold: float | None) -> tuple[int, int]:
     """How many items of ``held_out`` have an exact copy in ``train``, and how many
     more a near duplicate there (both :class:`featurize.Embeddings`)."""
     seen = {digest for digest in train.digests if digest is not None}

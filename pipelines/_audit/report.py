@@ -71,10 +71,9 @@ def render(audit) -> str:
         f"<style>{_STYLE}</style></head><body>",
         "<h1>Can I trust this score? An audit</h1>",
         f"<p>{html.escape(audit.summary())}.</p>",
-        f"<p><small>Near duplicates: cosine similarity &ge; "
-        f"{audit.near_threshold:.2f}. Label issues: confident learning (cleanlab) "
-        f"on out-of-fold probabilities of a logistic regression on the "
-        f"embeddings.</small></p>",
+        f"<p><small>Near duplicates: {html.escape(audit.near_rule())}. Label "
+        f"issues: confident learning (cleanlab) on out-of-fold probabilities of a "
+        f"logistic regression on the embeddings{_strength(audit)}.</small></p>",
         _counts(audit),
     ]
     thumbnails = _Thumbnails()
@@ -94,6 +93,13 @@ def render(audit) -> str:
             parts.append(f"<p>... and {len(rows) - SHOWN} more in the table.</p>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _strength(audit) -> str:
+    model = audit.label_model
+    if not model:
+        return ""
+    return f" (its accuracy on the given labels: {model['accuracy']:.2f})"
 
 
 def _counts(audit) -> str:
