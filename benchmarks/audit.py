@@ -154,10 +154,17 @@ def score(audit, truth) -> dict:
         for pair in truth["exact"]
     ]
     duplicates = findings[kind.isin(["exact_duplicate", "near_duplicate"])]
-    against_train = {
-        a for a, b, split in zip(duplicates["path"], duplicates["other_path"],
-                                 duplicates["other_split"]) if split == "train"
-    }  # fmt: skip
+    against_train, paired = set(), set()
+    for a, b, split, other in zip(
+        duplicates["path"],
+        duplicates["other_path"],
+        duplicates["split"],
+        duplicates["other_split"],
+    ):
+        if other == "train":
+            against_train.add(a)
+        if "train" in (split, other) and split != other:
+            paired |= {a, b}  # a training and a held-out member, either way round
     sizes = audit.items["group"].value_counts()
     return {
         "near_recall": len(planted & set(pairs)) / len(planted),
@@ -183,6 +190,7 @@ def score(audit, truth) -> dict:
         "harsh_grouped": sum(group[m] == group[family[0]] for m, family in harsh)
         / len(harsh),
         "leaks_vs_train": sum(o in against_train for o in originals) / len(originals),
+        "leaks_any_order": sum(o in paired for o in originals) / len(originals),
         "largest_group": int(sizes.max()),
         "label_issue_share": len(issues) / len(audit.items),
         "label_model_acc": getattr(audit, "label_model", {}).get("accuracy", np.nan),

@@ -100,9 +100,10 @@ def compare_models(
         of a fold (``StratifiedGroupKFold`` when ``cv`` is an int; a splitter
         passed as ``cv`` receives the groups and must be one that honours them).
     group_duplicates : bool, default=False
-        Also group exact copies (equal content) and near duplicates (cosine
-        similarity of the first configuration's embeddings at least
-        ``NEAR_THRESHOLDS["image"]``), as ``featurize audit`` finds them.
+        Also group exact copies (equal content) and near duplicates of the first
+        configuration's embeddings (the data-relative rule of
+        ``NEAR_THRESHOLDS["image"]``, every member of a group near every other),
+        as ``featurize audit`` finds and groups them.
     class_weight : None, "balanced" or dict
         The classifiers' (see :func:`make_image_classifier`); the SVMs are
         calibrated, so every built-in classifier reports ``log_loss``.
@@ -415,7 +416,8 @@ def _without_giants(groups, n_folds: int, names=None) -> np.ndarray:
         if not isinstance(example, str):
             example = f"item {first}"
         warnings.warn(
-            f"Group {values[giant]!r} holds {len(members)} of {len(groups)} images "
+            f"Group {values[giant].item()!r} holds {len(members)} of {len(groups)} "
+            f"images "
             f"(such as {example!r}), more than twice a fold's even share "
             f"({share:.0f}): kept together it would make one fold most of the data. "
             f"Its images are split across folds.",

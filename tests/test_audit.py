@@ -4,6 +4,7 @@ probabilities."""
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import subprocess
 
@@ -19,7 +20,12 @@ from pipelines import (
     make_image_classifier,
     train_and_evaluate,
 )
-from pipelines._audit.findings import NEAR_FLOOR
+from pipelines._audit.findings import (
+    NEAR_FLOOR,
+    model_strength,
+    out_of_fold_probabilities,
+)
+from pipelines._audit.groups import components, linked_groups
 from pipelines._audit.neighbours import nearest, normalised
 from pipelines._audit.report import render
 from pipelines._cli import main
@@ -385,3 +391,139 @@ def test_text_audit_names_rows_and_unlabelled_ones(tmp_path, capsys):
     assert unchecked["row"].tolist() == [5]
     assert unchecked["reason"].iloc[0].startswith("no label")
     assert "1 not checked (no label" in audit.summary()
+
+
+@pytest.fixture(scope="module")
+def scans(tmp_path_factory):
+    """data/chest_xray (radiographs: uniformly close in ImageNet features) with six
+    planted families: an original, its JPEG-70 re-encode and an 80% shrink."""
+    root = tmp_path_factory.mktemp("scans") / "chest_xray"
+    shutil.copytree(DATA.parent / "chest_xray", root)
+    folder = root / "train" / "normal"
+    families = []
+    for k, original in enumerate(sorted(folder.iterdir())[:6]):
+        image = Image.open(original).convert("RGB")
+        w, h = image.size
+        copies = [folder / f"planted{k}_q70.jpg", folder / f"planted{k}_small.jpg"]
+        image.save(copies[0], quality=70)
+        image.resize((int(w * 0.8), int(h * 0.8))).save(copies[1], quality=90)
+        families.append({str(original), *map(str, copies)})
+    return root, families
+
+
+def test_uniform_scans_give_small_groups_and_their_copies(scans):
+    root, families = scans
+    audit = audit_dataset(root, kinds=["exact_duplicate", "near_duplicate"])
+    near = _kind(audit, "near_duplicate")
+    pairs = {frozenset(p) for p in zip(near["path"], near["other_path"])}
+    expected = {
+        frozenset(pair)
+        for family in families
+        for pair in itertools.combinations(family, 2)
+    }
+    assert pairs == expected  # every planted pair, and no two different scans
+    group = audit.items.set_index("path")["group"]
+    for family in families:
+        assert len({group[member] for member in family}) == 1
+    assert audit.items["group"].value_counts().max() == 3
+    # A fixed 0.85 links hundreds of pairs of different scans: chained into
+    # components, they would make one group of most of the set.
+    fixed = audit_dataset(root, kinds=["near_duplicate"], near_threshold=0.85)
+    assert len(_kind(fixed, "near_duplicate")) > 100
+    index = {path: k for k, path in enumerate(fixed.items["path"])}
+    chained = components(
+        len(index),
+        [(index[a], index[b]) for a, b in
+         zip(fixed.findings["path"], fixed.findings["other_path"])],
+    )  # fmt: skip
+    assert np.bincount(chained).max() > len(index) / 2
+    # Grouped as the audit groups, every member near every other: no chain.
+    assert fixed.items["group"].value_counts().max() < 12
+
+
+def test_groups_link_only_items_that_are_all_near_each_other():
+    # Unit vectors along an arc: each is 0.9 from the next, the ends far apart.
+    angles = np.arange(12) * np.arccos(0.9)
+    rows = np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
+    near = [(k, k + 1, 0.9) for k in range(11)]
+    assert components(12, [(a, b) for a, b, _ in near]).max() == 0  # one chain
+    groups = linked_groups(12, [], near, (rows, np.full(12, 0.85)))
+    for group in np.unique(groups):
+        members = np.flatnonzero(groups == group)
+        similarity = rows[members] @ rows[members].T
+        assert (similarity >= 0.85 - 1e-6).all()
+    assert np.bincount(groups).max() == 2
+    # Exact copies always share a group, whatever their embeddings.
+    groups = linked_groups(12, [(0, 11)], [], (rows, np.full(12, 0.85)))
+    assert groups[0] == groups[11]
+
+
+def test_held_out_copies_are_reported_against_a_training_copy(tmp_path):
+    # test/ sorts before train/: the first copy of each image is a held-out one.
+    root = tmp_path / "set"
+    photos = sorted((DATA / "train" / "ants").iterdir())[:8]
+    for split in ("train", "test"):
+        (root / split / "ants").mkdir(parents=True)
+        (root / split / "bees").mkdir(parents=True)
+    for k, photo in enumerate(photos):
+        split = "train" if k < 4 else "test"
+        shutil.copyfile(photo, root / split / "bees" / photo.name)
+    original = photos[0]
+    # A copy of a copy: two held-out copies and the training one.
+    shutil.copyfile(original, root / "test" / "ants" / "copy1.jpg")
+    shutil.copyfile(original, root / "test" / "ants" / "copy2.jpg")
+    audit = audit_dataset(root, backbone="mobilenet_v3_small", weights=None,
+                          input_size=32, cache=None)  # fmt: skip
+    duplicates = audit.findings[audit.findings["kind"].str.endswith("duplicate")]
+    training = str(root / "train" / "bees" / original.name)
+    for copy in ("copy1.jpg", "copy2.jpg"):
+        rows = duplicates[duplicates["path"] == str(root / "test" / "ants" / copy)]
+        assert training in rows["other_path"].tolist(), rows
+    leaking = audit.leaking()
+    assert leaking.to_dict() == {"test": 2}
+    assert "held-out items with a copy in training: 2 in test" in audit.summary()
+
+
+def test_a_weak_out_of_fold_model_flags_no_labels():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 8))
+    labels = np.array(["a", "b"] * 30)
+    probabilities, classes = out_of_fold_probabilities(x, labels)
+    strength = model_strength(probabilities, classes, labels)
+    assert strength["weak"]  # random features: chance
+    assert strength["chance"] == 0.5
+    x[:, 0] += np.where(labels == "a", 4, -4)
+    probabilities, classes = out_of_fold_probabilities(x, labels)
+    assert not model_strength(probabilities, classes, labels)["weak"]
+
+
+def test_audit_with_random_labels_ranks_instead_of_flagging(tmp_path):
+    root = tmp_path / "shuffled"
+    rng = np.random.default_rng(1)
+    paths, _ = load_image_folder(DATA, "train")
+    for k, path in enumerate(paths):
+        label = ("ants", "bees")[rng.integers(2)]
+        (root / label).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, root / label / f"{k}.jpg")
+    audit = audit_dataset(root, backbone="mobilenet_v3_small", weights=None,
+                          input_size=32, cache=None)  # fmt: skip
+    assert audit.label_model["weak"]
+    assert _kind(audit, "label_issue").empty
+    assert audit.items["label_quality"].notna().all()  # still ranked
+    assert "label issues not flagged: the out-of-fold model's accuracy" in (
+        audit.summary()
+    )
+
+
+def test_model_selection_reports_fold_sizes_and_splits_a_giant_group():
+    paths, labels = load_image_folder(DATA, "train")
+    groups = np.arange(len(paths))
+    groups[:34] = 0  # one group of 34 of 48: most of a 3-fold split
+    with pytest.warns(UserWarning, match=r"Group 0 holds 34 of 48 images \(such as"):
+        results, _ = compare_models(
+            paths, labels, param_grid={"C": [1.0]}, cv=3, refit=False, groups=groups,
+            backbones=["mobilenet_v3_small"], weights=None, input_size=32,
+        )  # fmt: skip
+    sizes = results["fold_sizes"].iloc[0]
+    assert sum(sizes) == len(paths)
+    assert max(sizes) <= 2 * len(paths) / 3

@@ -49,8 +49,10 @@ def add_audit_command(command, parents) -> None:
     )  # fmt: skip
     audit.add_argument(
         "--near-threshold", type=cosine, default=None, metavar="COSINE",
-        help="similarity from which two items are near duplicates (default: 0.85 "
-        "for images, 0.90 for texts; measured, see BENCHMARKS.md)",
+        help="a fixed similarity from which two items are near duplicates "
+        "(default: for images a rule relative to the data set, a pair's distance "
+        "at most half its members' distance to their typical neighbours; 0.90 "
+        "for texts; measured, see BENCHMARKS.md)",
     )  # fmt: skip
     audit.add_argument("--seed", type=int, default=0, help="cross-validation folds")
     audit.add_argument("--quiet", action="store_true", help="no progress bar")
