@@ -6,6 +6,7 @@ from pipelines._audit.neighbours import nearest as nearest_neighbours
 from pipelines._classifiers import make_image_classifier, make_text_classifier
 from pipelines._data import list_splits, load_image_folder
 from pipelines._embed import embed_dataset
+from pipelines._labelling.select import next_to_label
 from pipelines._manifests import read_manifest, read_text_table
 from pipelines._predict import Predictions, predict_rows, read_model
 from pipelines._selection import compare_models, plot_comparison
@@ -25,6 +26,7 @@ __all__ = [
     "make_image_classifier",
     "make_text_classifier",
     "nearest_neighbours",
+    "next_to_label",
     "plot_comparison",
     "predict_rows",
     "read_manifest",

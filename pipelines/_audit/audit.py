@@ -237,9 +237,8 @@ def audit_dataset(
         images a rule relative to the data set (a pair's cosine distance at most
         half the distance from either item to its typical neighbours, and a
         similarity of at least 0.8), which holds on photos, textures and scans
-        alike. Near duplicates are grouped so
-        that every member of a group is a near duplicate of every other: groups
-        never chain.
+        alike. Near duplicates are grouped so that every member of a group is a
+        near duplicate of every other: groups never chain.
     backend : {"auto", "exact", "hnsw"}
         Nearest neighbours: exact (scikit-learn) up to 50,000 items, faiss HNSW
         past that with ``"auto"``.
