@@ -2,14 +2,15 @@
 
 from pipelines._audit.audit import Audit, audit_dataset
 from pipelines._audit.findings import NEAR_THRESHOLDS
-from pipelines._audit.neighbours import nearest as nearest_neighbours
 from pipelines._classifiers import make_image_classifier, make_text_classifier
 from pipelines._data import list_splits, load_image_folder
 from pipelines._embed import embed_dataset
 from pipelines._labelling.select import next_to_label
 from pipelines._manifests import read_manifest, read_text_table
+from pipelines._neighbours import nearest as nearest_neighbours
 from pipelines._predict import Predictions, predict_rows, read_model
 from pipelines._selection import compare_models, plot_comparison
+from pipelines._similar import find_similar
 from pipelines._tables import read_table
 from pipelines._train import Trained, train_and_evaluate
 
@@ -21,6 +22,7 @@ __all__ = [
     "audit_dataset",
     "compare_models",
     "embed_dataset",
+    "find_similar",
     "list_splits",
     "load_image_folder",
     "make_image_classifier",

@@ -50,13 +50,14 @@ from pipelines._options import (
 from pipelines._predict import check_options, predict_rows, read_model
 from pipelines._ray import RAY_CACHES
 from pipelines._selection import compare_models, fold_problem
+from pipelines._similar import add_similar_command
 from pipelines._tables import separator
 from pipelines._train import TRAIN_SPLITS, train_and_evaluate
 
 PREDICTION_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 # Commands that load Keras (the others answer without it, in a fraction of a second).
 FRAMEWORK_COMMANDS = (
-    "train", "search", "embed", "predict", "encoders", "export", "audit",
+    "train", "search", "embed", "predict", "encoders", "export", "audit", "similar",
 )  # fmt: skip
 
 
@@ -237,6 +238,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_export_command(command, model_options())
     add_audit_command(command, [featurizer, manifest, text, tables])
+    add_similar_command(command, [featurizer])
 
     cache = command(
         "cache", _cache, help="inspect, clear or shrink the embedding cache"

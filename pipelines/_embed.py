@@ -30,6 +30,10 @@ from pipelines._manifests import read_manifest, read_text_table
 from pipelines._ray import run_on_ray
 
 CHUNK_ROWS = 1024
+# Featurizer parameters that say how inputs are read on this machine, not what
+# the embeddings are: left out of the metadata that rebuilds a featurizer.
+READING_PARAMS = ("batch_size", "cache", "decode_workers", "on_error", "runtime",
+                  "verbose", "max_pixels")  # fmt: skip
 FAILURE_COLUMNS = ["path", "error", "message"]
 # A text's failure is named by its row in the manifest (0-based, header excluded).
 TEXT_FAILURE_COLUMNS = ["row", "error", "message"]
@@ -67,6 +71,15 @@ class Summary:
                 else ""
             )
         )
+
+
+def defining_params(featurizer) -> dict:
+    """The featurizer's parameters that define its embeddings, as plain data."""
+    return {
+        name: list(value) if isinstance(value, tuple) else value
+        for name, value in featurizer.get_params().items()
+        if name not in READING_PARAMS
+    }
 
 
 def _arrow_table(frame, digests, embeddings, keep, schema, names):
@@ -160,7 +173,9 @@ def embed_dataset(
         The Parquet file to write (``.parquet`` or ``.pq``; never one of the
         inputs; checked before any work): the manifest's other columns, ``path``,
         ``digest`` (BLAKE2b of the file's content) and ``embedding`` (fixed-size
-        list of float32), with the featurizer's settings in the file metadata; where
+        list of float32), with the featurizer's settings in the file metadata
+        (its fingerprint, and the parameters that rebuild it: ``featurize
+        similar`` embeds queries with them); where
         the manifest has columns of those names, the added ones are
         ``featurize_digest`` and ``featurize_embedding``. Failures go to
         ``<out>.failures.parquet`` (``path``, ``error``, ``message``).
@@ -216,6 +231,10 @@ def embed_dataset(
             "settings": settings,
             "n_features": featurizer.n_features_out_,
             "version": __version__,
+            # What embeds a query the same way (`featurize similar`).
+            "modality": "image" if text_column is None else "text",
+            "column": "path" if text_column is None else text_column,
+            "params": defining_params(featurizer),
         }
     }
     if engine == "ray":

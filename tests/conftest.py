@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -20,6 +22,29 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data" / "hymenoptera"
 SHARED = ROOT.parent / "shared" / "datasets" / "hymenoptera"
+
+
+needs_chromium = pytest.mark.skipif(
+    shutil.which("chromium") is None,
+    reason="no headless Chromium (apt-get install chromium; .ci/run installs it)",
+)
+
+
+def rendered(page) -> str:
+    """The DOM of the HTML file ``page`` once headless Chromium has loaded it, with
+    the title set to how many of its images decoded ("loaded N of M")."""
+    html = page.read_text().replace(
+        "</body>",
+        "<script>window.onload=()=>{document.title='loaded '+[...document.images]"
+        ".filter(i=>i.naturalWidth>0).length+' of '+document.images.length}"
+        "</script></body>",
+    )
+    page.write_text(html)
+    return subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu",
+         "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    ).stdout  # fmt: skip
 
 
 def keras_backend() -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import shutil
-import subprocess
 
 import numpy as np
 import pandas as pd
@@ -26,10 +25,10 @@ from pipelines._audit.findings import (
     out_of_fold_probabilities,
 )
 from pipelines._audit.groups import components, linked_groups
-from pipelines._audit.neighbours import nearest, normalised
 from pipelines._audit.report import render
 from pipelines._cli import main
-from tests.conftest import DATA
+from pipelines._neighbours import nearest, normalised
+from tests.conftest import DATA, needs_chromium, rendered
 
 # Lite0's real weights at the native size the threshold was measured at: the point
 # is real near-duplicate behaviour.
@@ -152,29 +151,6 @@ def test_command_writes_table_and_report_and_never_an_input(planted, tmp_path, c
     with pytest.raises(SystemExit):
         main(["audit", str(manifest), "--out", str(manifest)])
     assert manifest.read_bytes() == before
-
-
-needs_chromium = pytest.mark.skipif(
-    shutil.which("chromium") is None,
-    reason="no headless Chromium (apt-get install chromium; .ci/run installs it)",
-)
-
-
-def rendered(page) -> str:
-    """The DOM of ``page`` once headless Chromium has loaded it, with the title
-    set to how many of its images decoded."""
-    html = page.read_text().replace(
-        "</body>",
-        "<script>window.onload=()=>{document.title='loaded '+[...document.images]"
-        ".filter(i=>i.naturalWidth>0).length+' of '+document.images.length}"
-        "</script></body>",
-    )
-    page.write_text(html)
-    return subprocess.run(
-        ["chromium", "--headless", "--no-sandbox", "--disable-gpu",
-         "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=120,
-    ).stdout  # fmt: skip
 
 
 @needs_chromium
@@ -472,8 +448,7 @@ def test_held_out_copies_are_reported_against_a_training_copy(tmp_path):
     # A copy of a copy: two held-out copies and the training one.
     shutil.copyfile(original, root / "test" / "ants" / "copy1.jpg")
     shutil.copyfile(original, root / "test" / "ants" / "copy2.jpg")
-    audit = audit_dataset(root, backbone="mobilenet_v3_small", weights=None,
-                          input_size=32, cache=None)  # fmt: skip
+    audit = audit_dataset(root, **AUDIT)  # real features: distinct photos stay apart
     duplicates = audit.findings[audit.findings["kind"].str.endswith("duplicate")]
     training = str(root / "train" / "bees" / original.name)
     for copy in ("copy1.jpg", "copy2.jpg"):

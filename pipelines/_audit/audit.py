@@ -18,11 +18,11 @@ from featurize import (
 )
 from pipelines._audit import findings as find
 from pipelines._audit.groups import copies, linked_groups
-from pipelines._audit.neighbours import nearest, normalised
 from pipelines._audit.report import write_report
 from pipelines._classifiers import describe_featurizer
 from pipelines._data import TRAIN_SPLITS, list_splits, load_image_folder
 from pipelines._manifests import read_manifest, read_text_table
+from pipelines._neighbours import nearest, normalised
 from pipelines._tables import TABLE_SUFFIXES, table_suffix
 
 

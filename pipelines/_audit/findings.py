@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from featurize import missing_labels
-from pipelines._audit.neighbours import nearest, normalised
+from pipelines._neighbours import nearest, normalised
 
 KINDS = ("exact_duplicate", "near_duplicate", "label_issue", "outlier")
 # What the audit could not look at, one row per item, so that the table and the

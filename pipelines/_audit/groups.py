@@ -15,7 +15,7 @@ from pipelines._audit.findings import (
     near_cuts,
     similar_pairs,
 )
-from pipelines._audit.neighbours import nearest, normalised
+from pipelines._neighbours import nearest, normalised
 
 
 def components(n: int, pairs) -> np.ndarray:

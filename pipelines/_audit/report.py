@@ -3,13 +3,10 @@ thumbnails inlined, each finding with what to do about it."""
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 
-from pipelines._files import atomic_output
+from pipelines._pages import Thumbnails, page_html, write_page
 
-THUMBNAIL = 160
 # Rows shown per kind; the table (--out) holds them all.
 SHOWN = 200
 ADVICE = {
@@ -40,35 +37,23 @@ TEXT_ADVICE = {
     "language, or a rare case worth more examples.",
 }
 _STYLE = """
-body{font:14px system-ui,sans-serif;margin:2em;color:#222}
-h1{font-size:1.5em}h2{margin-top:2em;border-bottom:1px solid #ccc}
-table{border-collapse:collapse}td,th{padding:4px 8px;border:1px solid #ddd;
-vertical-align:top}th{background:#f4f4f4}
 .finding{display:inline-block;margin:6px;padding:6px;border:1px solid #ddd;
 width:340px;vertical-align:top}.finding img{width:160px;height:160px;
 object-fit:contain;background:#eee}.conflict{border-color:#c00}
 .pair{display:flex;gap:8px}.pair>div{width:160px;overflow-wrap:anywhere}
-.text{white-space:pre-wrap;font-size:12px;max-height:9em;overflow:auto}
 .advice{background:#f7f7e8;padding:8px;border-left:4px solid #cc6}
-small{color:#666}
 """
 
 
 def write_report(audit, path) -> None:
     """Write ``audit`` (an :class:`Audit`) as one self-contained HTML page."""
-    with (
-        atomic_output(path) as temporary,
-        open(temporary, "w", encoding="utf-8") as out,
-    ):
-        out.write(render(audit))
+    write_page(path, render(audit))
 
 
 def render(audit) -> str:
+    """The audit's page as HTML."""
     findings = audit.findings
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        "<title>featurize audit</title>",
-        f"<style>{_STYLE}</style></head><body>",
         "<h1>Can I trust this score? An audit</h1>",
         f"<p>{html.escape(audit.summary())}.</p>",
         f"<p><small>Near duplicates: {html.escape(audit.near_rule())}. Label "
@@ -76,7 +61,7 @@ def render(audit) -> str:
         f"logistic regression on the embeddings{_strength(audit)}.</small></p>",
         _counts(audit),
     ]
-    thumbnails = _Thumbnails()
+    thumbnails = Thumbnails()
     for kind in ADVICE:
         rows = findings[findings["kind"] == kind]
         title = TITLES.get(kind, f"{kind.replace('_', ' ')}s")
@@ -91,8 +76,7 @@ def render(audit) -> str:
             parts.append(_finding(audit, row._asdict(), thumbnails))
         if len(rows) > SHOWN:
             parts.append(f"<p>... and {len(rows) - SHOWN} more in the table.</p>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    return page_html("featurize audit", "\n".join(parts), _STYLE)
 
 
 def _strength(audit) -> str:
@@ -148,29 +132,3 @@ def _finding(audit, row: dict, thumbnails) -> str:
 
 def _given(value) -> bool:
     return value is not None and value == value  # None and NaN are "not given"
-
-
-class _Thumbnails:
-    """Each image read once, shrunk and inlined as a data URL."""
-
-    def __init__(self):
-        self.seen: dict = {}
-
-    def __call__(self, path) -> str:
-        if path not in self.seen:
-            self.seen[path] = _thumbnail(path)
-        return self.seen[path]
-
-
-def _thumbnail(path) -> str:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-            image.thumbnail((THUMBNAIL, THUMBNAIL))
-            buffer = io.BytesIO()
-            image.save(buffer, "JPEG", quality=80)
-    except (OSError, ValueError):
-        return ""  # an unreadable image is named in the caption
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from featurize import InvalidInputError, missing_labels
-from pipelines._audit.neighbours import nearest, normalised
+from pipelines._neighbours import nearest, normalised
 
 STRATEGIES = ("auto", "typical", "uncertain", "random")
 # Labels per class seen before uncertainty takes over from typicality. Chosen on

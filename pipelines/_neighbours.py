@@ -1,5 +1,6 @@
-"""Nearest neighbours by cosine similarity: exact and in memory for the sizes an
-audit usually sees, approximate (faiss HNSW) past them."""
+"""Nearest neighbours by cosine similarity, the one search the audit (duplicates,
+outliers), selection (typicality) and search by example share: exact and in memory
+for the sizes an audit usually sees, approximate (faiss HNSW) past them."""
 
 from __future__ import annotations
 
@@ -36,6 +37,40 @@ def nearest(array, k: int, *, backend: str = "auto"):
     return _exact(array, k)
 
 
+def search(collection, queries, k: int, *, backend: str = "auto"):
+    """The ``k`` rows of ``collection`` most similar to each of ``queries``:
+    ``(indices, similarities)`` of shape ``(n_queries, k)``, most similar first
+    (cosine similarity of the rows as given: ``normalised`` both first). Exact
+    below ``EXACT_UP_TO`` rows (or ``backend="exact"``), faiss HNSW past it."""
+    if backend not in BACKENDS:
+        raise ValueError(f"Unknown backend {backend!r}; expected one of {BACKENDS}.")
+    collection = np.ascontiguousarray(collection, dtype=np.float32)
+    queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+    k = min(k, len(collection))
+    if backend == "hnsw" or (backend == "auto" and len(collection) > EXACT_UP_TO):
+        similarities, indices = hnsw_index(collection).search(queries, k)
+        return indices, similarities
+    similarities = queries @ collection.T
+    indices = np.argsort(-similarities, axis=1, kind="stable")[:, :k]
+    return indices, np.take_along_axis(similarities, indices, axis=1)
+
+
+def hnsw_index(array):
+    """A faiss HNSW index of inner products over ``array``'s rows (unit rows:
+    cosine similarity), searched with a beam wide enough for k up to 32."""
+    try:
+        import faiss
+    except ImportError:
+        raise MissingDependencyError(
+            f"Searching {len(array)} rows uses an approximate index (faiss): pip "
+            f"install 'keras-featurize[audit]', or pass backend='exact'."
+        ) from None
+    index = faiss.IndexHNSWFlat(array.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efSearch = 64
+    index.add(np.ascontiguousarray(array, dtype=np.float32))
+    return index
+
+
 def _exact(array, k: int):
     from sklearn.neighbors import NearestNeighbors
 
@@ -46,16 +81,8 @@ def _exact(array, k: int):
 
 
 def _hnsw(array, k: int):
-    try:
-        import faiss
-    except ImportError:
-        raise MissingDependencyError(
-            f"An audit of {len(array)} rows uses an approximate index (faiss): "
-            f"pip install 'keras-featurize[audit]', or pass backend='exact'."
-        ) from None
-    index = faiss.IndexHNSWFlat(array.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+    index = hnsw_index(array)
     index.hnsw.efSearch = max(64, 2 * k)
-    index.add(np.ascontiguousarray(array, dtype=np.float32))
     similarities, indices = index.search(np.ascontiguousarray(array), k + 1)
     return _without_self(indices, similarities, k)
 

@@ -1,0 +1,86 @@
+"""Search by example: an item's exact copy comes first, images and texts, from an
+embedding Parquet (its metadata says how to embed a query) or a folder; the page
+renders."""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import pytest
+
+from pipelines import embed_dataset, find_similar
+from pipelines._cli import main
+
+from .conftest import DATA, ROOT, needs_chromium, rendered
+
+SMALL = {"input_size": 64}
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory):
+    out = tmp_path_factory.mktemp("collection") / "val.parquet"
+    embed_dataset(DATA / "val", str(out), progress=False, **SMALL)
+    return out
+
+
+def test_an_exact_copy_comes_first_with_the_collections_own_settings(
+    collection, tmp_path
+):
+    original = sorted((DATA / "val" / "ants").iterdir())[3]
+    query = tmp_path / "renamed copy.jpg"
+    shutil.copyfile(original, query)
+    hits = find_similar([str(query)], collection, top=3)
+    assert list(hits.columns[:4]) == ["query", "rank", "path", "similarity"]
+    assert hits["rank"].tolist() == [1, 2, 3]
+    assert hits.loc[0, "path"] == str(original)
+    assert hits.loc[0, "similarity"] > 0.999
+    assert hits["similarity"].is_monotonic_decreasing
+    # A folder is embedded through the cache with the options given.
+    again = find_similar([str(query)], DATA / "val", top=1, **SMALL)
+    assert again.loc[0, "path"] == str(original)
+    with pytest.raises(ValueError, match="would be embedded differently"):
+        find_similar([str(query)], collection, input_size=96)
+
+
+def test_texts_are_searched_with_strings(tmp_path):
+    table = ROOT / "data" / "sms_spam_sample.csv"
+    out = tmp_path / "texts.parquet"
+    embed_dataset(table, str(out), text_column="text", encoder="glove_50d",
+                  cache=None, progress=False)  # fmt: skip
+    texts = pd.read_csv(table)["text"]
+    hits = find_similar([texts[10]], out, top=2)
+    assert list(hits.columns[:5]) == ["query", "rank", "row", "text", "similarity"]
+    assert hits.loc[0, "text"] == texts[10]
+    assert hits.loc[0, "similarity"] > 0.999
+    assert "label" in hits.columns  # the collection's own columns come along
+    with pytest.raises(ValueError, match="input_size do not apply"):
+        find_similar(["hello"], out, input_size=32)
+
+
+def test_command_writes_the_table_and_refuses_what_does_not_go(
+    collection, tmp_path, capsys
+):
+    query = str(sorted((DATA / "val" / "bees").iterdir())[0])
+    out, page = tmp_path / "sim.csv", tmp_path / "sim.html"
+    args = ["similar", query, "--in", str(collection), "--top", "4"]
+    assert main([*args, "--out", str(out), "--report", str(page)]) == 0
+    table = pd.read_csv(out)
+    assert len(table) == 4
+    assert table.loc[0, "path"] == query
+    with pytest.raises(SystemExit):
+        main([*args, "--top", "0"])
+    assert main(["similar", query, "--in", str(tmp_path / "none.parquet")]) == 1
+    assert "none.parquet" in capsys.readouterr().err
+
+
+@needs_chromium
+def test_results_page_renders_in_a_browser(collection, tmp_path):
+    query = str(sorted((DATA / "val" / "bees").iterdir())[0])
+    page = tmp_path / "similar.html"
+    table = str(tmp_path / "s.csv")
+    assert main(["similar", query, "--in", str(collection), "--top", "3",
+                 "--report", str(page), "--out", table]) == 0  # fmt: skip
+    dom = rendered(page)
+    assert "<title>loaded 4 of 4</title>" in dom  # the query and three results
+    assert "similarity 1.000" in dom
