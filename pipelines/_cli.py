@@ -33,6 +33,7 @@ from pipelines._files import (
     dump_model,
     write_table,
 )
+from pipelines._label import add_label_command
 from pipelines._manifests import read_manifest, read_text_table
 from pipelines._options import (
     TEXT_OPTIONS,
@@ -58,6 +59,7 @@ PREDICTION_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 # Commands that load Keras (the others answer without it, in a fraction of a second).
 FRAMEWORK_COMMANDS = (
     "train", "search", "embed", "predict", "encoders", "export", "audit", "similar",
+    "label",
 )  # fmt: skip
 
 
@@ -239,6 +241,7 @@ def _parser() -> argparse.ArgumentParser:
     add_export_command(command, model_options())
     add_audit_command(command, [featurizer, manifest, text, tables])
     add_similar_command(command, [featurizer])
+    add_label_command(command, [featurizer, manifest, text, tables])
 
     cache = command(
         "cache", _cache, help="inspect, clear or shrink the embedding cache"
