@@ -7,7 +7,9 @@ from pipelines._data import list_splits, load_image_folder
 from pipelines._embed import embed_dataset
 from pipelines._labelling.select import next_to_label
 from pipelines._manifests import read_manifest, read_text_table
+from pipelines._neighbours import hnsw_index as neighbour_index
 from pipelines._neighbours import nearest as nearest_neighbours
+from pipelines._neighbours import search as search_neighbours
 from pipelines._predict import Predictions, predict_rows, read_model
 from pipelines._selection import compare_models, plot_comparison
 from pipelines._similar import find_similar
@@ -28,6 +30,7 @@ __all__ = [
     "make_image_classifier",
     "make_text_classifier",
     "nearest_neighbours",
+    "neighbour_index",
     "next_to_label",
     "plot_comparison",
     "predict_rows",
@@ -35,5 +38,6 @@ __all__ = [
     "read_model",
     "read_table",
     "read_text_table",
+    "search_neighbours",
     "train_and_evaluate",
 ]
