@@ -502,3 +502,23 @@ def test_model_selection_reports_fold_sizes_and_splits_a_giant_group():
     sizes = results["fold_sizes"].iloc[0]
     assert sum(sizes) == len(paths)
     assert max(sizes) <= 2 * len(paths) / 3
+
+
+def test_out_of_fold_folds_train_on_every_class():
+    from pipelines._audit.findings import _every_class_trained
+
+    labels = np.array(["a"] * 6 + ["b"] * 4)
+    groups = np.arange(10)
+
+    class OneClassTraining:  # a grouped splitter whose first fold trains on "a" only
+        def split(self, X, y, groups):
+            yield np.arange(6), np.arange(6, 10)
+            yield np.arange(4, 10), np.arange(4)
+
+    classes = np.unique(labels)
+    assert _every_class_trained(OneClassTraining(), labels, groups, classes) is None
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(10, 3)) + (labels == "b")[:, None] * 3
+    probabilities, _ = out_of_fold_probabilities(features, labels, groups=groups)
+    assert probabilities.shape == (10, 2)
+    assert np.allclose(probabilities.sum(axis=1), 1)

@@ -244,21 +244,39 @@ def out_of_fold_probabilities(features, labels, *, groups=None, seed=0):
     labels = np.asarray(labels)
     classes, counts = np.unique(labels, return_counts=True)
     folds = int(min(5, counts.min()))
+    splits = None
     if groups is not None:
         groups = np.asarray(groups)
         # Each class needs a group per fold, or some fold trains without it.
         for label in classes:
             folds = min(folds, len(np.unique(groups[labels == label])))
-        cv = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
-    else:
-        cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+        splits = _every_class_trained(
+            StratifiedGroupKFold(folds, shuffle=True, random_state=seed),
+            labels, groups, classes,
+        )  # fmt: skip
+    if splits is None:  # ungrouped, or groups that empty a class from a fold: split
+        splits = list(
+            StratifiedKFold(folds, shuffle=True, random_state=seed).split(
+                labels, labels
+            )
+        )
     # Strong regularisation: out-of-fold probabilities should be calibrated, not
     # confident, for confident learning to rank them.
     head = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=5000))
     probabilities = cross_val_predict(
-        head, features, labels, groups=groups, cv=cv, method="predict_proba"
+        head, features, labels, cv=splits, method="predict_proba"
     )
     return probabilities, classes
+
+
+def _every_class_trained(cv, labels, groups, classes):
+    """``cv``'s folds where every training part holds every class; None where a
+    group arrangement leaves one out (the caller then splits the groups)."""
+    splits = list(cv.split(labels, labels, groups))
+    for train, _ in splits:
+        if len(np.unique(labels[train])) < len(classes):
+            return None
+    return splits
 
 
 def label_issues(probabilities, classes, labels) -> tuple[list[dict], np.ndarray]:
