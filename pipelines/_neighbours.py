@@ -37,18 +37,24 @@ def nearest(array, k: int, *, backend: str = "auto"):
     return _exact(array, k)
 
 
-def search(collection, queries, k: int, *, backend: str = "auto"):
+def search(collection, queries, k: int, *, backend: str = "auto", index=None):
     """The ``k`` rows of ``collection`` most similar to each of ``queries``:
     ``(indices, similarities)`` of shape ``(n_queries, k)``, most similar first
     (cosine similarity of the rows as given: ``normalised`` both first). Exact
-    below ``EXACT_UP_TO`` rows (or ``backend="exact"``), faiss HNSW past it."""
+    below ``EXACT_UP_TO`` rows (or ``backend="exact"``), faiss HNSW past it:
+    ``index`` (from :func:`hnsw_index`, or a callable that returns one) is used
+    where given, else one is built."""
     if backend not in BACKENDS:
         raise ValueError(f"Unknown backend {backend!r}; expected one of {BACKENDS}.")
     collection = np.ascontiguousarray(collection, dtype=np.float32)
     queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
     k = min(k, len(collection))
     if backend == "hnsw" or (backend == "auto" and len(collection) > EXACT_UP_TO):
-        similarities, indices = hnsw_index(collection).search(queries, k)
+        if callable(index):
+            index = index(collection)
+        if index is None:
+            index = hnsw_index(collection)
+        similarities, indices = index.search(queries, k)
         return indices, similarities
     similarities = queries @ collection.T
     indices = np.argsort(-similarities, axis=1, kind="stable")[:, :k]

@@ -11,9 +11,9 @@ import os
 import numpy as np
 
 from featurize import ImageFeaturizer, InvalidInputError, TextFeaturizer
-from pipelines._files import check_output, write_table
+from pipelines._files import atomic_output, check_output, write_table
 from pipelines._manifests import read_manifest
-from pipelines._neighbours import normalised, search
+from pipelines._neighbours import hnsw_index, normalised, search
 from pipelines._options import UsageError, featurizer_params
 from pipelines._pages import Thumbnails, page_html, write_page
 
@@ -48,7 +48,11 @@ def read_collection(path) -> tuple:
             f"which did not record how to embed a query: run the same `featurize "
             f"embed` again (the cache serves every embedding, so it costs seconds)."
         )
-    embeddings = np.asarray(table.column(column).to_pylist(), dtype=np.float32)
+    # Flattened in Arrow, not through Python lists (a million rows of 384 floats).
+    values = table.column(column).combine_chunks()
+    if len(values) == 0:
+        raise InvalidInputError(f"{os.fspath(path)!r} holds no embeddings.")
+    embeddings = np.asarray(values.flatten(), dtype=np.float32).reshape(len(values), -1)
     rows = table.drop([column]).to_pandas()
     return rows, embeddings, about
 
@@ -69,7 +73,9 @@ def find_similar(queries, collection, *, top: int = 10, backend: str = "auto",
     top : int
         Results per query.
     backend : {"auto", "exact", "hnsw"}
-        Exact search up to 50,000 items, a faiss HNSW index past them.
+        Exact search up to 50,000 items, a faiss HNSW index past them (kept
+        beside an embedding Parquet as ``<collection>.hnsw`` and reused while the
+        Parquet is unchanged).
 
     Returns
     -------
@@ -117,8 +123,15 @@ def find_similar(queries, collection, *, top: int = 10, backend: str = "auto",
     if modality == "text" and not all(isinstance(q, str) for q in queries):
         raise InvalidInputError("A collection of texts is searched with strings.")
     vectors = featurizer.transform(queries)
+    index = None
+    if not os.path.isdir(os.fspath(collection)):
+        fingerprint = about["fingerprint"]
+
+        def index(rows):
+            return kept_index(collection, rows, fingerprint)
+
     indices, similarities = search(
-        normalised(embeddings), normalised(vectors), top, backend=backend
+        normalised(embeddings), normalised(vectors), top, backend=backend, index=index
     )
     out = []
     for q, query in enumerate(queries):
@@ -133,6 +146,36 @@ def find_similar(queries, collection, *, top: int = 10, backend: str = "auto",
             item.pop("digest", None)
             out.append({**found, **item})
     return pd.DataFrame(out)
+
+
+def kept_index(collection, rows, fingerprint: str):
+    """The HNSW index of an embedding Parquet's rows, kept beside it
+    (``<collection>.hnsw``) and reused while the Parquet is unchanged: built once
+    (77 s at a million rows on 2 cores), then read in a second."""
+    import faiss
+
+    path = f"{os.fspath(collection)}.hnsw"
+    stat = os.stat(collection)
+    stamp = {"fingerprint": fingerprint, "rows": len(rows), "size": stat.st_size,
+             "mtime_ns": stat.st_mtime_ns}  # fmt: skip
+    try:
+        with open(f"{path}.json", encoding="utf-8") as handle:
+            if json.load(handle) == stamp:
+                return faiss.read_index(path)
+    except (OSError, ValueError, RuntimeError):
+        pass  # missing, stale or damaged: built again below
+    index = hnsw_index(rows)
+    try:
+        with atomic_output(path) as temporary:
+            faiss.write_index(index, temporary)
+        with (
+            atomic_output(f"{path}.json") as temporary,
+            open(temporary, "w", encoding="utf-8") as handle,
+        ):
+            json.dump(stamp, handle)
+    except OSError:
+        pass  # a read-only folder: searched without keeping the index
+    return index
 
 
 def write_results_page(results, path) -> None:

@@ -43,6 +43,31 @@ def test_an_exact_copy_comes_first_with_the_collections_own_settings(
         find_similar([str(query)], collection, input_size=96)
 
 
+def test_the_index_is_kept_beside_the_collection_and_reused(
+    collection, tmp_path, monkeypatch
+):
+    import pipelines._similar as similar
+
+    copy = tmp_path / "collection.parquet"
+    shutil.copyfile(collection, copy)
+    query = str(sorted((DATA / "val" / "bees").iterdir())[2])
+    first = find_similar([query], copy, top=3, backend="hnsw")
+    assert (tmp_path / "collection.parquet.hnsw").exists()
+    assert first.loc[0, "path"] == query
+
+    def no_build(rows):
+        raise AssertionError("the kept index was built again")
+
+    monkeypatch.setattr(similar, "hnsw_index", no_build)
+    again = find_similar([query], copy, top=3, backend="hnsw")
+    assert again["path"].tolist() == first["path"].tolist()
+    # A changed collection is never searched through a stale index.
+    shutil.copyfile(collection, copy)
+    copy.touch()
+    with pytest.raises(AssertionError, match="built again"):
+        find_similar([query], copy, top=3, backend="hnsw")
+
+
 def test_texts_are_searched_with_strings(tmp_path):
     table = ROOT / "data" / "sms_spam_sample.csv"
     out = tmp_path / "texts.parquet"
