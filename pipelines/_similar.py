@@ -100,7 +100,10 @@ def find_similar(queries, collection, *, top: int = 10, backend: str = "auto",
     if os.path.isdir(os.fspath(collection)):
         rows = read_manifest(collection)
         featurizer = ImageFeaturizer(**featurizer_params).fit()
-        embeddings = featurizer.transform(rows["path"].tolist())
+        # An unreadable file in the folder is left out, not a failed search.
+        result = featurizer.embed(rows["path"].tolist(), on_error="nan")
+        rows = rows[result.ok].reset_index(drop=True)
+        embeddings = result.array[result.ok]
         modality, column = "image", "path"
     else:
         rows, embeddings, about = read_collection(collection)

@@ -36,9 +36,13 @@ def test_an_exact_copy_comes_first_with_the_collections_own_settings(
     assert hits.loc[0, "path"] == str(original)
     assert hits.loc[0, "similarity"] > 0.999
     assert hits["similarity"].is_monotonic_decreasing
-    # A folder is embedded through the cache with the options given.
-    again = find_similar([str(query)], DATA / "val", top=1, **SMALL)
-    assert again.loc[0, "path"] == str(original)
+    # A folder is embedded through the cache with the options given; a file in
+    # it that is not an image is left out.
+    folder = tmp_path / "folder"
+    shutil.copytree(DATA / "val", folder)
+    (folder / "ants" / "broken.jpg").write_bytes(b"not an image")
+    again = find_similar([str(query)], folder, top=1, **SMALL)
+    assert again.loc[0, "path"] == str(folder / "ants" / original.name)
     with pytest.raises(ValueError, match="would be embedded differently"):
         find_similar([str(query)], collection, input_size=96)
 
