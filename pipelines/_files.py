@@ -20,7 +20,8 @@ _TEMPORARY = ".tmp"
 
 
 class OverwritesInputError(FeaturizeError, ValueError):
-    """An output path that is one of the inputs."""
+    """An output path that is one of the inputs (or another output of the same
+    command)."""
 
 
 def same_file(a, b) -> bool:
@@ -79,6 +80,15 @@ def check_output(path, *, inputs=(), what: str = "output", suffixes=None) -> str
     except OSError as error:
         raise OutputPathError.unwritable(what, text, folder, error) from None
     return text
+
+
+def check_distinct(out, report) -> None:
+    """A table and a page given the same path: each needs a file of its own."""
+    if out and report and same_file(out, report):
+        raise OverwritesInputError(
+            f"--out and --report name the same file ({os.fspath(report)!r}): the "
+            f"table and the page need a file each."
+        )
 
 
 def _umask() -> int:

@@ -14,7 +14,7 @@ import numpy as np
 
 from featurize import ImageFeaturizer, InvalidLabelsError, TextFeaturizer
 from pipelines._classifiers import make_image_classifier, make_text_classifier
-from pipelines._files import check_output, dump_model, same_file, write_table
+from pipelines._files import check_distinct, check_output, dump_model, write_table
 from pipelines._labelling.select import next_to_label
 from pipelines._manifests import read_manifest, read_text_table
 from pipelines._options import (
@@ -24,9 +24,8 @@ from pipelines._options import (
     text_params,
 )
 from pipelines._pages import Thumbnails, page_html, write_page
-from pipelines._tables import read_table
+from pipelines._tables import TABLE_SUFFIXES, read_table
 
-TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 # Shares of the labelled items the learning curve is estimated at.
 CURVE = (0.25, 0.5, 0.75, 1.0)
 # Gain over the last quarter of labels below which more labels help little.
@@ -174,8 +173,7 @@ def label_command(args) -> int:
         raise UsageError(f"--budget must be at least 1; received {args.budget}.")
     inputs = [args.input, *args.labels]
     out = check_output(args.out, inputs=inputs, what="queue", suffixes=TABLE_SUFFIXES)
-    if args.report and same_file(args.report, out):
-        raise UsageError("--out and --report name the same file.")
+    check_distinct(out, args.report)
     report = args.report and check_output(
         args.report, inputs=inputs, what="page", suffixes=(".html",)
     )
@@ -209,12 +207,12 @@ def label_command(args) -> int:
     else:
         budget = min(args.budget, unlabelled)
     X = result.array[ok]
-    given = y[[label is not None for label in y]].astype(str)
+    known = np.array([label is not None for label in y], dtype=bool)
+    given = y[known].astype(str)
     print(f"{len(given)} labelled of {len(ok)} usable items"
           + (f" ({len(np.unique(given))} classes)" if len(given) else ""))  # fmt: skip
     if len(np.unique(given)) >= 2:
-        known = np.array([label is not None for label in y])
-        points = learning_curve(X[known], y[known].astype(str), seed=args.seed)
+        points = learning_curve(X[known], given, seed=args.seed)
         curve = ", ".join(f"{n}: {a:.3f}" if a is not None else f"{n}: -"
                           for n, a in points)  # fmt: skip
         print(f"cross-validated accuracy by labels so far: {curve}")

@@ -11,13 +11,12 @@ import os
 import numpy as np
 
 from featurize import ImageFeaturizer, InvalidInputError, TextFeaturizer
-from pipelines._files import atomic_output, check_output, write_table
+from pipelines._files import atomic_output, check_distinct, check_output, write_table
 from pipelines._manifests import read_manifest
 from pipelines._neighbours import hnsw_index, normalised, search
 from pipelines._options import UsageError, featurizer_params
 from pipelines._pages import Thumbnails, page_html, write_page
-
-TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
+from pipelines._tables import TABLE_SUFFIXES
 
 
 def read_collection(path) -> tuple:
@@ -222,8 +221,7 @@ def similar_command(args) -> int:
     out = args.out and check_output(
         args.out, inputs=inputs, what="results table", suffixes=TABLE_SUFFIXES
     )
-    if out and args.report and os.path.abspath(out) == os.path.abspath(args.report):
-        raise UsageError("--out and --report name the same file.")
+    check_distinct(out, args.report)
     report = args.report and check_output(
         args.report, inputs=inputs, what="page", suffixes=(".html",)
     )

@@ -69,7 +69,8 @@ def test_bad_label_files_are_refused_by_file_and_row(tmp_path, capsys, row, mess
         good, index=False
     )
     bad = tmp_path / "bad.csv"
-    row = {"path": paths[0] if row.pop("same", False) else paths[2], **row}
+    fields = {k: v for k, v in row.items() if k != "same"}
+    row = {"path": paths[0] if row.get("same") else paths[2], **fields}
     pd.DataFrame([row]).to_csv(bad, index=False)
     assert label(FOLDER, "--budget", 2, "--out", tmp_path / "q.csv", *SMALL,
                  "--labels", good, bad) == 1  # fmt: skip

@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 
 from pipelines._audit.audit import audit_dataset
-from pipelines._files import check_output, same_file, write_table
+from pipelines._files import check_distinct, check_output, write_table
 from pipelines._options import (
-    UsageError,
     check_no_text_options,
     featurizer_params,
     text_params,
 )
+from pipelines._tables import TABLE_SUFFIXES
 
-TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 # Findings printed per kind on the terminal (the table and the report hold all).
 PRINTED = 5
 
@@ -76,11 +75,7 @@ def audit_command(args) -> int:
     out = args.out and check_output(
         args.out, inputs=[args.directory], what="audit table", suffixes=TABLE_SUFFIXES
     )
-    if out and args.report and same_file(out, args.report):
-        raise UsageError(
-            f"--out and --report name the same file ({args.report!r}): the table "
-            f"and the page need a file each."
-        )
+    check_distinct(out, args.report)
     report = args.report and check_output(
         args.report, inputs=[args.directory], what="report", suffixes=(".html",)
     )
