@@ -4,6 +4,7 @@ Importing this package does not import Keras or any deep-learning framework: the
 on first use.
 """
 
+from featurize._anomaly.detector import Anomalies, AnomalyDetector
 from featurize._backbones.applications import (
     EfficientNetLite0,
     EfficientNetLite1,
@@ -28,6 +29,8 @@ from featurize._shared.model_files import load_model
 from featurize._shared.results import Embeddings
 from featurize._shared.versions import DISTRIBUTION as DISTRIBUTION  # the index name
 from featurize._shared.versions import featurize_version
+from featurize._standalone.anomaly import map_image as anomaly_map_image
+from featurize._standalone.anomaly import overlay as anomaly_overlay
 from featurize._standalone.serving import ExportFolderError
 from featurize._standalone.serving import Model as ExportedModel
 from featurize._texts.encoders import TextEncoder, get_text_encoder, list_text_encoders
@@ -64,6 +67,8 @@ from featurize.errors import (
 __version__ = featurize_version()
 
 __all__ = [
+    "Anomalies",
+    "AnomalyDetector",
     "Backbone",
     "CacheUnavailableError",
     "CacheWarning",
@@ -105,6 +110,8 @@ __all__ = [
     "WeightsMismatchError",
     "WeightsUnavailableError",
     "__version__",
+    "anomaly_map_image",
+    "anomaly_overlay",
     "check_labels",
     "export",
     "export_onnx",

@@ -20,6 +20,12 @@ from featurize import (
     list_backbones,
     list_text_encoders,
 )
+from pipelines._anomaly import (
+    DETECTOR_OPTIONS,
+    add_anomaly_options,
+    predict_anomaly,
+    train_anomaly,
+)
 from pipelines._audit.command import add_audit_command
 from pipelines._audit.groups import GroupPatternError, groups_from_names
 from pipelines._cache_command import add_cache_command
@@ -238,6 +244,7 @@ def _parser() -> argparse.ArgumentParser:
         help="CSV, TSV or Parquet file to write (by its name; never an input)",
     )  # fmt: skip
 
+    add_anomaly_options(train, predict)
     add_export_command(command, model_options())
     add_audit_command(command, [featurizer, manifest, text, tables])
     add_similar_command(command, [featurizer])
@@ -343,6 +350,12 @@ def _weights(args) -> int:
 
 
 def _train(args) -> int:
+    if args.anomaly:
+        return _train_anomaly(args)
+    if args.report:
+        raise UsageError("--report on train is for --anomaly.")
+    if any(hasattr(args, name) for name in DETECTOR_OPTIONS):
+        raise UsageError("The detector's options need --anomaly.")
     if args.fine_tune is False and (args.epochs is not None or args.keep):
         given = "--epochs" if args.epochs is not None else "--keep"
         raise UsageError(f"{given} needs --fine-tune.")
@@ -367,6 +380,21 @@ def _train(args) -> int:
     if out:
         size = dump_model(trained.model, out)
         print(f"saved the fitted {trained.kind} to {out} ({size / 1024:.0f} KiB)")
+    return 0
+
+
+def _train_anomaly(args) -> int:
+    if args.text_column is not None or args.fine_tune:
+        given = "--text-column" if args.text_column is not None else "--fine-tune"
+        raise UsageError(f"{given} does not apply to --anomaly (images only).")
+    check_no_text_options(args)
+    _check_no_table_options(args, "an image folder")
+    params = featurizer_params(args)
+    out = args.out and check_output(args.out, inputs=[args.directory], what="model")
+    detector = train_anomaly(args, params, _say)
+    if out:
+        size = dump_model(detector, out)
+        print(f"saved the fitted detector to {out} ({size / 1024:.0f} KiB)")
     return 0
 
 
@@ -400,6 +428,8 @@ def _predict(args) -> int:
         suffixes=PREDICTION_SUFFIXES,
     )  # fmt: skip
     model, modality = read_model(args.model, trust=args.trust)
+    if modality != "anomaly" and (args.maps or args.overlay or args.report):
+        raise UsageError("--maps, --overlay and --report are for anomaly detectors.")
     text_model = modality == "text"
     if text_model != (args.text_column is not None):
         raise UsageError(
@@ -416,13 +446,24 @@ def _predict(args) -> int:
     else:
         check_no_text_options(args)
         options, column = featurizer_params(args), "path"
-    check_options(model, options)
+    if modality != "anomaly":
+        check_options(model, options)
     rows = _predict_rows(args, text_model)
     if not len(rows):
         raise UserError(
             f"{' '.join(args.inputs)}: no inputs found (no image files in a folder, "
             f"no matches for a glob, no rows in a table); nothing was written."
         )
+    if modality == "anomaly":
+        frame, renamed = predict_anomaly(args, model, rows, options)
+        for name, used in renamed.items():
+            print(
+                f"featurize: the input has a column {name!r}: the prediction's is "
+                f"{used!r} (input columns are never overwritten)",
+                file=sys.stderr,
+            )
+        write_table(frame, out or None)
+        return 1 if frame[renamed.get("error", "error")].astype(bool).any() else 0
     predictions = predict_rows(model, rows, column, options)
     for name, used in predictions.renamed.items():
         print(

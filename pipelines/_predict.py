@@ -10,6 +10,7 @@ from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
 from featurize import (
+    AnomalyDetector,
     FeaturizeError,
     FineTunedClassifier,
     FineTunedTextClassifier,
@@ -59,6 +60,8 @@ def model_modality(model, source="the model") -> str:
     """
     if isinstance(model, FineTunedClassifier):
         return "image"
+    if isinstance(model, AnomalyDetector):
+        return "anomaly"
     if isinstance(model, FineTunedTextClassifier):
         return "text"
     if isinstance(model, Pipeline) and model.steps:
@@ -70,7 +73,8 @@ def model_modality(model, source="the model") -> str:
     raise ModelFileError(
         f"{source!r} holds a {type(model).__name__}, not a model featurize saves: "
         f"expected a scikit-learn Pipeline starting with an ImageFeaturizer or a "
-        f"TextFeaturizer (featurize train / search --out), or a fine-tuned classifier."
+        f"TextFeaturizer (featurize train / search --out), a fine-tuned classifier or "
+        f"an AnomalyDetector (featurize train --anomaly)."
     )
 
 

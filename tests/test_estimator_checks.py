@@ -10,6 +10,7 @@ from __future__ import annotations
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from featurize import (
+    AnomalyDetector,
     FineTunedClassifier,
     FineTunedTextClassifier,
     ImageFeaturizer,
@@ -88,7 +89,22 @@ FINE_TUNED = {name: IMAGES for name in (*_NUMERIC, *_CLASSIFIER)} | {
 FINE_TUNED_TEXT = {name: TEXTS for name in (*_NUMERIC, *_CLASSIFIER)} | {
     "check_estimators_empty_data_messages": TEXT_WORDING,
 }
+_OUTLIER = (
+    "check_classifier_data_not_an_array",
+    "check_estimators_nan_inf",
+    "check_fit2d_1feature",
+    "check_fit2d_1sample",
+    "check_outlier_contamination",
+    "check_outlier_corruption",
+    "check_outliers_fit_predict",
+    "check_outliers_train",
+)
+ANOMALY = {name: IMAGES for name in (*_NUMERIC, *_OUTLIER)} | {
+    "check_complex_data": IMAGE_WORDING,
+    "check_estimators_empty_data_messages": IMAGE_WORDING,
+}
 EXPECTED = {
+    "AnomalyDetector": ANOMALY,
     "FineTunedTextClassifier": FINE_TUNED_TEXT,
     "ImageFeaturizer": IMAGE_FEATURIZER,
     "TextFeaturizer": TEXT_FEATURIZER,
@@ -111,6 +127,13 @@ EXPECTED = {
         FineTunedTextClassifier(
             iterations=1, max_length=16, cache=None, random_state=0
         ),
+        AnomalyDetector(
+            "mobilenet_v3_small",
+            weights=None,
+            input_size=32,
+            cache=None,
+            random_state=0,
+        ),  # fmt: skip
     ],
     expected_failed_checks=lambda estimator: EXPECTED[type(estimator).__name__],
 )

@@ -36,6 +36,9 @@ class Backbone:
         ``(height, width, channels)`` of the final feature map at the native size.
     stages : tuple of str
         Stage outputs usable as ``layer``, shallowest first.
+    patch_layers : tuple of str
+        Where :class:`featurize.AnomalyDetector` takes patch features by default:
+        block outputs at strides 8 and 16. Empty: stages -3 and -2.
     pretrained : KerasDownload, ConvertedPackage, LocalFile, ModelWeights or None
         Where ``weights="imagenet"`` comes from; None for a registered builder that
         handles ``weights`` itself.
@@ -50,6 +53,7 @@ class Backbone:
     feature_shape: tuple[int, int, int] | None
     stages: tuple[str, ...] = ()
     pretrained: object = None
+    patch_layers: tuple[str, ...] = ()
     key: object = field(default=None, compare=False)
 
     def __post_init__(self):

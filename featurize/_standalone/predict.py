@@ -21,10 +21,12 @@ import sys
 from pathlib import Path
 
 if __package__:  # featurize._standalone.predict, inside featurize
+    from featurize._standalone import anomaly
     from featurize._standalone.serving import ExportFolderError, Model, Result
 else:  # predict.py in an export folder, beside its copies
     # However it was loaded (a script, runpy, importlib), its copies are found.
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import _featurize_anomaly as anomaly
     from _featurize_serving import ExportFolderError, Model, Result
 
 __all__ = ["Model", "main"]
@@ -57,7 +59,12 @@ def main(argv=None) -> int:
                 f"{', '.join(args.inputs)}: no inputs found (no image files in a "
                 f"folder, no matches for a glob, no rows in a table)."
             )
-        result = model.run([row.get(key) for row in rows])
+        if args.maps and model.kind != "anomaly":
+            raise UsageError("--maps is for an anomaly detector's export.")
+        result = model.run([row.get(key) for row in rows], maps=bool(args.maps))
+        if args.maps:
+            _write_maps(args.maps, [row.get(key) for row in rows], result.maps,
+                        args.inputs)  # fmt: skip
     except (UsageError, ExportFolderError, OSError, ValueError, ImportError) as error:
         print(f"predict.py: error: {error}", file=sys.stderr)
         return 2 if isinstance(error, UsageError) else 1
@@ -99,6 +106,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-verify", action="store_true", help="skip the files' SHA-256 check"
     )
+    parser.add_argument(
+        "--maps", default=None,
+        help="an anomaly detector's maps: one greyscale PNG per image in this "
+        "folder, at the image's path relative to the input folder",
+    )  # fmt: skip
     return parser
 
 
@@ -243,9 +255,27 @@ def _separator(sample: str) -> str:
         return ","
 
 
+def _write_maps(folder: str, paths: list, maps: list, inputs: list) -> None:
+    """Each map as a PNG at its image's path relative to the one input folder
+    (its name alone otherwise)."""
+    root = inputs[0] if len(inputs) == 1 and os.path.isdir(inputs[0]) else None
+    for path, values in zip(paths, maps):
+        if values is None:
+            continue
+        relative = os.path.basename(path)
+        if root is not None:
+            inside = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+            relative = relative if inside.startswith("..") else inside
+        target = os.path.join(folder, os.path.splitext(relative)[0] + ".png")
+        os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+        anomaly.map_image(values).save(target)
+
+
 def _write(out, columns: list, rows: list, model: Model, result: Result) -> None:
     proba = [] if result.probabilities is None else list(model.classes)
-    added = ["label", *(f"proba_{c}" for c in proba), "error"]
+    scored = result.scores is not None
+    added = [*(["score"] if scored else []), "label",
+             *(f"proba_{c}" for c in proba), "error"]  # fmt: skip
     taken, names = set(columns), []
     for name in added:
         while name in taken:
@@ -262,7 +292,10 @@ def _write(out, columns: list, rows: list, model: Model, result: Result) -> None
     digits = 6 if out else 4
     table = []
     for k, row in enumerate(rows):
-        values = [row.get(c) for c in columns] + [result.labels[k]]
+        values = [row.get(c) for c in columns]
+        if scored:
+            values.append(_rounded(result.scores[k], digits))
+        values.append(result.labels[k])
         if result.probabilities is not None:
             values += [_rounded(p, digits) for p in result.probabilities[k]]
         table.append(values + [result.errors[k]])

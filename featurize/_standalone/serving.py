@@ -28,10 +28,11 @@ from pathlib import Path
 import numpy as np
 
 if __package__:  # featurize._standalone.serving, inside featurize
-    from featurize._standalone import pixels, tokens
+    from featurize._standalone import anomaly, pixels, tokens
 else:  # predict.py in an export folder, beside its copies
     # However it was loaded (a script, runpy, importlib), its copies are found.
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import _featurize_anomaly as anomaly
     import _featurize_pixels as pixels
     import _featurize_tokens as tokens
 
@@ -48,6 +49,7 @@ FEATURES = "features"  # a text head's input: the averaged, normalised embedding
 # Copies of featurize's input modules in an export folder, under names that cannot
 # shadow a user's own modules of the same short name.
 COPIES = {
+    "anomaly": "_featurize_anomaly.py",
     "pixels": "_featurize_pixels.py",
     "tokens": "_featurize_tokens.py",
     "serving": "_featurize_serving.py",
@@ -89,6 +91,12 @@ class Result:
         Why each input failed ("" where it did not).
     truncated : int
         Texts longer than the model's ``max_length``, truncated.
+    scores : ndarray or None
+        An anomaly detector's scores (1.0 is its threshold; NaN where the input
+        failed); its labels are "normal" or "anomaly".
+    maps : list or None
+        With ``run(inputs, maps=True)`` on an anomaly detector: a float32 map per
+        input at its own size (None where it failed).
     """
 
     labels: list
@@ -96,6 +104,8 @@ class Result:
     embeddings: np.ndarray | None = None
     errors: list = field(default_factory=list)
     truncated: int = 0
+    scores: np.ndarray | None = None
+    maps: list | None = None
 
     @property
     def failed(self) -> int:
@@ -118,7 +128,7 @@ class Model:
 
     Attributes
     ----------
-    kind : {"image", "text"}
+    kind : {"image", "text", "anomaly"}
     runtime : {"onnx", "litert", "saved_model"}
     classes : list
     metadata : dict
@@ -147,6 +157,12 @@ class Model:
                 f"installed here ({error}): pip install -r "
                 f"{self.folder / 'requirements.txt'}"
             ) from None
+        if self.kind == "anomaly":
+            spec = self.metadata["anomaly"]
+            with np.load(self.folder / spec["bank"], allow_pickle=False) as arrays:
+                self._bank = arrays["bank"]
+                cells = (arrays["centroids"], arrays["starts"])
+            self._cells = cells if len(cells[0]) else None
         if self.kind == "text":
             from tokenizers import Tokenizer
 
@@ -163,15 +179,19 @@ class Model:
             f"{self.classes})"
         )
 
-    def run(self, inputs) -> Result:
+    def run(self, inputs, *, maps: bool = False) -> Result:
         """Every output for ``inputs``, never raising for a bad one.
 
         Parameters
         ----------
         inputs : list
             Image paths, encoded bytes or PIL images; or texts (str).
+        maps : bool, default=False
+            An anomaly detector's maps too, each at its image's size.
         """
         inputs = list(inputs)
+        if self.kind == "anomaly":
+            return self._anomalies(inputs, maps)
         if self.kind == "text":
             features, errors, truncated = self._texts(inputs)
         else:
@@ -182,6 +202,38 @@ class Model:
     def predict(self, inputs) -> np.ndarray:
         """The predicted class of each input; :class:`InputError` for a bad one."""
         return np.asarray(self._strict(inputs).labels)
+
+    def score(self, inputs) -> np.ndarray:
+        """An anomaly detector's scores (higher = more anomalous, 1.0 the
+        threshold)."""
+        return self._strict(inputs).scores
+
+    def _anomalies(self, inputs: list, maps: bool) -> Result:
+        """Scores block by block: only a block's patch features are held."""
+        spec = self.metadata["anomaly"]
+        n = len(inputs)
+        result = Result(labels=[None] * n, errors=[""] * n,
+                        scores=np.full(n, np.nan, np.float32),
+                        maps=[None] * n if maps else None)  # fmt: skip
+        block = self.batch_size * _BATCHES_AHEAD
+        for start in range(0, n, block):
+            part = inputs[start : start + block]
+            outputs, errors = self._images(part)
+            result.errors[start : start + len(part)] = errors
+            rows = [k for k, values in enumerate(outputs) if values is not None]
+            if not rows:
+                continue
+            features = np.stack([outputs[k][0] for k in rows])
+            grids = anomaly.score_grids(
+                features, spec["grid"], self._bank, spec["threshold"], self._cells
+            )
+            for k, score, grid in zip(rows, anomaly.image_scores(grids), grids):
+                result.scores[start + k] = score
+                result.labels[start + k] = "anomaly" if score > 1 else "normal"
+                if maps:
+                    size = anomaly.image_size(part[k])
+                    result.maps[start + k] = anomaly.full_size(grid, size)
+        return result
 
     def predict_proba(self, inputs) -> np.ndarray:
         """Class probabilities, columns in ``classes`` order."""
