@@ -10,12 +10,14 @@ Sets (MVTec layout: ``train/good``, ``test/<kind>``, ``ground_truth/<kind>``):
   or a patch of the same radiograph pasted elsewhere, flipped), with its mask.
   Images are resized to a short side of 256.
 
-Per set and detector: image AUROC (good against each kind, and all), pixel AUROC
-(every test pixel, masks at the image's size, good images all-normal), the
-threshold's false alarms on ``test/good`` and its recall on the defects, fit
-seconds, bank bytes, and scoring images/s beside the backbone's embedding images/s
-in the same run (both warm: the forward passes come from the cache, so that line
-measures the detector's own work; ``--cold`` times it with forward passes).
+Per set and detector: image AUROC (good against each kind, and all; beside it the
+same bank searched exactly instead of through its inverted file), pixel AUROC (every
+test pixel, masks at the image's size, good images all-normal), the threshold's
+false alarms on ``test/good`` and its recall on the defects, fit seconds (forward
+passes from the cache), bank bytes, and images/s: scoring ``--cold`` test images
+without the cache (forward passes included, onnxruntime), the exported folder on the
+same images, and the backbone's plain embedding rate on them in the same run (each
+the better of two passes); "warm" is the whole test set with maps, from the cache.
 
     python benchmarks/anomaly.py [--sets magnetic_tile chest_planted] [--seeds 0 1]
 """
@@ -198,26 +200,25 @@ def measure(root: Path, detector, label: str, maps: bool, cold: int) -> dict:
     }
     if maps and any(mask_of(root, p) is not None for p in tests):
         row["pixel_auroc"] = pixel_auroc(root, tests, result.maps)
+    # Cold: forward passes included, onnxruntime as for the embedding rate; each
+    # rate the better of two passes (this VM's disk and cores are shared).
+    sample = [str(p) for p in tests[:cold]]
+    fresh = clone(detector).set_params(cache=None, runtime="onnx")
+    fresh.__dict__.update({k: v for k, v in vars(detector).items() if k.endswith("_")})
+    fresh.inspect(sample[:8])
+    row["images_per_s"] = best_rate(lambda: fresh.inspect(sample), len(sample))
+    with tempfile.TemporaryDirectory() as folder:
+        export(detector).save(Path(folder) / "exported")
+        served = ExportedModel(Path(folder) / "exported")
+        served.run(sample[:8])
+        row["exported_images_per_s"] = best_rate(
+            lambda: served.run(sample), len(sample)
+        )
     if detector.cells_ is not None:
         # The same bank searched exactly: what the inverted file costs in AUROC.
         cells, detector.cells_ = detector.cells_, None
         row["exact_auroc"] = roc_auc_score(bad, detector.inspect(tests).scores)
         detector.cells_ = cells
-    # Cold: forward passes included, onnxruntime as for the embedding rate.
-    sample = tests[:cold]
-    fresh = clone(detector).set_params(cache=None, runtime="onnx")
-    fresh.__dict__.update({k: v for k, v in vars(detector).items() if k.endswith("_")})
-    fresh.inspect(sample[:8])
-    started = time.perf_counter()
-    fresh.inspect(sample)
-    row["images_per_s"] = len(sample) / (time.perf_counter() - started)
-    with tempfile.TemporaryDirectory() as folder:
-        export(detector).save(Path(folder) / "exported")
-        served = ExportedModel(Path(folder) / "exported")
-        served.run([str(p) for p in sample[:8]])
-        started = time.perf_counter()
-        served.run([str(p) for p in sample])
-        row["exported_images_per_s"] = len(sample) / (time.perf_counter() - started)
     return row
 
 
@@ -239,15 +240,22 @@ def picture(root: Path, detector, out: Path) -> None:
     sheet.save(out)
 
 
+def best_rate(run, n: int, repeats: int = 2) -> float:
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        seconds.append(time.perf_counter() - started)
+    return n / min(seconds)
+
+
 def embedding_rate(root: Path, input_size: int, cold: int) -> float:
     """The backbone's embedding images/s on the test images: no cache,
     onnxruntime, compiled first."""
     tests = [p for kind in sorted((root / "test").iterdir()) for p in images(kind)]
     featurizer = ImageFeaturizer(input_size=input_size, cache=None, runtime="onnx")
     featurizer.transform(tests[:8])
-    started = time.perf_counter()
-    featurizer.transform(tests[:cold])
-    return cold / (time.perf_counter() - started)
+    return best_rate(lambda: featurizer.transform(tests[:cold]), cold)
 
 
 def main() -> None:
@@ -277,6 +285,9 @@ def main() -> None:
                         method="global", random_state=seed
                     ),
                     "patch (default)": AnomalyDetector(random_state=seed),
+                    "patch, no byte cap": AnomalyDetector(
+                        random_state=seed, max_bank_bytes=None
+                    ),
                 }
                 for label, detector in detectors.items():
                     # Warm the cache and the compiled graph: the timed run is steady.
@@ -294,12 +305,12 @@ def main() -> None:
                         f"{row['fit_s']:.1f} s (warm), bank "
                         f"{row['bank_bytes'] / 1e6:.1f} MB | images/s: "
                         f"{row['images_per_s']:.1f} cold, "
-                        f"{row['warm_images_per_s']:.1f} warm, "
+                        f"{row['warm_images_per_s']:.1f} warm with maps, "
                         f"{row['exported_images_per_s']:.1f} exported",
                         flush=True,
                     )
                     wanted = name == "magnetic_tile" and seed == args.seeds[0]
-                    if args.picture and wanted and label.startswith("patch"):
+                    if args.picture and wanted and label == "patch (default)":
                         picture(root, detector, Path(args.picture))
             rate = embedding_rate(root, 320, args.cold)
             print(f"{name} | embedding (Lite0, 320, cold) {rate:.1f} images/s",

@@ -244,7 +244,7 @@ def pixel_auroc(layout: Layout, maps: list) -> float:
     return float(roc_auc_score(np.concatenate(truth), np.concatenate(scores)))
 
 
-def anomaly_frame(rows, column: str, result):
+def anomaly_frame(rows, result):
     """The input rows with ``score``, ``label`` and ``error`` (renamed
     ``predicted_<name>`` where the input has that column)."""
     from pipelines._chunks import free_names
@@ -382,4 +382,4 @@ def predict_anomaly(args, detector: AnomalyDetector, rows, options: dict) -> tup
             write_maps(folder, paths, result.maps, root, overlay)
     if args.report:
         write_report(args.report, paths, result, detector)
-    return anomaly_frame(rows, "path", result)
+    return anomaly_frame(rows, result)

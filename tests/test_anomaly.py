@@ -4,6 +4,9 @@ the scikit-learn surface, the byte cap, and the command line end to end."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -184,6 +187,24 @@ def test_command_line_train_then_predict_with_maps(mvtec, tmp_path, capsys):
     assert grey.mode == "L"
     assert grey.size == (SIZE, SIZE)
     assert Image.open(tmp_path / "over" / "good" / "000.png").mode == "RGB"
+    # Exported, then served by predict.py alone: the same ranking, labels and maps.
+    served_folder = tmp_path / "served"
+    assert main(["export", str(model), str(served_folder)]) == 0
+    served_csv = tmp_path / "served.csv"
+    run = subprocess.run(
+        [sys.executable, str(served_folder / "predict.py"), str(mvtec / "test"),
+         "--out", str(served_csv), "--maps", str(tmp_path / "served_maps")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    served = pd.read_csv(served_csv).set_index("path").loc[table["path"]]
+    assert list(np.argsort(served["score"].to_numpy())) == list(
+        np.argsort(table["score"].to_numpy())
+    )
+    assert list(served["label"]) == list(table["label"])
+    ours = np.asarray(Image.open(tmp_path / "maps" / "spot" / "000.png"), float)
+    theirs = np.asarray(Image.open(tmp_path / "served_maps" / "spot" / "000.png"), float)
+    assert np.abs(ours - theirs).max() <= 1
     # What would change the scores is refused on a saved detector.
     with pytest.raises(SystemExit) as refused:
         main(["predict", str(model), str(mvtec / "test"), "--input-size", "64"])
@@ -210,9 +231,6 @@ def test_the_report_renders(mvtec, tmp_path, capsys):
 
 
 def test_the_exported_folder_agrees_with_featurize(detector, sets, tmp_path):
-    import subprocess
-    import sys
-
     from featurize import ExportedModel, export
 
     normal, planted = sets

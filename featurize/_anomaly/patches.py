@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from featurize._backbones.models import FeatureModel, feature_model, is_held
 from featurize._backbones.registry import Backbone
+from featurize._images.decode import DEFAULT_MAX_PIXELS
 from featurize._images.featurizer import ImageFeaturizer
 from featurize._images.forward import Forward
 from featurize._images.params import IMAGE_FEATURIZER_RULES, Layer
@@ -156,7 +157,7 @@ class PatchFeaturizer(ImageFeaturizer):
         resize="stretch",
         batch_size=None,
         on_error="raise",
-        max_pixels=None,
+        max_pixels=DEFAULT_MAX_PIXELS,
         cache=True,
         runtime="auto",
         decode_workers=None,
