@@ -14,6 +14,7 @@ import argparse
 import base64
 import html
 import io
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from featurize import (
     anomaly_overlay,
 )
 from pipelines._data import IMAGE_EXTENSIONS
-from pipelines._files import check_distinct, check_output
+from pipelines._files import check_distinct, check_output, dump_model
 from pipelines._options import UsageError, option_type
 from pipelines._pages import page_html, write_page
 
@@ -145,6 +146,19 @@ def detector_params(args, featurizer_params: dict) -> dict:
     params = {k: v for k, v in featurizer_params.items() if k in SHARED_OPTIONS}
     params.update({n: getattr(args, n) for n in DETECTOR_OPTIONS if hasattr(args, n)})
     return params
+
+
+def anomaly_train_command(args, featurizer_params: dict, say) -> int:
+    """``featurize train DIR --anomaly``: fit, evaluate, save (``--out``)."""
+    if args.text_column is not None or args.fine_tune:
+        given = "--text-column" if args.text_column is not None else "--fine-tune"
+        raise UsageError(f"{given} does not apply to --anomaly (images only).")
+    out = args.out and check_output(args.out, inputs=[args.directory], what="model")
+    detector = train_anomaly(args, featurizer_params, say)
+    if out:
+        size = dump_model(detector, out)
+        say(f"saved the fitted detector to {out} ({size / 1024:.0f} KiB)")
+    return 0
 
 
 def train_anomaly(args, featurizer_params: dict, say) -> AnomalyDetector:
@@ -356,7 +370,7 @@ def _inline(image) -> str:
 def predict_anomaly(args, detector: AnomalyDetector, rows, options: dict) -> tuple:
     """Score ``rows["path"]``; write maps, overlays and the report asked for.
 
-    Returns the frame to write and the columns renamed.
+    Returns the frame to write and how many rows failed.
     """
     refused = sorted(set(options) - set(READING_OPTIONS))
     if refused:
@@ -382,4 +396,11 @@ def predict_anomaly(args, detector: AnomalyDetector, rows, options: dict) -> tup
             write_maps(folder, paths, result.maps, root, overlay)
     if args.report:
         write_report(args.report, paths, result, detector)
-    return anomaly_frame(rows, result)
+    frame, renamed = anomaly_frame(rows, result)
+    for name, used in renamed.items():
+        print(
+            f"featurize: the input has a column {name!r}: the prediction's is "
+            f"{used!r} (input columns are never overwritten)",
+            file=sys.stderr,
+        )
+    return frame, len(result.failures)

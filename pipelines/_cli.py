@@ -23,8 +23,8 @@ from featurize import (
 from pipelines._anomaly import (
     DETECTOR_OPTIONS,
     add_anomaly_options,
+    anomaly_train_command,
     predict_anomaly,
-    train_anomaly,
 )
 from pipelines._audit.command import add_audit_command
 from pipelines._audit.groups import GroupPatternError, groups_from_names
@@ -351,7 +351,9 @@ def _weights(args) -> int:
 
 def _train(args) -> int:
     if args.anomaly:
-        return _train_anomaly(args)
+        check_no_text_options(args)
+        _check_no_table_options(args, "an image folder")
+        return anomaly_train_command(args, featurizer_params(args), _say)
     if args.report:
         raise UsageError("--report on train is for --anomaly.")
     if any(hasattr(args, name) for name in DETECTOR_OPTIONS):
@@ -380,21 +382,6 @@ def _train(args) -> int:
     if out:
         size = dump_model(trained.model, out)
         print(f"saved the fitted {trained.kind} to {out} ({size / 1024:.0f} KiB)")
-    return 0
-
-
-def _train_anomaly(args) -> int:
-    if args.text_column is not None or args.fine_tune:
-        given = "--text-column" if args.text_column is not None else "--fine-tune"
-        raise UsageError(f"{given} does not apply to --anomaly (images only).")
-    check_no_text_options(args)
-    _check_no_table_options(args, "an image folder")
-    params = featurizer_params(args)
-    out = args.out and check_output(args.out, inputs=[args.directory], what="model")
-    detector = train_anomaly(args, params, _say)
-    if out:
-        size = dump_model(detector, out)
-        print(f"saved the fitted detector to {out} ({size / 1024:.0f} KiB)")
     return 0
 
 
@@ -455,15 +442,9 @@ def _predict(args) -> int:
             f"no matches for a glob, no rows in a table); nothing was written."
         )
     if modality == "anomaly":
-        frame, renamed = predict_anomaly(args, model, rows, options)
-        for name, used in renamed.items():
-            print(
-                f"featurize: the input has a column {name!r}: the prediction's is "
-                f"{used!r} (input columns are never overwritten)",
-                file=sys.stderr,
-            )
+        frame, failed = predict_anomaly(args, model, rows, options)
         write_table(frame, out or None)
-        return 1 if frame[renamed.get("error", "error")].astype(bool).any() else 0
+        return 1 if failed else 0
     predictions = predict_rows(model, rows, column, options)
     for name, used in predictions.renamed.items():
         print(

@@ -157,15 +157,17 @@ def map_image(values: np.ndarray) -> Image.Image:
     return Image.fromarray(np.round(grey).astype(np.uint8), mode="L")
 
 
-def overlay(image: Image.Image, values: np.ndarray, alpha: float = 0.45) -> Image.Image:
-    """A heat map of ``values`` over ``image`` (same size), for people: blue where
-    the score is low, through green and yellow, red from the threshold up."""
-    level = np.clip(np.nan_to_num(values), 0, 1)[..., None]
+def overlay(image: Image.Image, values: np.ndarray) -> Image.Image:
+    """A heat map of ``values`` over ``image`` (same size), for people: the image
+    shows through where the score is below half the threshold, tinted blue to
+    yellow as it nears the threshold, red from the threshold up."""
+    values = np.nan_to_num(np.asarray(values, np.float32))
+    level = np.clip((values - 0.5) / 0.5, 0, 1)[..., None]
     cold = np.array([40, 80, 255], np.float32)
     warm = np.array([255, 220, 0], np.float32)
-    hot = np.array([255, 0, 0], np.float32)
-    colours = np.where(level < 0.5, cold + (warm - cold) * level * 2, warm)
-    colours = np.where(np.asarray(values)[..., None] >= 1.0, hot, colours)
+    hot = np.array([230, 0, 0], np.float32)
+    colours = np.where(values[..., None] >= 1.0, hot, cold + (warm - cold) * level)
+    alpha = np.where(values[..., None] >= 1.0, 0.6, 0.5 * level)
     base = np.asarray(image.convert("RGB"), np.float32)
     mixed = base * (1 - alpha) + colours * alpha
     return Image.fromarray(np.clip(mixed, 0, 255).astype(np.uint8), mode="RGB")
