@@ -139,6 +139,14 @@ def test_unreadable_images_are_named_or_reported(detector, tmp_path):
     result = detector.inspect([str(good), str(broken)], on_error="nan", maps=True)
     assert np.isnan(result.scores[1])
     assert result.labels[1] == 0
+    # In training: named, or left out with a warning where the caller asked.
+    paths = [str(good)] * 4 + [str(broken)]
+    settings = {**SETTINGS, "false_alarm_rate": 0.5, "cache": None}
+    with pytest.raises(ValueError, match="broken.png"):
+        AnomalyDetector(**settings).fit(paths)
+    left_out = "1 of 5 training images could not be used and were left out"
+    with pytest.warns(UserWarning, match=left_out):
+        AnomalyDetector(on_error="nan", **settings).fit(paths)
     assert result.maps[1] is None
     assert result.failures["input"].iloc[0].endswith("broken.png")
 

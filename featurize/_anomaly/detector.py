@@ -23,7 +23,7 @@ from featurize._anomaly.params import (
     DEFAULT_INPUT_SIZE,
 )
 from featurize._anomaly.patches import PatchFeaturizer
-from featurize._images.decode import DEFAULT_MAX_PIXELS, as_image_list
+from featurize._images.decode import DEFAULT_MAX_PIXELS, as_image_list, fetch
 from featurize._images.featurizer import ImageFeaturizer
 from featurize._shared.reporting import warn_failures
 from featurize._shared.results import Failure, failure_records, failures_frame
@@ -250,20 +250,19 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
         grid = _grid_shape(featurizer)
         rng = np.random.default_rng(params["random_state"])
         n = len(items)
-        n_held = int(round(params["holdout"] * n))
-        n_held = min(max(n_held, 1), n - 1)
         if n < 2:
             raise InvalidInputError(
                 f"AnomalyDetector needs at least 2 normal images (one for the "
                 f"bank, one for the threshold); received {n}."
             )
+        n_held = min(max(int(round(params["holdout"] * n)), 1), n - 1)
         order = rng.permutation(n)
         held, kept = np.sort(order[:n_held]), np.sort(order[n_held:])
         skipped: list[Failure] = []
         bank = self._bank(items, kept, featurizer, grid, params, rng, skipped)
         self.bank_, self.cells_ = inverted_file(bank, params["random_state"])
         self.grid_shape_ = grid
-        self.threshold_ = 1.0
+        self.threshold_ = 1.0  # the held-out images' raw distances, to set it from
         raw, failures = self._score(items, held, featurizer, on_error=None)
         skipped += failures
         raw = raw[~np.isnan(raw)]
@@ -280,7 +279,9 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
         self.backbone_ = featurizer.backbone_
         self.input_size_ = featurizer.input_size_
         if skipped:
-            warn_failures(failures_frame(skipped), n, "the failures", "training images")
+            ordered = sorted(skipped, key=lambda f: f.index)
+            warn_failures(failures_frame(ordered), n, None, "training images",
+                          "were left out", stacklevel=2)  # fmt: skip
         return self
 
     def _bank(self, items, rows, featurizer, grid, params, rng, skipped) -> np.ndarray:
@@ -361,13 +362,16 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
         scores, failures = self._score(
             items, np.arange(len(items)), featurizer, on_error, grids
         )
+        # decision_function = 1 - score: an image exactly at the threshold is normal.
         labels = np.where(scores > 1.0, -1, 1)
         labels[np.isnan(scores)] = 0
         full = None
         if maps:
             full = [None] * len(items)
             for row, grid in grids.items():
-                full[row] = anomaly.full_size(grid, anomaly.image_size(items[row]))
+                # Read as the featurizer read it (a URL, bytes, an array too).
+                size = anomaly.image_size(fetch(items[row], index=row))
+                full[row] = anomaly.full_size(grid, size)
         ordered = sorted(failures, key=lambda f: f.index)
         return Anomalies(
             scores=scores,
@@ -393,8 +397,9 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
         return self.score_samples(X) - self.offset_
 
     def predict(self, X) -> np.ndarray:
-        """+1 for a normal image, -1 for an anomaly."""
-        return np.where(self.decision_function(X) < 0, -1, 1)
+        """+1 for a normal image, -1 for an anomaly (0 for an image that failed
+        under ``on_error="nan"``: neither was decided)."""
+        return self._checked(X).labels
 
     def anomaly_maps(self, X) -> list:
         """One float32 map per image at its own size: higher = more anomalous, 1.0

@@ -7,18 +7,27 @@ import warnings
 
 
 def warn_failures(
-    failures, n_images: int, report="featurizer.embed(X).failures", noun="images"
+    failures,
+    n_images: int,
+    report="featurizer.embed(X).failures",
+    noun="images",
+    outcome="gave rows of NaN",
+    stacklevel: int = 3,
 ) -> None:
+    """Warn that ``failures`` (a failures table) of ``n_images`` inputs failed,
+    naming three, saying what became of them and where the whole list is (None:
+    nowhere else)."""
     shown = "; ".join(
         f"input {row.index}{_label(row)} {row.input!r}: {row.reason}"
         for row in failures.head(3).itertuples()
     )
     more = f"; and {len(failures) - 3} more" if len(failures) > 3 else ""
+    where = f" {report} lists them all." if report else ""
     warnings.warn(
-        f"{len(failures)} of {n_images} {noun} could not be used and gave rows of "
-        f"NaN ({shown}{more}). {report} lists them all.",
+        f"{len(failures)} of {n_images} {noun} could not be used and {outcome} "
+        f"({shown}{more}).{where}",
         UserWarning,
-        stacklevel=3,
+        stacklevel=stacklevel,
     )
 
 
