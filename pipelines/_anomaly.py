@@ -29,7 +29,7 @@ from featurize import (
 )
 from pipelines._data import IMAGE_EXTENSIONS
 from pipelines._files import check_distinct, check_output, dump_model
-from pipelines._options import UsageError, option_type
+from pipelines._options import UsageError, metavar, option_type
 from pipelines._pages import page_html, write_page
 
 # The options of `train --anomaly` beyond those every command that embeds has.
@@ -50,18 +50,20 @@ MASK_SUFFIXES = (".png", "_mask.png")
 def add_anomaly_options(train, predict) -> None:
     """``--anomaly`` and the detector's options on ``train``; ``--maps``,
     ``--overlay`` and ``--report`` on ``predict``."""
+    rules = AnomalyDetector.parameter_rules
+    defaults = AnomalyDetector().get_params()
     group = train.add_argument_group("anomaly detection (with --anomaly)")
     group.add_argument(
         "--anomaly", action="store_true",
         help="learn normal images only (DIR/train/good, or DIR itself) and evaluate "
-        "on DIR/test/<kind> (image AUROC; pixel AUROC with DIR/ground_truth)",
+        "on DIR/test/<kind> (image AUROC; pixel AUROC with DIR/ground_truth); "
+        f"--input-size defaults to {defaults['input_size']} here",
     )  # fmt: skip
-    rules = AnomalyDetector.parameter_rules
-    defaults = AnomalyDetector().get_params()
     for name in DETECTOR_OPTIONS:
         group.add_argument(
             f"--{name.replace('_', '-')}", dest=name, default=argparse.SUPPRESS,
             type=option_type(name, rules[name], False),
+            metavar=metavar(name, rules[name]),
             help=f"{rules[name].help} (default: {defaults[name]})",
         )  # fmt: skip
     group.add_argument(
