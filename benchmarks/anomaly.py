@@ -33,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
-from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 
 from featurize import (
@@ -43,13 +42,14 @@ from featurize import (
     anomaly_overlay,
     export,
 )
+from pipelines import load_image_folder, pixel_auroc, read_anomaly_folder
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
-def images(folder: Path) -> list:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in SUFFIXES)
+def normal(source: Path, split: str) -> list:
+    paths, labels = load_image_folder(source, split)
+    return sorted(Path(p) for p, label in zip(paths, labels) if label == "normal")
 
 
 # -- the planted set
@@ -124,9 +124,9 @@ def chest_planted(out: Path, seed: int = 0) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         image.save(path)
 
-    for path in images(source / "train" / "normal"):
+    for path in normal(source, "train"):
         save(load(path), "train", "good", path.stem + ".png")
-    test = images(source / "test" / "normal")
+    test = normal(source, "test")
     rng.shuffle(test)
     for path in test[:150]:
         save(load(path), "test", "good", path.stem + ".png")
@@ -143,38 +143,12 @@ def chest_planted(out: Path, seed: int = 0) -> Path:
 # -- measuring
 
 
-def mask_of(root: Path, path: Path):
-    kind = path.parent.name
-    if kind == "good":
-        return None
-    for name in (path.stem + ".png", path.stem + "_mask.png"):
-        candidate = root / "ground_truth" / kind / name
-        if candidate.exists():
-            return np.asarray(Image.open(candidate).convert("L")) > 127
-    return None
-
-
-def pixel_auroc(root: Path, paths: list, maps: list) -> float:
-    """Over every test pixel (subsampled to about 4,096 per image, evenly)."""
-    scores, truth = [], []
-    for path, values in zip(paths, maps):
-        mask = mask_of(root, path)
-        if mask is None:
-            if path.parent.name != "good":
-                continue
-            mask = np.zeros(values.shape, bool)
-        step = max(1, int(np.sqrt(values.size / 4096)))
-        scores.append(values[::step, ::step].ravel())
-        truth.append(mask[::step, ::step].ravel())
-    return roc_auc_score(np.concatenate(truth), np.concatenate(scores))
-
-
 def measure(root: Path, detector, label: str, maps: bool, cold: int) -> dict:
-    train = images(root / "train" / "good")
-    tests = [p for kind in sorted((root / "test").iterdir()) for p in images(kind)]
-    kinds = np.array([p.parent.name for p in tests])
+    folder = read_anomaly_folder(root)
+    tests = [str(p) for p in folder.test]
+    kinds = np.array(folder.kinds)
     started = time.perf_counter()
-    detector.fit(train)
+    detector.fit([str(p) for p in folder.train])
     fit_seconds = time.perf_counter() - started
     started = time.perf_counter()
     result = detector.inspect(tests, maps=maps)
@@ -198,15 +172,15 @@ def measure(root: Path, detector, label: str, maps: bool, cold: int) -> dict:
         )
         for kind in sorted(set(kinds) - {"good"})
     }
-    if maps and any(mask_of(root, p) is not None for p in tests):
-        row["pixel_auroc"] = pixel_auroc(root, tests, result.maps)
+    if maps and any(folder.masks):
+        row["pixel_auroc"] = pixel_auroc(folder, result.maps)
     # Cold: forward passes included, onnxruntime as for the embedding rate; each
     # rate the better of two passes (this VM's disk and cores are shared).
-    sample = [str(p) for p in tests[:cold]]
-    fresh = clone(detector).set_params(cache=None, runtime="onnx")
-    fresh.__dict__.update({k: v for k, v in vars(detector).items() if k.endswith("_")})
-    fresh.inspect(sample[:8])
-    row["images_per_s"] = best_rate(lambda: fresh.inspect(sample), len(sample))
+    sample = tests[:cold]
+    detector.set_params(cache=None, runtime="onnx")
+    detector.inspect(sample[:8])
+    row["images_per_s"] = best_rate(lambda: detector.inspect(sample), len(sample))
+    detector.set_params(cache=True, runtime="auto")
     with tempfile.TemporaryDirectory() as folder:
         export(detector).save(Path(folder) / "exported")
         served = ExportedModel(Path(folder) / "exported")
@@ -224,8 +198,9 @@ def measure(root: Path, detector, label: str, maps: bool, cold: int) -> dict:
 
 def picture(root: Path, detector, out: Path) -> None:
     """The first test image of each kind (good first) over its heat-map overlay."""
-    folders = sorted((root / "test").iterdir(), key=lambda p: p.name != "good")
-    chosen = [images(folder)[0] for folder in folders]
+    folder = read_anomaly_folder(root)
+    kinds = sorted(set(folder.kinds), key=lambda kind: kind != "good")
+    chosen = [folder.test[folder.kinds.index(kind)] for kind in kinds]
     maps = detector.anomaly_maps(chosen)
     side = 160
     sheet = Image.new("RGB", (side * len(chosen), 2 * side + 18), "white")
@@ -252,7 +227,7 @@ def best_rate(run, n: int, repeats: int = 2) -> float:
 def embedding_rate(root: Path, input_size: int, cold: int) -> float:
     """The backbone's embedding images/s on the test images: no cache,
     onnxruntime, compiled first."""
-    tests = [p for kind in sorted((root / "test").iterdir()) for p in images(kind)]
+    tests = [str(p) for p in read_anomaly_folder(root).test]
     featurizer = ImageFeaturizer(input_size=input_size, cache=None, runtime="onnx")
     featurizer.transform(tests[:8])
     return best_rate(lambda: featurizer.transform(tests[:cold]), cold)
@@ -291,7 +266,7 @@ def main() -> None:
                 }
                 for label, detector in detectors.items():
                     # Warm the cache and the compiled graph: the timed run is steady.
-                    detector.fit(images(root / "train" / "good"))
+                    detector.fit([str(p) for p in read_anomaly_folder(root).train])
                     row = measure(
                         root, detector, label, label.startswith("patch"), args.cold
                     )

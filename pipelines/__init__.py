@@ -1,5 +1,7 @@
 """Ready-made scikit-learn pipelines, data loading and the ``featurize`` command."""
 
+from pipelines._anomaly import Layout as AnomalyFolder
+from pipelines._anomaly import pixel_auroc, read_anomaly_folder
 from pipelines._audit.audit import Audit, audit_dataset
 from pipelines._audit.findings import NEAR_THRESHOLDS
 from pipelines._classifiers import make_image_classifier, make_text_classifier
@@ -17,6 +19,7 @@ from pipelines._tables import read_table
 from pipelines._train import Trained, train_and_evaluate
 
 __all__ = [
+    "AnomalyFolder",
     "Audit",
     "NEAR_THRESHOLDS",
     "Predictions",
@@ -32,9 +35,11 @@ __all__ = [
     "nearest_neighbours",
     "neighbour_index",
     "next_to_label",
+    "pixel_auroc",
     "plot_comparison",
     "predict_rows",
     "read_manifest",
+    "read_anomaly_folder",
     "read_model",
     "read_table",
     "read_text_table",

@@ -11,9 +11,7 @@ images alone trains without evaluation.
 from __future__ import annotations
 
 import argparse
-import base64
 import html
-import io
 import sys
 import time
 from dataclasses import dataclass
@@ -30,7 +28,7 @@ from featurize import (
 from pipelines._data import IMAGE_EXTENSIONS
 from pipelines._files import check_distinct, check_output, dump_model
 from pipelines._options import UsageError, metavar, option_type
-from pipelines._pages import page_html, write_page
+from pipelines._pages import data_url, page_html, write_page
 
 # The options of `train --anomaly` beyond those every command that embeds has.
 DETECTOR_OPTIONS = ("method", "false_alarm_rate", "coreset_ratio", "max_bank_bytes")
@@ -40,10 +38,9 @@ SHARED_OPTIONS = (
     "backbone", "weights", "input_size", "resize", "batch_size", "decode_workers",
     "runtime", "max_pixels", "cache",
 )  # fmt: skip
-# How a saved detector may read images at predict time (not what it scores).
-READING_OPTIONS = ("batch_size", "decode_workers", "runtime", "cache")
 NORMAL, ANOMALY = "normal", "anomaly"
 REPORT_IMAGES = 200
+REPORT_SIDE = 240  # thumbnails shown at 120 px: sharp on high-density screens
 MASK_SUFFIXES = (".png", "_mask.png")
 
 
@@ -87,7 +84,8 @@ def add_anomaly_options(train, predict) -> None:
 
 @dataclass
 class Layout:
-    """An anomaly folder: what to learn from, what to evaluate on."""
+    """An anomaly folder (:func:`read_anomaly_folder`): what to learn from, what to
+    evaluate on, as paths."""
 
     train: list
     test: list
@@ -102,7 +100,7 @@ def _images(folder: Path) -> list:
     )  # fmt: skip
 
 
-def read_layout(directory) -> Layout:
+def read_anomaly_folder(directory) -> Layout:
     """Read ``directory``'s MVTec / Folder layout (see the module's docstring)."""
     root = Path(directory)
     if not root.is_dir():
@@ -165,7 +163,7 @@ def anomaly_train_command(args, featurizer_params: dict, say) -> int:
 
 def train_anomaly(args, featurizer_params: dict, say) -> AnomalyDetector:
     """Fit a detector on the layout's good images; evaluate on its test images."""
-    layout = read_layout(args.directory)
+    layout = read_anomaly_folder(args.directory)
     if len(layout.train) < 2:
         raise InvalidInputError(
             f"{args.directory!r}: anomaly detection needs at least 2 good images to "
@@ -346,9 +344,10 @@ def write_report(path, images: list, result, detector, kinds=None) -> None:
         try:
             with Image.open(images[i]) as image:
                 image = image.convert("RGB")
-                pictures.append(_inline(image))
+                pictures.append(data_url(image, REPORT_SIDE))
                 if result.maps is not None and result.maps[i] is not None:
-                    pictures.append(_inline(anomaly_overlay(image, result.maps[i])))
+                    heat = anomaly_overlay(image, result.maps[i])
+                    pictures.append(data_url(heat, REPORT_SIDE))
         except OSError:
             pass
         label = ANOMALY if score > 1 else NORMAL
@@ -361,27 +360,13 @@ def write_report(path, images: list, result, detector, kinds=None) -> None:
     write_page(path, page_html("featurize anomalies", "\n".join(parts), style))
 
 
-def _inline(image) -> str:
-    image = image.copy()
-    image.thumbnail((240, 240))
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=80)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
 def predict_anomaly(args, detector: AnomalyDetector, rows, options: dict) -> tuple:
-    """Score ``rows["path"]``; write maps, overlays and the report asked for.
+    """Score ``rows["path"]`` with ``options`` (checked by
+    :func:`pipelines._predict.check_options`: how images are read, never what
+    they score); write maps, overlays and the report asked for.
 
     Returns the frame to write and how many rows failed.
     """
-    refused = sorted(set(options) - set(READING_OPTIONS))
-    if refused:
-        raise UsageError(
-            f"{', '.join('--' + n.replace('_', '-') for n in refused)} would change "
-            f"what the detector scores; only "
-            f"{', '.join('--' + n.replace('_', '-') for n in READING_OPTIONS)} apply "
-            f"to a saved detector."
-        )
     for name, folder in (("--maps", args.maps), ("--overlay", args.overlay)):
         if folder and Path(folder).exists() and not Path(folder).is_dir():
             raise UsageError(f"{name} {folder!r} exists and is not a folder.")

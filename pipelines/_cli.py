@@ -433,8 +433,7 @@ def _predict(args) -> int:
     else:
         check_no_text_options(args)
         options, column = featurizer_params(args), "path"
-    if modality != "anomaly":
-        check_options(model, options)
+    check_options(model, options)
     rows = _predict_rows(args, text_model)
     if not len(rows):
         raise UserError(

@@ -56,10 +56,15 @@ def _thumbnail(path) -> str:
 
     try:
         with Image.open(path) as image:
-            image = image.convert("RGB")
-            image.thumbnail((THUMBNAIL, THUMBNAIL))
-            buffer = io.BytesIO()
-            image.save(buffer, "JPEG", quality=80)
+            return data_url(image)
     except (OSError, ValueError):
         return ""
+
+
+def data_url(image, side: int = THUMBNAIL) -> str:
+    """A PIL image shrunk to fit ``side`` pixels, as an inline JPEG data URL."""
+    image = image.convert("RGB")
+    image.thumbnail((side, side))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=80)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()

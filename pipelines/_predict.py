@@ -120,7 +120,7 @@ def featurizer_with(featurizer, options: dict):
                 for name in changing
             )
             raise InvalidParameterError(
-                f"{shown} would change the embeddings the classifier was trained "
+                f"{shown} would change the embeddings the model was trained "
                 f"on. Leave {'it' if len(changing) == 1 else 'them'} out, or train "
                 f"a new model."
             )
@@ -143,6 +143,14 @@ def check_options(model, options: dict) -> None:
     :func:`featurizer_with`), before any input is read."""
     if isinstance(model, FineTunedClassifier):
         featurizer_with(_reading_featurizer(model), options)
+    elif isinstance(model, AnomalyDetector):
+        foreign = sorted(set(options) - set(model.get_params()))
+        if foreign:
+            raise InvalidParameterError(
+                f"{', '.join(foreign)} set a classifier's embedding, not an anomaly "
+                f"detector's: leave {'it' if len(foreign) == 1 else 'them'} out."
+            )
+        featurizer_with(model.featurizer(), options)
     else:
         featurizer_with(_featurizer_and_head(model)[0], options)
 

@@ -23,7 +23,12 @@ from featurize._anomaly.params import (
     DEFAULT_INPUT_SIZE,
 )
 from featurize._anomaly.patches import PatchFeaturizer
-from featurize._images.decode import DEFAULT_MAX_PIXELS, as_image_list, fetch
+from featurize._images.decode import (
+    DEFAULT_MAX_PIXELS,
+    as_image_list,
+    fetch,
+    is_url,
+)
 from featurize._images.featurizer import ImageFeaturizer
 from featurize._shared.reporting import warn_failures
 from featurize._shared.results import Failure, failure_records, failures_frame
@@ -369,8 +374,9 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
         if maps:
             full = [None] * len(items)
             for row, grid in grids.items():
-                # Read as the featurizer read it (a URL, bytes, an array too).
-                size = anomaly.image_size(fetch(items[row], index=row))
+                item = items[row]
+                # A local file's size is in its header; a URL is fetched again.
+                size = anomaly.image_size(fetch(item) if is_url(item) else item)
                 full[row] = anomaly.full_size(grid, size)
         ordered = sorted(failures, key=lambda f: f.index)
         return Anomalies(
