@@ -1,8 +1,10 @@
 """What featurize holds in memory, released on request: image models and their
-compiled functions, and loaded text encoders."""
+compiled functions (the anomaly detector's patch passes too), and loaded text
+encoders."""
 
 from __future__ import annotations
 
+from featurize._anomaly.patches import forget_patch_forwards
 from featurize._images.forward import forget_forwards
 from featurize._texts.encoders import forget_text_encoders
 
@@ -11,6 +13,7 @@ def forget_models() -> None:
     """Drop every held model, compiled function and text encoder (the framework's
     caches stay)."""
     forget_forwards()
+    forget_patch_forwards()
     forget_text_encoders()
 
 

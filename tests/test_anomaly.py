@@ -4,8 +4,10 @@ the scikit-learn surface, the byte cap, and the command line end to end."""
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,7 @@ import pytest
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from featurize import AnomalyDetector, load_model
+from featurize import AnomalyDetector, load_model, release_models
 from pipelines._cli import main
 
 from .conftest import needs_chromium, rendered
@@ -115,6 +117,12 @@ def test_the_bank_keeps_within_its_byte_cap(sets):
     detector.fit(normal[:30])
     assert 0 < detector.bank_.nbytes <= cap
     assert detector.bank_.shape[1] == detector.grid_shape_[2]
+    # Its network is derived state: released on request, rebuilt on use.
+    held = weakref.ref(detector.featurizer().keras_model())
+    release_models()
+    gc.collect()
+    assert held() is None
+    assert detector.predict(normal[30:32]).shape == (2,)
 
 
 def test_global_method_scores_whole_images(sets):

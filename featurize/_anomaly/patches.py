@@ -10,8 +10,14 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from functools import partial
 
-from featurize._backbones.models import FeatureModel, feature_model, is_held
+from featurize._backbones.models import (
+    FeatureModel,
+    feature_model,
+    is_held,
+    resolve_layer,
+)
 from featurize._backbones.registry import Backbone
 from featurize._images.decode import DEFAULT_MAX_PIXELS
 from featurize._images.featurizer import ImageFeaturizer
@@ -60,40 +66,42 @@ def default_layers(backbone: Backbone) -> tuple:
 
 
 class PatchForward(Forward):
-    """Pixels -> flattened ``(height, width, channels)`` grid of patch features."""
+    """Pixels -> flattened ``(height, width, channels)`` grid of patch features.
 
-    def __init__(self, backbone: Backbone, features: FeatureModel):
-        import keras
+    ``source`` is the whole backbone the layers are taken from: while the model
+    cache holds it, this pass stays valid.
+    """
 
-        from featurize._shared.compiled import compile_inference
+    def __init__(self, backbone: Backbone, features: FeatureModel, source):
+        self.source = source
+        super().__init__(backbone, features, "patches")
 
-        self.features = features
-        self.pooling = "patches"
-        height, width, channels = features.output_shape
-        self.n_features = height * width * channels
-        preprocess = backbone.preprocess_function()
-        model = features.model
+    def width(self, shape: tuple[int, int, int]) -> int:
+        height, width, channels = shape
+        return height * width * channels
 
-        def graph(call, x):
-            ops = keras.ops
-            maps = call(preprocess(ops.cast(x, "float32")))
-            maps = maps if isinstance(maps, (list, tuple)) else [maps]
-            parts = []
-            for part in maps:
-                part = ops.average_pool(part, NEIGHBOURHOOD, 1, padding="same")
-                if tuple(part.shape[1:3]) != (height, width):
-                    part = ops.image.resize(part, (height, width), "bilinear")
-                parts.append(part)
-            joined = ops.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
-            norms = ops.sqrt(ops.sum(ops.square(joined), axis=-1, keepdims=True))
-            joined = joined / (norms + EPSILON)
-            return ops.cast(ops.reshape(joined, (ops.shape(x)[0], -1)), "float32")
+    def finisher(self):
+        return partial(patch_grid, grid=self.features.output_shape)
 
-        self.graph = graph
-        self._run = compile_inference(
-            model, [(model.input_shape[1:], "float32")], graph
-        )
-        self.max_batch = None
+
+def patch_grid(maps, grid: tuple):
+    """Feature maps -> each patch averaged with its neighbours, every map at the
+    ``grid``'s size, joined, L2-normalised per patch, flattened per image."""
+    import keras
+
+    ops = keras.ops
+    height, width, _ = grid
+    maps = maps if isinstance(maps, (list, tuple)) else [maps]
+    parts = []
+    for part in maps:
+        part = ops.average_pool(part, NEIGHBOURHOOD, 1, padding="same")
+        if tuple(part.shape[1:3]) != (height, width):
+            part = ops.image.resize(part, (height, width), "bilinear")
+        parts.append(part)
+    joined = ops.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
+    norms = ops.sqrt(ops.sum(ops.square(joined), axis=-1, keepdims=True))
+    joined = joined / (norms + EPSILON)
+    return ops.reshape(joined, (ops.shape(joined)[0], -1))
 
 
 def patch_forward(
@@ -103,9 +111,10 @@ def patch_forward(
     import keras
 
     full = feature_model(backbone, weights, input_size, None)
+    known = [layer.name for layer in full.model.layers]
     names = []
     for layer in layers:
-        name = feature_model(backbone, weights, input_size, layer).layer
+        name = resolve_layer(layer, full.stages, known, backbone.name)
         if name not in names:
             names.append(name)
     key = (id(full.model), tuple(names))
@@ -127,10 +136,15 @@ def patch_forward(
             full.stages,
             (height, width, sum(s[2] for s in shapes)),
         )
-        forward = PatchForward(backbone, features)
-        forward.source = full
+        forward = PatchForward(backbone, features, full)
         _FORWARDS[key] = forward
         return forward
+
+
+def forget_patch_forwards() -> None:
+    """Drop every compiled patch-feature pass (and so its hold on its model)."""
+    with _LOCK:
+        _FORWARDS.clear()
 
 
 PATCH_FEATURIZER_RULES = {

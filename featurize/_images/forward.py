@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import warnings
+from functools import partial
 
 import numpy as np
 
@@ -58,6 +59,9 @@ class Forward:
     backbone : Backbone
     features : FeatureModel
     pooling : {"avg", "max", "gem", None}
+
+    A subclass computing something else from the feature map (the anomaly wing's
+    patch grids) gives :meth:`width` and :meth:`finisher`; the rest is shared.
     """
 
     def __init__(self, backbone: Backbone, features: FeatureModel, pooling):
@@ -65,13 +69,14 @@ class Forward:
 
         self.features = features
         self.pooling = pooling
-        self.n_features = n_pooled_features(features.output_shape, pooling)
+        self.n_features = self.width(features.output_shape)
         preprocess = backbone.preprocess_function()
+        finish = self.finisher()
         model = features.model
 
         def graph(call, x):
             x = preprocess(keras.ops.cast(x, "float32"))
-            return keras.ops.cast(_pool(call(x), pooling), "float32")
+            return keras.ops.cast(finish(call(x)), "float32")
 
         # Kept: ONNX export traces this same computation.
         self.graph = graph
@@ -79,6 +84,16 @@ class Forward:
             model, [(model.input_shape[1:], "float32")], graph
         )
         self.max_batch: int | None = None  # lowered when the device runs out of memory
+
+    def width(self, shape: tuple[int, int, int]) -> int:
+        """The row width for a ``(height, width, channels)`` feature map."""
+        return n_pooled_features(shape, self.pooling)
+
+    def finisher(self):
+        """A function from the model's output (a tensor, or a list for several
+        layers) to rows. It must not hold ``self``: the compiled graph keeps it, and
+        a cycle through the graph would keep an evicted model alive."""
+        return partial(_pool, pooling=self.pooling)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """Embed ``batch`` (``(n, height, width, 3)`` float32 in [0, 255]).
