@@ -1,9 +1,11 @@
 """Semi-supervised heads on the labels ``next_to_label`` picks: does the pool's
 unlabelled part help? The same picks (auto, seeds 0-2) scored by the logistic
-regression every strategy uses, by scikit-learn's ``LabelSpreading`` (kNN kernel,
-10 neighbours, on the unit-length pool) and by ``SelfTrainingClassifier`` around that
-logistic regression (threshold 0.9, 5 rounds). Pools and test sets as in
-``labelling.py``.
+regression every strategy uses; by that logistic regression trained with
+``spread_labels``'s rows (``when="always"`` and the default ``"auto"``, which
+decides per round); and, for reference, by scikit-learn's ``LabelSpreading`` itself
+(kNN kernel, 10 neighbours, on the unit-length pool: it keeps the pool to predict)
+and ``SelfTrainingClassifier`` around the logistic regression (threshold 0.9, 5
+rounds). Pools and test sets as in ``labelling.py``.
 
     python benchmarks/labelling_heads.py [--sets dtd10 chest_xray emotion]
 """
@@ -25,13 +27,15 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.preprocessing import normalize as normalised
 from sklearn.semi_supervised import LabelSpreading, SelfTrainingClassifier
 
-from pipelines import next_to_label
+from pipelines import next_to_label, spread_labels
 
 
 def scores(X, y, test_X, test_y, seed: int) -> dict:
     classes = np.unique(y)
     labels = np.array([None] * len(y), dtype=object)
-    out = {"logistic": [], "spreading": [], "self-training": []}
+    out = {"logistic": [], "spread always": [], "spread auto": [],
+           "auto spread (share of rounds)": [], "LabelSpreading": [],
+           "self-training": []}  # fmt: skip
     for per_class in PER_CLASS:
         need = per_class * len(classes) - int((labels != None).sum())  # noqa: E711
         if need > 0:
@@ -46,10 +50,17 @@ def scores(X, y, test_X, test_y, seed: int) -> dict:
 
         logistic = head().fit(X[known], y[known].astype(str))
         out["logistic"].append(accuracy_score(test_y, logistic.predict(test_X)))
+        for when in ("always", "auto"):
+            spread = spread_labels(X, labels, when=when, random_state=seed)
+            rows = spread.weights > 0
+            weights = {"logisticregression__sample_weight": spread.weights[rows]}
+            taught = head().fit(X[rows], spread.labels[rows].astype(str), **weights)
+            out[f"spread {when}"].append(accuracy_score(test_y, taught.predict(test_X)))
+        out["auto spread (share of rounds)"].append(float(spread.spread))
         spreading = LabelSpreading(kernel="knn", n_neighbors=10, max_iter=100)
         spreading.fit(normalised(X), codes)
         predicted = classes[spreading.predict(normalised(test_X))]
-        out["spreading"].append(accuracy_score(test_y, predicted))
+        out["LabelSpreading"].append(accuracy_score(test_y, predicted))
         selfish = SelfTrainingClassifier(head(), threshold=0.9, max_iter=5)
         predicted = classes[selfish.fit(X, codes).predict(test_X)]
         out["self-training"].append(accuracy_score(test_y, predicted))
@@ -71,7 +82,7 @@ def main() -> None:
         runs = [scores(X, y, test_X, test_y, seed) for seed in args.seeds]
         for head in runs[0]:
             mean = np.mean([run[head] for run in runs], axis=0)
-            print(f"{name:11s} {head:14s} " + " ".join(f"{m:.3f}" for m in mean))
+            print(f"{name:11s} {head:30s} " + " ".join(f"{m:.3f}" for m in mean))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Selection and search at scale, on clustered synthetic rows (384 wide, MiniLM's
 width): the seconds and peak memory of one ``next_to_label`` round (from zero
-labels, and with labels), and the latency of ``find_similar``'s search per query
-with the index build beside it.
+labels, and with labels), of ``spread_labels`` on those labels, and the latency of
+``find_similar``'s search per query with the index build beside it.
 
     python benchmarks/labelling_scale.py [--sizes 5000 50000 1000000]
 """
@@ -18,7 +18,12 @@ import time
 import numpy as np
 from sklearn.preprocessing import normalize
 
-from pipelines import neighbour_index, next_to_label, search_neighbours
+from pipelines import (
+    neighbour_index,
+    next_to_label,
+    search_neighbours,
+    spread_labels,
+)
 
 WIDTH = 384
 
@@ -88,13 +93,17 @@ def main() -> None:
         started = time.perf_counter()
         next_to_label(X, labels, args.budget, random_state=0)
         warm = time.perf_counter() - started
+        started = time.perf_counter()
+        spread = spread_labels(X, labels, random_state=0)
+        spreading = time.perf_counter() - started
         queries = X[:: max(1, n // 200)][:200]
         search_neighbours(X, queries[:5], 10, backend="exact")  # warm
         started = time.perf_counter()
         search_neighbours(X, queries, 10, backend="exact")
         exact_ms = 1000 * (time.perf_counter() - started) / len(queries)
         line = (f"{n:>9} rows: round from zero {cold:6.1f} s, with labels "
-                f"{warm:6.1f} s; exact search {exact_ms:7.2f} ms/query (200 in "
+                f"{warm:6.1f} s; spread_labels {spreading:5.1f} s (spread: "
+                f"{spread.spread}); exact search {exact_ms:7.2f} ms/query (200 in "
                 f"one call)")  # fmt: skip
         if n >= 50_000:
             started = time.perf_counter()

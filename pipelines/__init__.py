@@ -8,6 +8,7 @@ from pipelines._classifiers import make_image_classifier, make_text_classifier
 from pipelines._data import list_splits, load_image_folder
 from pipelines._embed import embed_dataset
 from pipelines._labelling.select import next_to_label
+from pipelines._labelling.spreading import Spread, spread_labels
 from pipelines._manifests import read_manifest, read_text_table
 from pipelines._neighbours import hnsw_index as neighbour_index
 from pipelines._neighbours import nearest as nearest_neighbours
@@ -23,6 +24,7 @@ __all__ = [
     "Audit",
     "NEAR_THRESHOLDS",
     "Predictions",
+    "Spread",
     "Trained",
     "audit_dataset",
     "compare_models",
@@ -44,5 +46,6 @@ __all__ = [
     "read_table",
     "read_text_table",
     "search_neighbours",
+    "spread_labels",
     "train_and_evaluate",
 ]

@@ -16,6 +16,7 @@ from featurize import ImageFeaturizer, InvalidLabelsError, TextFeaturizer
 from pipelines._classifiers import make_image_classifier, make_text_classifier
 from pipelines._files import check_distinct, check_output, dump_model, write_table
 from pipelines._labelling.select import next_to_label
+from pipelines._labelling.spreading import SEMI_SUPERVISED, spread_labels
 from pipelines._manifests import read_manifest, read_text_table
 from pipelines._options import (
     UsageError,
@@ -218,7 +219,24 @@ def label_command(args) -> int:
         print(f"cross-validated accuracy by labels so far: {curve}")
         print(f"hint: {stopping_hint(points)}")
     if model_file:
-        _save_model(args, params, rows, keys, labelled, key, model_file)
+        if len(np.unique(given)) < 2:
+            raise InvalidLabelsError(
+                f"--model needs labels of at least two classes; the labels files "
+                f"hold {sorted(set(given))}."
+            )
+        spread = spread_labels(X, y, when=args.semi_supervised, random_state=args.seed)
+        print(describe_spread(spread, known, args.semi_supervised))
+        taught = np.flatnonzero(spread.weights > 0)
+        inputs = [items[i] for i in ok[taught]]
+        if key == "path":
+            model = make_image_classifier(**params)
+        else:
+            model = make_text_classifier(**params)
+        model.fit(inputs, spread.labels[taught].tolist(),
+                  classifier__sample_weight=spread.weights[taught])  # fmt: skip
+        size = dump_model(model, model_file)
+        print(f"saved the pipeline trained on {len(taught)} items to {model_file} "
+              f"({size / 1024:.0f} KiB)")  # fmt: skip
     picked = next_to_label(X, y, budget, random_state=args.seed) if budget else []
     queue = rows.iloc[ok[np.asarray(picked, dtype=int)]].copy()
     if key == "row":
@@ -235,24 +253,22 @@ def label_command(args) -> int:
     return 0
 
 
-def _save_model(args, params, rows, keys, labelled, key, path) -> None:
-    """Fit the pipeline on the labelled items (through the cache) and save it."""
-    chosen = [i for i, item in enumerate(keys) if item in labelled]
-    labels = [labelled[keys[i]] for i in chosen]
-    if len(set(labels)) < 2:
-        raise InvalidLabelsError(
-            f"--model needs labels of at least two classes; the labels files hold "
-            f"{sorted(set(labels))}."
-        )
-    if key == "path":
-        model = make_image_classifier(**params)
-        model.fit([keys[i] for i in chosen], labels)
-    else:
-        model = make_text_classifier(**params)
-        model.fit(rows[args.text_column].iloc[chosen], labels)
-    size = dump_model(model, path)
-    print(f"saved the pipeline trained on {len(chosen)} labels to {path} "
-          f"({size / 1024:.0f} KiB)")  # fmt: skip
+def describe_spread(spread, known, when: str) -> str:
+    """What the semi-supervised step did, and why, in a line."""
+    if when == "never":
+        return "semi-supervised: not used (--semi-supervised never)"
+    measured = ""
+    if spread.accuracy is not None:
+        plain, spread_accuracy = spread.accuracy
+        measured = (f"; cross-validated accuracy {spread_accuracy:.3f} with the "
+                    f"spread labels, {plain:.3f} without")  # fmt: skip
+    if spread.spread:
+        extra = int((spread.weights > 0).sum() - known.sum())
+        return (f"semi-supervised: {extra} unlabelled items join the training with "
+                f"spread labels (the labels cover {spread.coverage:.0%} of the "
+                f"collection{measured})")  # fmt: skip
+    return (f"semi-supervised: not used (the labels cover {spread.coverage:.0%} of "
+            f"the collection{measured})")  # fmt: skip
 
 
 def add_label_command(command, parents) -> None:
@@ -270,9 +286,11 @@ def add_label_command(command, parents) -> None:
         "the collection's clusters, then items the classifier is least sure of, "
         "spread over the collection. With labels it prints a cross-validated "
         "learning curve and a hint whether more labels still pay; --model saves "
-        "the classifier trained on them. A labels file naming an unknown item, an "
-        "empty label, an item labelled two ways or one class spelled two ways is "
-        "refused by file and row; label files are only ever read.",
+        "the classifier trained on them (and, where it pays, on unlabelled items "
+        "given the labels of their labelled neighbours: --semi-supervised). A "
+        "labels file naming an unknown item, an empty label, an item labelled two "
+        "ways or one class spelled two ways is refused by file and row; label "
+        "files are only ever read.",
     )
     label.add_argument("input", metavar="INPUT")
     label.add_argument("--budget", type=int, required=True, help="items to propose")
@@ -289,5 +307,12 @@ def add_label_command(command, parents) -> None:
     label.add_argument(
         "--report", default=None, metavar="HTML",
         help="also write the queue as a page of thumbnails (or texts)",
+    )  # fmt: skip
+    label.add_argument(
+        "--semi-supervised", choices=SEMI_SUPERVISED, default="auto",
+        help="--model also learns from the unlabelled items, their labels spread "
+        "from the labelled ones over the neighbour graph: auto where the labels "
+        "cover a tenth of the collection and cross-validation says it pays "
+        "(default: %(default)s)",
     )  # fmt: skip
     label.add_argument("--seed", type=int, default=0, help="clustering and folds")

@@ -56,8 +56,26 @@ def search(collection, queries, k: int, *, backend: str = "auto", index=None):
             index = hnsw_index(collection)
         similarities, indices = index.search(queries, k)
         return indices, similarities
-    similarities = queries @ collection.T
-    indices = np.argsort(-similarities, axis=1, kind="stable")[:, :k]
+    # In blocks of queries, so that a block's similarities stay near 64 MB.
+    step = max(1, (1 << 24) // max(1, len(collection)))
+    found = [_ranked(queries[start:start + step] @ collection.T, k)
+             for start in range(0, len(queries), step)]  # fmt: skip
+    if not found:
+        return np.empty((0, k), int), np.empty((0, k), np.float32)
+    return np.concatenate([i for i, _ in found]), np.concatenate([s for _, s in found])
+
+
+def closest(queries, collection) -> np.ndarray:
+    """Each query's largest cosine similarity to a row of ``collection`` (rows as
+    given: ``normalised`` both first), by exact search."""
+    return search(collection, queries, 1, backend="exact")[1][:, 0]
+
+
+def _ranked(similarities, k: int):
+    if k == 1:  # argmax keeps the stable sort's first of ties, without the sort
+        indices = np.argmax(similarities, axis=1)[:, None]
+    else:
+        indices = np.argsort(-similarities, axis=1, kind="stable")[:, :k]
     return indices, np.take_along_axis(similarities, indices, axis=1)
 
 

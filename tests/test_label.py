@@ -48,9 +48,20 @@ def test_the_loop_round_trips_with_nothing_repeated_or_lost(tmp_path, capsys):
     assert "18 labelled of 48 usable items (2 classes)" in printed
     assert "cross-validated accuracy by labels so far: " in printed
     assert "hint: " in printed
+    assert "semi-supervised: " in printed
     assert [path.read_bytes() for path in done] == before  # only ever read
     pipeline = load_model(model)
     assert set(pipeline.predict(seen[:4])) <= {"ants", "bees"}
+    # The pool's unlabelled items join the training only when asked (or when
+    # auto finds it pays); the labelled ones always train, never rewritten.
+    for when, taught in (("never", "18 items"), ("always", "48 items")):
+        assert label(FOLDER, "--budget", 4, "--out", tmp_path / "last.csv", *SMALL,
+                     "--labels", *done, "--model", model,
+                     "--semi-supervised", when) == 0  # fmt: skip
+        printed = capsys.readouterr().out
+        assert f"saved the pipeline trained on {taught}" in printed
+    assert "30 unlabelled items join the training with spread labels" in printed
+    assert [path.read_bytes() for path in done] == before
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines import next_to_label
-from pipelines._labelling.select import COLD_PER_CLASS
+from pipelines import next_to_label, spread_labels
+from pipelines._labelling.select import PER_CLASS
 
 
 def clusters(sizes, seed=0, spread=0.3, dim=8):
@@ -51,7 +51,7 @@ def test_with_labels_it_asks_about_the_boundary_and_spreads_the_batch():
         np.flatnonzero(truth == "left")[:5], np.flatnonzero(truth == "right")[:5]
     ]
     labels[known] = truth[known]
-    assert min(np.unique(truth[known], return_counts=True)[1]) >= COLD_PER_CLASS
+    assert min(np.unique(truth[known], return_counts=True)[1]) >= PER_CLASS
     picked = next_to_label(X, labels, 10, random_state=0)
     assert not set(picked) & set(known)
     assert np.abs(X[picked, 0]).max() < 0.25  # near the planted boundary x0 = 0
@@ -75,3 +75,57 @@ def test_it_never_proposes_a_labelled_item_and_checks_its_inputs():
         next_to_label(X, labels, 2, strategy="margin")
     with pytest.raises(ValueError, match="embeddings of shape"):
         next_to_label(X[0], labels, 2)
+
+
+def noise_and_blobs(seed=0):
+    """Isotropic noise with labels that no neighbourhood follows (as tweets'
+    emotions in MiniLM's space), and two far blobs with one label each."""
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(size=(600, 64))
+    noisy = np.array([None] * 600, dtype=object)
+    noisy[:9] = ["a", "b", "c"] * 3
+    blobs, truth = clusters([150, 150], seed=seed, spread=1.0)
+    labels = np.array([None] * 300, dtype=object)
+    labels[[0, 150]] = truth[[0, 150]]
+    return (noise, noisy), (blobs, labels, truth)
+
+
+def test_auto_turns_to_uncertainty_only_where_the_labels_cover_the_pool():
+    (noise, noisy), (blobs, labels, _) = noise_and_blobs()
+    for seed in range(2):
+        # Labels cover nothing of the noise: typicality goes on.
+        auto = next_to_label(noise, noisy, 6, random_state=seed)
+        typical = next_to_label(noise, noisy, 6, random_state=seed, strategy="typical")
+        assert auto.tolist() == typical.tolist()
+        # One label on each side of two far blobs places the boundary already.
+        auto = next_to_label(blobs, labels, 6, random_state=seed)
+        asked = next_to_label(blobs, labels, 6, random_state=seed, strategy="uncertain")
+        assert auto.tolist() == asked.tolist()
+        assert (
+            auto.tolist()
+            != next_to_label(
+                blobs, labels, 6, random_state=seed, strategy="typical"
+            ).tolist()
+        )
+
+
+def test_spread_labels_follow_the_neighbourhoods_and_only_where_they_exist():
+    (noise, noisy), (blobs, labels, truth) = noise_and_blobs()
+    spread = spread_labels(blobs, labels, random_state=0)
+    assert spread.spread
+    assert spread.coverage > 0.5
+    reached = spread.labels != None  # noqa: E711
+    assert reached.sum() > 250
+    assert (spread.labels[reached] == truth[reached]).all()
+    assert spread.weights[[0, 150]].tolist() == [1.0, 1.0]  # given labels stay
+    assert ((spread.weights[reached] > 0.5) & (spread.weights[reached] <= 1)).all()
+    assert type(spread.labels[1]) is type(labels[0])  # an int stays an int
+    assert not spread_labels(blobs, labels, when="never").spread
+    # No class-pure neighbourhoods: auto leaves the labels as they are.
+    left = spread_labels(noise, noisy, random_state=0)
+    assert not left.spread
+    assert left.coverage < 0.1
+    assert (left.labels == noisy).all()
+    assert left.weights.sum() == 9
+    with pytest.raises(ValueError, match="when must be one of"):
+        spread_labels(blobs, labels, when="sometimes")

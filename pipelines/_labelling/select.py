@@ -4,14 +4,17 @@ Stateless, as scikit-activeml's ``query(X, y)``: the label vector with its missi
 entries is the only state. From few labels the pick is by **typicality** (TypiClust,
 Hacohen et al. 2022): the pool is clustered into as many clusters as there will be
 labels, and the most typical item (densest neighbourhood) of each of the largest
-clusters without a label is taken, which covers the data's modes first. Once every
-class seen has ``COLD_PER_CLASS`` labels, the pick is by **uncertainty made diverse**:
-a class-balanced logistic regression on the labelled items scores the pool, the
-``CANDIDATES`` x n items with the smallest margin between their two likeliest classes
-are clustered into n clusters, and the most uncertain item of each is taken (so a
-batch is not n copies of one confusion). No n x n matrix is formed: clustering is
-k-means (mini-batch past ``MINIBATCH_FROM`` rows) and typicality is computed within
-clusters on at most ``TYPICALITY_SAMPLE`` members.
+clusters without a label is taken, which covers the data's modes first. The pick
+turns to **uncertainty made diverse** when the method judges the head worth asking
+(``_warm``): every class has a label on each side of its boundaries (one each for two
+classes, two each for more) and the labels cover ``COVERED`` of the pool in
+ProbCover's sense (Yehuda et al. 2022). Then a class-balanced logistic regression on
+the labelled items scores the pool, the ``CANDIDATES`` x n items with the smallest
+margin between their two likeliest classes are clustered into n clusters, and the
+most uncertain item of each is taken (so a batch is not n copies of one confusion).
+No n x n matrix is formed: clustering is k-means (mini-batch past ``MINIBATCH_FROM``
+rows), typicality is computed within clusters on at most ``TYPICALITY_SAMPLE``
+members, and coverage on a sample of ``COVERAGE_SAMPLE`` rows.
 """
 
 from __future__ import annotations
@@ -19,14 +22,25 @@ from __future__ import annotations
 import numpy as np
 
 from featurize import InvalidInputError, missing_labels
-from pipelines._neighbours import nearest, normalised
+from pipelines._neighbours import closest, nearest, normalised
 
 STRATEGIES = ("auto", "typical", "uncertain", "random")
-# Labels per class seen before uncertainty takes over from typicality. Chosen on
-# validation quarters of the dtd10 and chest_xray pools (test sets unread): auto's
-# mean gain over random was +0.065 / +0.031 at 2, +0.065 / +0.019 at 3, +0.012 /
-# +0.075 at 1, +0.052 / +0.034 at 5 (BENCHMARKS.md, "What to label first").
-COLD_PER_CLASS = 2
+# The switch's two parts were chosen on validation quarters of the dtd10,
+# chest_xray, hymenoptera and emotion pools, their test sets unread (BENCHMARKS.md,
+# "What to label first"). Labels per class before the head is asked: a two-class
+# head has one boundary, which one label on each side places (chest_xray gained
+# +10.8 points at 2 labels per class with it); with more classes one each left
+# dtd10 7 points behind typicality.
+PER_CLASS_BINARY, PER_CLASS = 1, 2
+# Share of the pool within a class-pure radius of a label before uncertainty pays.
+# On tweets (emotion, MiniLM) the labels covered 1-10% even at 20 per class, and
+# staying with typicality there gained up to 3.5 points a budget over switching
+# (+1.6 on the mean); the image pools passed 10% from 1-2 labels per class.
+COVERED = 0.10
+# ProbCover's purity: the radius is the largest within which this share of the
+# sample has no item of another k-means cluster.
+PURITY = 0.95
+COVERAGE_SAMPLE = 2_000
 CANDIDATES = 10
 TYPICALITY_NEIGHBOURS = 20
 TYPICALITY_SAMPLE = 1_000
@@ -34,7 +48,6 @@ MINIBATCH_FROM = 20_000
 
 
 def next_to_label(X, y, n: int, *, random_state=None, strategy: str = "auto",
-                  cold_per_class: int = COLD_PER_CLASS,
                   featurizer=None) -> np.ndarray:  # fmt: skip
     """Indices of ``n`` unlabelled rows of ``X`` to label next.
 
@@ -50,11 +63,10 @@ def next_to_label(X, y, n: int, *, random_state=None, strategy: str = "auto",
     random_state : int, optional
         Seeds the clustering (and ``strategy="random"``).
     strategy : {"auto", "typical", "uncertain", "random"}
-        ``"auto"``: typicality until every class seen has ``cold_per_class``
-        labels (and at least two classes are seen), then uncertainty made diverse.
-        The others force one of them, or a uniform draw (a baseline).
-    cold_per_class : int
-        Labels per class from which ``"auto"`` turns to uncertainty.
+        ``"auto"``: typicality until the labels place the head's boundaries
+        and cover a tenth of the pool, then uncertainty made diverse (the method
+        decides, round by round, from ``X`` and ``y`` alone). The others force
+        one of them, or a uniform draw (a baseline).
     featurizer : ImageFeaturizer or TextFeaturizer, optional
         Embeds ``X`` first.
 
@@ -103,12 +115,44 @@ def next_to_label(X, y, n: int, *, random_state=None, strategy: str = "auto",
         return rng.choice(pool, n, replace=False)
     unit = normalised(X)
     if strategy == "auto":
-        classes, counts = np.unique(labels.astype(str), return_counts=True)
-        warm = len(classes) >= 2 and counts.min() >= cold_per_class
+        # Its own generator, so that the picks of a round that stays typical are
+        # those of strategy="typical".
+        warm = _warm(unit, ~missing, labels, np.random.default_rng(random_state))
         strategy = "uncertain" if warm else "typical"
     if strategy == "uncertain" and len(np.unique(labels.astype(str))) >= 2:
         return _uncertain(unit, ~missing, labels, pool, n, rng)
     return _typical(unit, ~missing, pool, n, rng)
+
+
+def _warm(unit, labelled, labels, rng) -> bool:
+    """Whether the head is worth asking: each class labelled on each side of
+    its boundaries, and the labels covering ``COVERED`` of the pool."""
+    classes, counts = np.unique(labels.astype(str), return_counts=True)
+    if len(classes) < 2:
+        return False
+    if counts.min() < (PER_CLASS_BINARY if len(classes) == 2 else PER_CLASS):
+        return False
+    return coverage(unit, labelled, len(classes), rng) >= COVERED
+
+
+def coverage(unit, labelled, n_classes: int, rng) -> float:
+    """ProbCover's coverage, label-free: the share of (a sample of) the pool
+    within the class-pure radius of a labelled item. The radius is the largest
+    within which ``PURITY`` of the sample has no item of another of
+    ``n_classes`` k-means clusters."""
+    rows = np.arange(len(unit))
+    if len(rows) > COVERAGE_SAMPLE:
+        rows = rng.choice(rows, COVERAGE_SAMPLE, replace=False)
+    sample = unit[rows]
+    ids = _clusters(sample, n_classes, rng)
+    if ids.max() == 0:  # one cluster: every radius is pure
+        return 1.0
+    other = np.empty(len(sample), np.float32)
+    for cluster in np.unique(ids):
+        mine = ids == cluster
+        other[mine] = closest(sample[mine], sample[~mine])
+    radius = np.quantile(1 - other, 1 - PURITY)
+    return float(np.mean(1 - closest(sample, unit[labelled]) <= radius))
 
 
 def _clusters(rows, k: int, rng) -> np.ndarray:
