@@ -66,8 +66,9 @@ def spread_labels(X, y, *, when: str = "auto", random_state=None) -> Spread:
     Returns
     -------
     Spread
-        Fit a head on the rows with a label, weighted: ``model.fit(X[rows],
-        labels[rows], classifier__sample_weight=weights[rows])``.
+        Fit a head on the rows with a label, weighted: with ``rows =
+        spread.weights > 0``, ``model.fit(X[rows], spread.labels[rows],
+        classifier__sample_weight=spread.weights[rows])`` for a pipelines model.
 
     Examples
     --------
