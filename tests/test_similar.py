@@ -113,3 +113,22 @@ def test_results_page_renders_in_a_browser(collection, tmp_path):
     dom = rendered(page)
     assert "<title>loaded 4 of 4</title>" in dom  # the query and three results
     assert "similarity 1.000" in dom
+
+
+def test_exact_search_in_blocks_ranks_as_one_sort():
+    import numpy as np
+
+    from pipelines import search_neighbours
+
+    rng = np.random.default_rng(0)
+    rows = rng.normal(size=(21_000, 8)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    rows, queries = rows[:20_000], np.r_[rows[:3], rows[20_000:]]
+    # 1,003 queries against 20,000 rows take two blocks of the bounded search.
+    for k in (1, 5):
+        indices, similarities = search_neighbours(rows, queries, k, backend="exact")
+        whole = queries @ rows.T
+        expected = np.argsort(-whole, axis=1, kind="stable")[:, :k]
+        assert (indices == expected).all()
+        assert np.allclose(similarities, np.take_along_axis(whole, expected, 1))
+        assert indices[:3, 0].tolist() == [0, 1, 2]
