@@ -129,3 +129,25 @@ def test_spread_labels_follow_the_neighbourhoods_and_only_where_they_exist():
     assert left.weights.sum() == 9
     with pytest.raises(ValueError, match="when must be one of"):
         spread_labels(blobs, labels, when="sometimes")
+
+
+def test_auto_does_not_spread_where_the_folds_say_it_costs():
+    # Two far blobs, but the class is a faint direction inside each: the
+    # neighbourhoods cover the pool, and spreading along them would mislabel.
+    rng = np.random.default_rng(0)
+    centres = np.zeros((2, 9))
+    centres[:, 0] = [6, -6]
+    X = (
+        centres[rng.integers(2, size=400)]
+        + np.c_[rng.normal(size=(400, 8)), 0.05 * rng.normal(size=400)]
+    )
+    truth = np.where(X[:, 8] > 0, "up", "down")
+    labels = np.array([None] * 400, dtype=object)
+    for name in ("up", "down"):
+        labels[np.flatnonzero(truth == name)[:10]] = name
+    spread = spread_labels(X, labels, random_state=0)
+    assert spread.coverage >= 0.1
+    plain, spreading = spread.accuracy
+    assert spreading < plain
+    assert not spread.spread
+    assert spread_labels(X, labels, when="always", random_state=0).spread
