@@ -6,11 +6,11 @@ does not grow with the pool and it exports as before, where ``LabelSpreading``
 itself would keep every pool row to predict.
 
 Spreading pays where the embedding space has class-pure neighbourhoods around the
-labels (images: +10 to +30 points at 1-2 labels per class) and costs where it has
-none (tweets: -3 to -12), so ``"auto"`` spreads only where the labels cover
-``COVERED`` of the pool (the selection's switch, one measure) and, once the labels
-allow two folds, where the spread head's cross-validated accuracy is no worse than
-the plain head's on the user's own labels.
+labels (images: +9 to +33 points at 1-2 labels per class) and costs where it has
+none (tweets: up to -9; BENCHMARKS.md, "Semi-supervised heads"), so ``"auto"``
+spreads only where the labels cover ``COVERED`` of the pool (the selection's
+switch, one measure) and, once the labels allow two folds, where the spread head's
+cross-validated accuracy is no worse than the plain head's on the user's own labels.
 """
 
 from __future__ import annotations
