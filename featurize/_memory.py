@@ -4,7 +4,6 @@ encoders."""
 
 from __future__ import annotations
 
-from featurize._anomaly.patches import forget_patch_forwards
 from featurize._images.forward import forget_forwards
 from featurize._texts.encoders import forget_text_encoders
 
@@ -13,7 +12,6 @@ def forget_models() -> None:
     """Drop every held model, compiled function and text encoder (the framework's
     caches stay)."""
     forget_forwards()
-    forget_patch_forwards()
     forget_text_encoders()
 
 

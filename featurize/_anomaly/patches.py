@@ -8,20 +8,18 @@ grid per image), onnxruntime and its traced graph, out-of-memory halving.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from functools import partial
 
 from featurize._backbones.models import (
     FeatureModel,
     feature_model,
-    is_held,
     resolve_layer,
 )
 from featurize._backbones.registry import Backbone
 from featurize._images.decode import DEFAULT_MAX_PIXELS
 from featurize._images.featurizer import ImageFeaturizer
-from featurize._images.forward import Forward
+from featurize._images.forward import Forward, shared_forward
 from featurize._images.params import IMAGE_FEATURIZER_RULES, Layer
 from featurize._shared.rules import Rule
 from featurize.errors import InvalidParameterError
@@ -30,9 +28,6 @@ from featurize.errors import InvalidParameterError
 # than one cell, so a defect on a cell border counts in both cells.
 NEIGHBOURHOOD = 3
 EPSILON = 1e-6
-
-_LOCK = threading.RLock()
-_FORWARDS: dict[tuple, Forward] = {}
 
 
 @dataclass(frozen=True)
@@ -73,8 +68,12 @@ class PatchForward(Forward):
     """
 
     def __init__(self, backbone: Backbone, features: FeatureModel, source):
-        self.source = source
+        self._source = source
         super().__init__(backbone, features, "patches")
+
+    @property
+    def source(self) -> FeatureModel:
+        return self._source
 
     def width(self, shape: tuple[int, int, int]) -> int:
         height, width, channels = shape
@@ -117,13 +116,8 @@ def patch_forward(
         name = resolve_layer(layer, full.stages, known, backbone.name)
         if name not in names:
             names.append(name)
-    key = (id(full.model), tuple(names))
-    with _LOCK:
-        for old in [k for k, f in _FORWARDS.items() if not is_held(f.source)]:
-            del _FORWARDS[old]
-        forward = _FORWARDS.get(key)
-        if forward is not None and forward.source is full:
-            return forward
+
+    def build() -> PatchForward:
         outputs = [full.model.get_layer(name).output for name in names]
         shapes = [tuple(int(d) for d in output.shape[1:]) for output in outputs]
         height, width = max((s[:2] for s in shapes), key=lambda s: s[0] * s[1])
@@ -136,15 +130,9 @@ def patch_forward(
             full.stages,
             (height, width, sum(s[2] for s in shapes)),
         )
-        forward = PatchForward(backbone, features, full)
-        _FORWARDS[key] = forward
-        return forward
+        return PatchForward(backbone, features, full)
 
-
-def forget_patch_forwards() -> None:
-    """Drop every compiled patch-feature pass (and so its hold on its model)."""
-    with _LOCK:
-        _FORWARDS.clear()
+    return shared_forward(("patches", id(full.model), tuple(names)), full, build)
 
 
 PATCH_FEATURIZER_RULES = {

@@ -85,6 +85,11 @@ class Forward:
         )
         self.max_batch: int | None = None  # lowered when the device runs out of memory
 
+    @property
+    def source(self) -> FeatureModel:
+        """The held model this pass is valid while the model cache keeps."""
+        return self.features
+
     def width(self, shape: tuple[int, int, int]) -> int:
         """The row width for a ``(height, width, channels)`` feature map."""
         return n_pooled_features(shape, self.pooling)
@@ -212,13 +217,23 @@ def get_forward(
 ) -> Forward:
     """Return the shared compiled forward function for these settings."""
     features = feature_model(backbone, weights, input_size, layer, precision)
-    key = (id(features.model), pooling)
+    return shared_forward(
+        ("pooled", id(features.model), pooling),
+        features,
+        lambda: Forward(backbone, features, pooling),
+    )
+
+
+def shared_forward(key: tuple, source: FeatureModel, build) -> Forward:
+    """The compiled pass cached under ``key`` for the held model ``source``, or
+    ``build()``'s, kept. Passes whose model was evicted are dropped first, so
+    that both can be freed."""
     with _LOCK:
-        for old in [k for k, f in _FORWARDS.items() if not is_held(f.features)]:
-            del _FORWARDS[old]  # its model was evicted: let both be freed
+        for old in [k for k, f in _FORWARDS.items() if not is_held(f.source)]:
+            del _FORWARDS[old]
         forward = _FORWARDS.get(key)
-        if forward is None or forward.features is not features:
-            forward = Forward(backbone, features, pooling)
+        if forward is None or forward.source is not source:
+            forward = build()
             _FORWARDS[key] = forward
         return forward
 
